@@ -1,0 +1,1 @@
+"""Benchmarks: make bench; results in docs/benchmarks.md."""

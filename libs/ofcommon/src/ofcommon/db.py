@@ -1,0 +1,77 @@
+"""PostgreSQL URLs and schema migrations for every OrderFlow component.
+
+Normalises database URLs to psycopg 3 and runs the Alembic revisions shipped in ofcommon.migrations.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import make_url
+
+__all__ = ["alembic_config", "current_revision", "migrate", "migrations_dir", "to_sync_url"]
+
+SYNC_DRIVER = "postgresql+psycopg"
+_POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
+
+
+def to_sync_url(url: str) -> str:
+    """Rewrite any PostgreSQL URL (postgres://, postgresql://, +asyncpg, +psycopg2) to psycopg 3.
+
+    psycopg 3 serves both sync and asyncio engines, so this one URL fits create_engine and
+    create_async_engine alike. Query parameters (e.g. ?host=/socket/dir) are kept.
+    """
+    parsed = make_url(url)
+    scheme = parsed.drivername.partition("+")[0]
+    if scheme not in _POSTGRES_SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL: {parsed.render_as_string(hide_password=True)}")
+    return parsed.set(drivername=SYNC_DRIVER).render_as_string(hide_password=False)
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory inside the installed ofcommon package."""
+    path = Path(str(files("ofcommon") / "migrations"))
+    if not (path / "env.py").is_file():
+        raise FileNotFoundError(f"ofcommon migrations are missing from the package: {path}")
+    return path
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic Config built in code, e.g. for command.revision(alembic_config(), "msg").
+
+    The URL travels in Config.attributes rather than as an ini option, where ConfigParser
+    would read a %-escaped password as an interpolation.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    if url is not None:
+        config.attributes["sqlalchemy.url"] = to_sync_url(url)
+    return config
+
+
+def migrate(url: str) -> None:
+    """Upgrade the database to the newest revision; a no-op when it is already there."""
+    config = alembic_config(url)
+    engine = create_engine(to_sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    engine = create_engine(to_sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

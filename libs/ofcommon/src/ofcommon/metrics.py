@@ -1,0 +1,45 @@
+"""Prometheus metrics shared by every service, labelled by service and stream kind.
+
+Served on ``OF_METRICS_PORT`` by the runner; names follow the Prometheus conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+MESSAGES_IN: Final = Counter("of_messages_in_total", "Stream entries consumed", ["service", "kind"])
+MESSAGES_OUT: Final = Counter(
+    "of_messages_out_total", "Stream entries produced", ["service", "kind"]
+)
+DUPLICATES: Final = Counter(
+    "of_duplicate_outputs_total",
+    "Outputs Redis refused as already written (replay after a crash)",
+    ["service", "kind"],
+)
+DEAD_LETTERS: Final = Counter(
+    "of_dead_letters_total", "Entries sent to a dead-letter stream", ["service", "reason"]
+)
+LAG: Final = Gauge(
+    "of_stream_lag_entries", "Entries not yet delivered to the group", ["service", "stream"]
+)
+PENDING: Final = Gauge(
+    "of_stream_pending_entries", "Entries delivered but not acknowledged", ["service", "stream"]
+)
+LATENCY: Final = Histogram(
+    "of_processing_latency_seconds",
+    "From an input entry's arrival on its stream to its outputs being written",
+    ["service"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+OWNED: Final = Gauge("of_owned_instruments", "Instruments this worker owns", ["service"])
+CHECKPOINTS: Final = Counter(
+    "of_checkpoints_total", "Checkpoints by outcome", ["service", "outcome"]
+)
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on ``port`` (0 = off)."""
+    if port:
+        start_http_server(port)

@@ -1,0 +1,76 @@
+"""What a service is to the runner: a name, its settings type and its async main.
+
+Services register a ``Service`` under the ``ofx.services`` entry-point group; ``ofx run`` finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from ofcommon.bus import Redis
+from ofcommon.clock import Clock, LiveClock
+from ofcommon.settings import BaseSettings, settings_fields
+
+S = TypeVar("S", bound=BaseSettings)
+
+ENTRY_POINT_GROUP = "ofx.services"
+
+
+@dataclass
+class ServiceContext(Generic[S]):
+    """What a running service gets from the runner. ``stop`` is set on SIGTERM/SIGINT: main must
+    then checkpoint, release what it owns and return."""
+
+    name: str
+    settings: S
+    redis: Redis
+    worker_id: str
+    stop: asyncio.Event
+    clock: Clock = field(default_factory=LiveClock)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Service(Generic[S]):
+    name: str
+    settings_type: type[S]
+    main: Callable[[ServiceContext[S]], Awaitable[None]]
+    summary: str = ""
+
+
+def registered() -> dict[str, Service[Any]]:
+    """Every installed service, by name."""
+    out: dict[str, Service[Any]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        svc = ep.load()
+        if not isinstance(svc, Service):
+            raise TypeError(f"entry point {ep.name} ({ep.value}) is not an ofcommon Service")
+        out[ep.name] = svc
+    return out
+
+
+def lookup(name: str) -> Service[Any]:
+    services = registered()
+    if name in services:
+        return services[name]
+    if ":" in name:  # module:attribute, for tools and tests that are not installed services
+        import importlib
+
+        module, _, attr = name.partition(":")
+        svc = getattr(importlib.import_module(module), attr)
+        if isinstance(svc, Service):
+            return svc
+    known = ", ".join(sorted(services)) or "none installed"
+    raise SystemExit(f"unknown service {name!r} (known: {known})")
+
+
+def all_setting_fields() -> set[str]:
+    """Field names of every installed service's settings: the set of valid ``OF_*`` names."""
+    names: set[str] = set(settings_fields(BaseSettings))
+    for svc in registered().values():
+        names.update(settings_fields(svc.settings_type))
+    return names

@@ -1,0 +1,369 @@
+"""A stateful stage: folds each owned instrument's input streams, publishes, checkpoints.
+
+The fold is pure (state, message) -> outputs; this module is the wiring that makes it exactly-once
+across crashes: fenced reads, outputs with IDs derived from inputs, fenced checkpoint + ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from ofcommon import entry_ids, keys, metrics
+from ofcommon.bus import DeadLetters, Producer, Redis, decode_fields, ensure_group
+from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
+from ofcommon.instruments import load_registry
+from ofcommon.messages import Message
+from ofcommon.ownership import Coordinator, Lease
+from ofcommon.service import ServiceContext
+from ofcommon.settings import OwnedStageSettings
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+
+
+class Fold(Protocol[S]):
+    """The pure logic of a stage, per instrument.
+
+    ``step`` may update ``state`` in place and returns the outputs caused by one input message as
+    (output stream kind, message) pairs. It must be deterministic: no clock, no randomness, no I/O.
+    """
+
+    stage: str
+    inputs: tuple[str, ...]
+
+    def initial(self, symbol: str) -> S: ...
+
+    def step(self, state: S, kind: str, msg: Message) -> Sequence[tuple[str, Message]]: ...
+
+    def encode_state(self, state: S) -> bytes: ...
+
+    def decode_state(self, data: bytes) -> S: ...
+
+
+class StructStateFold(Generic[S]):
+    """Mixin: state snapshots as msgpack of a msgspec Struct type ``state_type``."""
+
+    state_type: type[S]
+
+    def encode_state(self, state: S) -> bytes:
+        return msgspec.msgpack.encode(state)
+
+    def decode_state(self, data: bytes) -> S:
+        return msgspec.msgpack.decode(data, type=self.state_type)
+
+
+class StageTiming(msgspec.Struct, frozen=True):
+    checkpoint_interval_s: float = 1.0
+    checkpoint_every: int = 5000
+    read_count: int = 1000
+    block_ms: int = 1000
+
+
+class InstrumentWorker(Generic[S]):
+    """Runs a fold for one owned instrument until stopped, fenced out or cancelled."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        fold: Fold[S],
+        lease: Lease,
+        *,
+        service: str,
+        timing: StageTiming,
+    ) -> None:
+        self.symbol = lease.symbol
+        self._redis = redis
+        self._fold = fold
+        self._service = service
+        self._timing = timing
+        self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
+        self._fence = Fence(
+            redis,
+            symbol=lease.symbol,
+            stage=fold.stage,
+            streams=list(self._inputs),
+            lease_value=lease.value,
+        )
+        self._producer = Producer(redis, service=service)
+        self._dead = DeadLetters(redis, service)
+        self._stopping = asyncio.Event()
+        self._state: S = fold.initial(lease.symbol)
+        self._positions: dict[str, str] = {}
+        self._last_out: dict[str, entry_ids.EntryId] = {}
+        self._entries = 0
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self.folded = 0
+
+    def stop(self) -> None:
+        """Ask for a clean stop: finish the current batch, checkpoint, return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        try:
+            await self._restore()
+            cursors = {s: self._positions.get(s, "0-0") for s in self._inputs}
+            await self._drain_pending(cursors)
+            await self._follow()
+            await self.checkpoint()
+        except Fenced as err:
+            log.warning("%s", err)
+            metrics.CHECKPOINTS.labels(self._service, "fenced").inc()
+
+    async def _restore(self) -> None:
+        for stream in self._inputs:
+            await ensure_group(self._redis, stream, self._fold.stage)
+        snap = await self._fence.load()
+        if snap is not None:
+            self._state = self._fold.decode_state(snap.state)
+            self._positions = dict(snap.positions)
+            self._last_out = {k: entry_ids.parse(v) for k, v in snap.last_out.items()}
+            self._entries = snap.entries
+            log.info("%s restored at %s", self.symbol, snap.positions)
+
+    async def _drain_pending(self, cursors: dict[str, str]) -> None:
+        # Entries delivered to this instrument's consumer but not covered by the snapshot: the
+        # previous owner read them and died (or was fenced) before its checkpoint.
+        while cursors and not self._stopping.is_set():
+            batch = await self._fence.read(cursors, self._timing.read_count)
+            seen = set()
+            for stream, entry_id, _ in batch:
+                cursors[stream] = entry_id
+                seen.add(stream)
+            for stream in list(cursors):
+                if stream not in seen:
+                    del cursors[stream]
+            await self._process(batch)
+
+    async def _follow(self) -> None:
+        cursors = dict.fromkeys(self._inputs, ">")
+        while not self._stopping.is_set():
+            batch = await self._fence.read(cursors, self._timing.read_count)
+            if batch:
+                await self._process(batch)
+            else:
+                await self._maybe_checkpoint()
+                await self._wait_for_data()
+
+    async def _wait_for_data(self) -> None:
+        # A plain XREAD (no group, no side effect) blocks until something newer than what this
+        # instrument has consumed arrives; the fenced XREADGROUP then takes it.
+        waiter = asyncio.ensure_future(
+            self._redis.xread(
+                {s: self._positions.get(s, "$") for s in self._inputs},
+                count=1,
+                block=self._timing.block_ms,
+            )
+        )
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        done, pending = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if waiter in done:
+            waiter.result()
+
+    async def _process(self, batch: list[tuple[str, str, Any]]) -> None:
+        if not batch:
+            return
+        arrival_ms = []
+        for stream, entry_id, fields in batch:
+            position = self._positions.get(stream)
+            if position is not None and entry_ids.parse(entry_id) <= entry_ids.parse(position):
+                continue  # already folded into the snapshot
+            self._positions[stream] = entry_id
+            self._entries += 1
+            self._since_checkpoint += 1
+            msg, raw, reason = decode_fields(_pairs(fields))
+            if msg is None:
+                await self._dead.send(stream, entry_id, reason, raw)
+                continue
+            try:
+                outputs = self._fold.step(self._state, self._inputs[stream], msg)
+            except Exception as err:  # a bug or a message the fold rejects: never fatal
+                log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
+                await self._dead.send(stream, entry_id, f"fold-error: {err!r}", raw)
+                continue
+            self.folded += 1
+            input_id = entry_ids.parse(entry_id)
+            per_stream: dict[str, int] = {}
+            for kind, out in outputs:
+                out_stream = keys.stream(self.symbol, kind)
+                index = per_stream.get(out_stream, 0)
+                per_stream[out_stream] = index + 1
+                last = self._last_out.get(out_stream, entry_ids.ZERO)
+                out_id = entry_ids.derive(input_id, index, last)
+                self._last_out[out_stream] = out_id
+                self._producer.add(out_stream, out, str(out_id))
+            arrival_ms.append(input_id.ms)
+        metrics.MESSAGES_IN.labels(self._service, "input").inc(len(batch))
+        await self._producer.flush()
+        if arrival_ms:
+            now_ms = time.time() * 1000
+            hist = metrics.LATENCY.labels(self._service)
+            for ms in arrival_ms:
+                hist.observe(max(now_ms - ms, 0.0) / 1000)
+        await self._maybe_checkpoint()
+
+    async def _maybe_checkpoint(self) -> None:
+        due = time.monotonic() - self._last_checkpoint >= self._timing.checkpoint_interval_s
+        if self._since_checkpoint and (
+            due or self._since_checkpoint >= self._timing.checkpoint_every
+        ):
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Flush outputs, then save state + positions and ack the inputs they cover."""
+        await self._producer.flush()
+        snap = Snapshot(
+            version=SNAPSHOT_VERSION,
+            positions=dict(self._positions),
+            last_out={k: str(v) for k, v in self._last_out.items()},
+            state=self._fold.encode_state(self._state),
+            entries=self._entries,
+        )
+        await self._fence.checkpoint(snap)
+        metrics.CHECKPOINTS.labels(self._service, "ok").inc()
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+
+
+def _pairs(fields: Any) -> dict[bytes, bytes] | None:
+    if not fields:
+        return None
+    return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+class OwnedStage(Generic[S]):
+    """All owned instruments of one worker: a task per instrument, started and stopped by leases.
+
+    A crashed instrument task (Redis hiccup, bug) is restarted from its last checkpoint after a
+    pause, as long as the lease is still ours.
+    """
+
+    def __init__(self, redis: Redis, fold: Fold[S], *, service: str, timing: StageTiming) -> None:
+        self._redis = redis
+        self._fold = fold
+        self._service = service
+        self._timing = timing
+        self.workers: dict[str, InstrumentWorker[S]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def on_acquire(self, lease: Lease) -> None:
+        self._tasks[lease.symbol] = asyncio.create_task(
+            self._supervise(lease), name=f"{self._fold.stage}:{lease.symbol}"
+        )
+
+    async def _supervise(self, lease: Lease) -> None:
+        while True:
+            worker = InstrumentWorker(
+                self._redis, self._fold, lease, service=self._service, timing=self._timing
+            )
+            self.workers[lease.symbol] = worker
+            try:
+                await worker.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "%s/%s crashed; restarting from checkpoint", self._fold.stage, lease.symbol
+                )
+                await asyncio.sleep(1.0)
+
+    async def on_release(self, lease: Lease) -> None:
+        worker = self.workers.pop(lease.symbol, None)
+        task = self._tasks.pop(lease.symbol, None)
+        if worker is not None:
+            worker.stop()
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=30)
+            except TimeoutError:
+                task.cancel()
+            except Exception:
+                log.exception("%s/%s failed while stopping", self._fold.stage, lease.symbol)
+
+    async def on_lost(self, lease: Lease) -> None:
+        self.workers.pop(lease.symbol, None)
+        task = self._tasks.pop(lease.symbol, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class _HoldOnly:
+    """Lease callbacks of a stage that owns instruments but has no fold yet."""
+
+    async def on_acquire(self, lease: Lease) -> None:
+        return None
+
+    async def on_release(self, lease: Lease) -> None:
+        return None
+
+    async def on_lost(self, lease: Lease) -> None:
+        return None
+
+
+async def run_owned(ctx: ServiceContext[OwnedStageSettings], fold: Fold[Any] | None) -> None:
+    """Take part in the stage's ownership and fold every owned instrument until ``ctx.stop``.
+
+    With ``fold`` None the worker only holds leases (a stage whose logic is not built yet).
+    """
+    settings = ctx.settings
+    registry = load_registry(settings.registry_file or None)
+    eligible = [i.symbol for i in registry.select(settings.instruments)]
+    timing = StageTiming(
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        checkpoint_every=settings.checkpoint_every,
+        read_count=settings.read_count,
+        block_ms=settings.block_ms,
+    )
+    handlers: OwnedStage[Any] | _HoldOnly = (
+        _HoldOnly()
+        if fold is None
+        else OwnedStage(ctx.redis, fold, service=ctx.name, timing=timing)
+    )
+    coordinator = Coordinator(
+        ctx.redis,
+        stage=fold.stage if fold is not None else ctx.name,
+        worker_id=ctx.worker_id,
+        eligible=eligible,
+        on_acquire=handlers.on_acquire,
+        on_release=handlers.on_release,
+        on_lost=handlers.on_lost,
+        tick_s=settings.membership_tick_s,
+        lease_ttl_s=settings.lease_ttl_s,
+        dead_after_s=settings.worker_dead_after_s,
+    )
+
+    def status() -> dict[str, Any]:
+        return {
+            "owned": sorted(coordinator.owned),
+            "members": len(coordinator.members),
+            "eligible": len(eligible),
+        }
+
+    ctx.status["owned"] = []
+    try:
+        while not ctx.stop.is_set():
+            try:
+                await coordinator.tick()
+            except (OSError, ConnectionError) as err:
+                log.warning("membership tick failed: %s", err)
+            ctx.status.update(status())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.stop.wait(), settings.membership_tick_s)
+    finally:
+        await coordinator.leave()
+        ctx.status.update(status())

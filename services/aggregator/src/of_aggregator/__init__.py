@@ -1,0 +1,1 @@
+"""OrderFlow aggregator service."""

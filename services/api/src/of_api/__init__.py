@@ -1,0 +1,1 @@
+"""OrderFlow api service."""

@@ -1,0 +1,1 @@
+"""OrderFlow feed_bybit service."""

@@ -1,0 +1,1 @@
+"""OrderFlow feed_mt5 service."""

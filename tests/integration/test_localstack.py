@@ -1,0 +1,245 @@
+"""The local-stack supervisor runs servers and services, restarts crashes and leaves nothing behind.
+
+Runs ofcommon.localstack.main in a subprocess with stand-in services and a Redis health check.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.e2e]
+
+# Stand-in for `ofx run <svc>`: reports health through the Redis it was given, then idles until
+# SIGTERM. Behaviour per service comes from argv so one script covers every case.
+CHILD = r"""
+import os, signal, sys, time
+import redis
+
+service, mode, marker = sys.argv[1], sys.argv[2], sys.argv[3]
+print(f"{service} up parent={os.environ['OF_PARENT_PID']}", flush=True)
+if mode == "crash-once" and not os.path.exists(marker):
+    open(marker, "w").close()
+    print(f"{service} crashing", flush=True)
+    sys.exit(3)
+stopping = False
+def on_term(signum, frame):
+    global stopping
+    stopping = True
+signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "ignore-term" else on_term)
+assert os.environ["OF_DATABASE_URL"].startswith("postgresql+psycopg://")
+client = redis.Redis.from_url(os.environ["OF_REDIS_URL"])
+client.set(f"test:health:{service}", os.getpid())
+client.close()
+while not stopping:
+    time.sleep(0.05)
+print(f"{service} stopping on SIGTERM", file=sys.stderr, flush=True)
+"""
+
+DRIVER = r"""
+import sys
+import redis
+from ofcommon import localstack
+
+child, marker_dir = sys.argv[1], sys.argv[3]
+modes = dict(pair.split("=") for pair in sys.argv[2].split(",") if pair)
+
+def command(service):
+    mode = modes.get(service, "normal")
+    return [sys.executable, child, service, mode, f"{marker_dir}/{service}.crashed"]
+
+def healthy(service, env):
+    client = redis.Redis.from_url(env["OF_REDIS_URL"])
+    try:
+        return client.get(f"test:health:{service}") is not None
+    finally:
+        client.close()
+
+sys.exit(localstack.main(sys.argv[4:], child_command=command, health_check=healthy))
+"""
+
+
+class Supervisor:
+    """The supervisor subprocess with its output collected line by line."""
+
+    def __init__(self, tmp_path: Path, modes: str, args: list[str]) -> None:
+        (tmp_path / "child.py").write_text(CHILD)
+        (tmp_path / "driver.py").write_text(DRIVER)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
+        env.pop("FORCE_COLOR", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(tmp_path / "driver.py"),
+                str(tmp_path / "child.py"),
+                modes,
+                str(tmp_path),
+                *args,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines))
+
+    def finish(self, timeout: float = 30.0) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout=5)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def descendants(self) -> list[psutil.Process]:
+        return list(psutil.Process(self.process.pid).children(recursive=True))
+
+
+StartSupervisor = Callable[[str, list[str]], Supervisor]
+
+
+@pytest.fixture
+def run_supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
+    started: list[Supervisor] = []
+
+    def factory(modes: str, args: list[str]) -> Supervisor:
+        supervisor = Supervisor(tmp_path, modes, args)
+        started.append(supervisor)
+        return supervisor
+
+    yield factory
+    for supervisor in started:
+        if supervisor.process.poll() is None:
+            # A failed test must still not leak the stack: the supervisor's finally cleans up.
+            supervisor.process.send_signal(signal.SIGTERM)
+            try:
+                supervisor.process.wait(20)
+            except subprocess.TimeoutExpired:
+                supervisor.process.kill()
+                supervisor.process.wait()
+        supervisor.finish()
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _leftovers(tmp_path: Path, timeout: float = 5.0) -> list[str]:
+    """Live processes whose command line or working directory lies under tmp_path."""
+    marker = str(tmp_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+            info = proc.info
+            if info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            text = " ".join(info["cmdline"] or []) + " " + (info["cwd"] or "")
+            if marker in text:
+                found.append(f"{info['pid']}: {text}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _names(procs: list[psutil.Process]) -> set[str]:
+    """Executable names plus script names (Redis rewrites its argv, so use the kernel's comm)."""
+    names = set()
+    for proc in procs:
+        try:
+            names.add(proc.name())
+            names.update(Path(arg).name for arg in proc.cmdline()[1:2])
+        except psutil.NoSuchProcess:
+            pass
+    return names
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_services_then_servers_and_exits_zero(
+    run_supervisor: StartSupervisor, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    supervisor = run_supervisor("", ["--services", "analytics,patterns,api"])
+    supervisor.wait_for(r"all 3 services healthy after \d+\.\ds")
+    processes = supervisor.descendants()
+    names = _names(processes)
+    assert {"redis-server", "postgres", "child.py"} <= names, names
+
+    supervisor.process.send_signal(stop_signal)
+    assert supervisor.finish() == 0, supervisor.output
+
+    assert not [proc for proc in processes if _running(proc)]
+    assert _leftovers(tmp_path) == []
+    output = supervisor.output
+    assert f"received {stop_signal.name}, stopping" in output
+    # Fixed-width prefix: the longest name ("analytics") sets the column.
+    assert "api       | api stopping on SIGTERM" in output
+    assert f"api       | api up parent={supervisor.process.pid}" in output
+    assert "ofx       | servers stopped" in output
+    assert "api stopping on SIGTERM" in (tmp_path / "var/logs/api.log").read_text()
+    assert (tmp_path / "var/redis/appendonly.aof").exists()
+    assert (tmp_path / "var/postgres/pgdata/PG_VERSION").exists()
+
+
+def test_crashed_service_is_restarted_and_stragglers_are_killed(
+    run_supervisor: StartSupervisor, tmp_path: Path
+) -> None:
+    supervisor = run_supervisor(
+        "analytics=crash-once,patterns=ignore-term",
+        ["--services", "analytics,patterns", "--until-healthy", "--stop-timeout", "1"],
+    )
+    supervisor.wait_for(r"analytics exited unexpectedly \(exit code 3\); restarting in 1s")
+    supervisor.wait_for(r"all 2 services healthy")
+    assert supervisor.finish() == 0, supervisor.output
+
+    assert "killing patterns: still running after SIGTERM" in supervisor.output
+    assert supervisor.output.count("started analytics") == 2
+    assert _leftovers(tmp_path) == []
