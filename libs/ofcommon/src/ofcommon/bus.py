@@ -138,9 +138,7 @@ class DeadLetters:
         self._redis = redis
         self._service = service
 
-    def fields(
-        self, origin: str, origin_id: str, reason: str, raw: bytes | None
-    ) -> dict[Any, Any]:
+    def fields(self, origin: str, origin_id: str, reason: str, raw: bytes | None) -> dict[Any, Any]:
         return {
             b"reason": reason.encode()[:2000],
             b"origin": origin.encode(),
@@ -234,6 +232,8 @@ class GroupReader:
                 return entries
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + max(self._claim_idle_ms / 4000, 0.05)
+            for stream in self._streams:
+                await observe_lag(self._redis, self._service, stream, self._group)
             claimed = await self.reclaim()
             if claimed:
                 return claimed
@@ -248,7 +248,9 @@ class GroupReader:
 
     async def _read_pending(self) -> list[Entry]:
         cursors: Any = dict(self._pending_cursor)
-        reply = await self._redis.xreadgroup(self._group, self._consumer, cursors, count=self._count)
+        reply = await self._redis.xreadgroup(
+            self._group, self._consumer, cursors, count=self._count
+        )
         raw = _flatten(reply)
         seen = {stream for stream, _, _ in raw}
         for stream in list(self._pending_cursor):
@@ -344,3 +346,26 @@ def _flatten(reply: Any) -> list[tuple[str, str, Mapping[bytes, bytes] | None]]:
         name = _s(stream)
         out.extend((name, _s(entry_id), fields) for entry_id, fields in entries)
     return out
+
+
+async def group_lag(redis: Redis, stream: str, group: dict[Any, Any]) -> int:
+    """Entries not yet delivered to a group (XINFO GROUPS ``lag``; counted on Redis < 7)."""
+    lag = group.get("lag")
+    if lag is not None:
+        return int(lag)
+    last = _s(group.get("last-delivered-id", b"0-0"))
+    count = 0
+    while True:
+        batch = await redis.xrange(stream, min=f"({last}", max="+", count=10_000)
+        if not batch:
+            return count
+        count += len(batch)
+        last = _s(batch[-1][0] or b"0-0")
+
+
+async def observe_lag(redis: Redis, service: str, stream: str, group: str) -> None:
+    """Export a group's lag and pending count on one stream as metrics."""
+    for info in await redis.xinfo_groups(stream):
+        if _s(info["name"]) == group:
+            metrics.LAG.labels(service, stream).set(await group_lag(redis, stream, info))
+            metrics.PENDING.labels(service, stream).set(int(info["pending"]))

@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ofcommon import codec, health, keys, settings as settings_mod
-from ofcommon.bus import decode_fields
+from ofcommon.bus import decode_fields, group_lag
 from ofcommon.messages import WIRE_VERSION
 from ofcommon.service import all_setting_fields, lookup, registered
 from ofcommon.settings import BaseSettings, SettingsError, load_settings
@@ -151,7 +151,10 @@ def cmd_streams(args: argparse.Namespace) -> int:
                         "first": _id(info.get("first-entry")),
                         "last": _id(info.get("last-entry")),
                         "groups": {
-                            g["name"].decode(): {"lag": g.get("lag"), "pending": g["pending"]}
+                            g["name"].decode(): {
+                                "lag": await group_lag(redis, name, g),
+                                "pending": g["pending"],
+                            }
                             for g in groups
                         },
                     }

@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import msgspec
 
 from ofcommon import entry_ids, keys, metrics
-from ofcommon.bus import DeadLetters, Producer, Redis, decode_fields, ensure_group
+from ofcommon.bus import DeadLetters, Producer, Redis, decode_fields, ensure_group, observe_lag
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Message
@@ -27,6 +27,8 @@ from ofcommon.settings import OwnedStageSettings
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+
+_LAG_REPORT_S = 5.0
 
 
 class Fold(Protocol[S]):
@@ -101,6 +103,7 @@ class InstrumentWorker(Generic[S]):
         self._entries = 0
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._next_lag_report = 0.0
         self.folded = 0
 
     def stop(self) -> None:
@@ -215,7 +218,12 @@ class InstrumentWorker(Generic[S]):
         await self._maybe_checkpoint()
 
     async def _maybe_checkpoint(self) -> None:
-        due = time.monotonic() - self._last_checkpoint >= self._timing.checkpoint_interval_s
+        now = time.monotonic()
+        if now >= self._next_lag_report:
+            self._next_lag_report = now + _LAG_REPORT_S
+            for stream in self._inputs:
+                await observe_lag(self._redis, self._service, stream, self._fold.stage)
+        due = now - self._last_checkpoint >= self._timing.checkpoint_interval_s
         if self._since_checkpoint and (
             due or self._since_checkpoint >= self._timing.checkpoint_every
         ):

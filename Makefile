@@ -1,0 +1,46 @@
+# OrderFlow: every developer and CI entry point. Only prerequisite: Python >= 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --locked
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt type pytest compose-check bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+install: $(UV) ## create .venv with every package (locked)
+	$(UV) sync --locked --all-packages
+
+run: install ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
+	$(RUN) ofx up
+
+test: install lint type pytest ## ruff + mypy --strict + the whole pytest suite
+
+lint: install ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: install ## apply ruff fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+type: install ## mypy --strict over libs, services, tests, bench, scripts
+	$(RUN) mypy
+
+pytest: install ## the test suite against real Redis and PostgreSQL
+	$(RUN) pytest
+
+compose-check: install ## validate docker-compose.yml with the real Compose binary, no engine needed
+	$(RUN) python scripts/compose_check.py
+
+bench: install ## benchmarks, each beside a same-run baseline; writes docs/benchmarks.md
+	$(RUN) python -m bench --out docs/benchmarks.md
+
+clean: ## remove runtime data and caches (not the environment)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .hypothesis
