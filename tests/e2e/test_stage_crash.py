@@ -101,7 +101,11 @@ def test_sigkill_and_restart_is_exactly_once(service_env: dict[str, str], tmp_pa
         assert kills == 4
         assert interrupted >= 2, "most kills must land while the stage is mid-stream"
         assert all(r.xlen(keys.dead_letters(s)) == 0 for s in SYMBOLS)
+        assert stop(proc) == 0  # SIGTERM: final checkpoint acknowledges everything folded
+        for s in SYMBOLS:
+            assert r.xpending(keys.stream(s, "trades"), "counting")["pending"] == 0
+            assert r.get(keys.lease(s, "counting")) is None
     finally:
         if proc.poll() is None:
-            assert stop(proc) == 0
+            proc.kill()
         r.close()

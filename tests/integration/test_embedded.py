@@ -9,7 +9,7 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import psycopg
 import pytest
 import redis

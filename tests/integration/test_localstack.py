@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.e2e]

@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 def docker_answers() -> bool:
     """True when a Docker engine answers /_ping (then testcontainers is the server source)."""
-    if os.environ.get("OF_TEST_NO_DOCKER"):
+    if os.environ.get("ORDERFLOW_TEST_NO_DOCKER"):
         return False
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:

@@ -189,12 +189,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from ofcommon.localstack import main as localstack_main
-
-    return localstack_main(args.rest)
-
-
 def cmd_services(args: argparse.Namespace) -> int:
     for name, svc in sorted(registered().items()):
         print(f"{name:12} {svc.summary}")
@@ -241,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("migrate", help="apply the database migrations to OF_DATABASE_URL")
     s.set_defaults(func=cmd_migrate)
 
-    s = sub.add_parser("up", help="the local stack: embedded servers and every service (make run)")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_up)
+    sub.add_parser("up", help="the local stack: embedded servers and every service (ofx up --help)")
 
     s = sub.add_parser("services", help="list the installed services")
     s.set_defaults(func=cmd_services)
@@ -251,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["up"]:  # the local stack parses its own options
+        from ofcommon.localstack import main as localstack_main
+
+        return localstack_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

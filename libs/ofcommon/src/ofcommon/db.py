@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["alembic_config", "current_revision", "migrate", "migrations_dir", "to_sync_url"]
 
@@ -47,6 +48,9 @@ def alembic_config(url: str | None = None) -> Config:
     The URL travels in Config.attributes rather than as an ini option, where ConfigParser
     would read a %-escaped password as an interpolation.
     """
+    # Alembic is imported on use: it costs ~0.5 s that URL helpers and services need not pay.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("path_separator", "os")
@@ -57,6 +61,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def migrate(url: str) -> None:
     """Upgrade the database to the newest revision; a no-op when it is already there."""
+    from alembic import command
+
     config = alembic_config(url)
     engine = create_engine(to_sync_url(url), poolclass=pool.NullPool)
     try:
@@ -69,6 +75,8 @@ def migrate(url: str) -> None:
 
 def current_revision(url: str) -> str | None:
     """The revision the database is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = create_engine(to_sync_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:

@@ -83,17 +83,20 @@ class EmbeddedServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down cleanly, escalating to SIGKILL after `timeout` seconds."""
         atexit.unregister(self.stop)
-        if self._process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(self._stop_signal)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(self._process.pid)
-                self._process.wait()
-        # The server runs in its own session: helpers it forked (Postgres backends, a Redis
-        # background save) share its process group and must not outlive it.
-        _kill_group(self._process.pid)
+        if self._process.returncode is not None:
+            return
+        pid = self._process.pid
+        # os.kill, not Popen.send_signal: the latter may reap the child, freeing its pid.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, self._stop_signal)
+        deadline = time.monotonic() + timeout
+        while not _exited(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Not reaped yet, so the pid and the process group id cannot have been reused: the
+        # group holds whatever the server forked (Postgres backends, a Redis background save),
+        # and a server that ignored the stop signal.
+        _kill_group(pid)
+        self._process.wait()
 
     def __enter__(self) -> Self:
         return self
@@ -276,6 +279,14 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def _exited(pid: int) -> bool:
+    """True once our child `pid` has exited, without reaping it (its pid stays reserved)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -401,9 +412,10 @@ def _stop_stale(pidfile: Path, binary_name: str, work_dir: Path) -> None:
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
-    _kill_group(pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    if _alive(pid):
+        _kill_group(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Final, TextIO
+from typing import IO, TYPE_CHECKING, Final, TextIO
 
-from ofcommon.db import migrate
-from ofcommon.embedded import EmbeddedServer, start_postgres, start_redis
+from ofcommon.service import registered
+
+if TYPE_CHECKING:
+    from ofcommon.embedded import EmbeddedServer
 
 __all__ = [
     "SERVICES",
@@ -32,15 +34,7 @@ __all__ = [
     "service_command",
 ]
 
-SERVICES: Final = (
-    "feed_bybit",
-    "feed_mt5",
-    "analytics",
-    "patterns",
-    "aggregator",
-    "alerts",
-    "api",
-)
+SERVICES: Final = tuple(sorted(registered()))
 
 ChildCommand = Callable[[str], Sequence[str]]
 """Builds the argv that runs one service; tests substitute their own."""
@@ -98,6 +92,10 @@ def main(
     servers: list[EmbeddedServer] = []
     supervisor: _Supervisor | None = None
     try:
+        # Imported once Ctrl-C is ours: SQLAlchemy and Alembic take about a second to load.
+        from ofcommon.db import migrate
+        from ofcommon.embedded import start_postgres, start_redis
+
         var_dir: Path = args.var_dir.resolve()
         redis_url = os.environ.get("OF_REDIS_URL")
         if not redis_url:
@@ -110,6 +108,7 @@ def main(
             database_url = servers[-1].url
             console.info(f"postgres   {database_url}  (data in {var_dir / 'postgres'})")
         if stop.requested or not database_url:
+            console.info(f"received {stop.signal_name}, stopping")
             return 0
         migrate(database_url)
         env = _child_env(redis_url, database_url)
@@ -170,6 +169,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=10.0,
         help="seconds a service gets after SIGTERM before SIGKILL (default: 10)",
     )
+    if argv and argv[0] == "--":
+        # `ofx up -- --services api`: the separator that gets options past the outer parser.
+        argv = argv[1:]
     return parser.parse_args(argv)
 
 
