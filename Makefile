@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt type pytest compose-check bench clean
+.PHONY: help install run demo replay test lint fmt type pytest compose-check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,6 +19,13 @@ install: $(UV) ## create .venv with every package (locked)
 
 run: install ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
 	$(RUN) ofx up
+
+demo: install ## the whole system offline on the simulated market (OF_SIM_SPEED=10 for more action)
+	$(RUN) ofx up --services sim,analytics,patterns,aggregator,alerts,api
+
+replay: install ## replay recordings into OF_REDIS_URL's streams: make replay FILE=x.gz [ARGS="--speed 10 --loop"]
+	@test -n "$(FILE)" || { echo "usage: make replay FILE=var/recordings/bybit-linear-....gz [ARGS=...]"; exit 2; }
+	$(RUN) ofx replay $(FILE) $(ARGS)
 
 test: install lint type pytest ## ruff + mypy --strict + the whole pytest suite
 

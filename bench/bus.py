@@ -2,12 +2,13 @@
 
     uv run python -m bench.bus [--redis-url URL] [--n N] [--out docs/benchmarks.md]
 
-Cases, each on fresh streams, bus and raw runs interleaved, best and median of ``--repeat``:
+Cases, each on fresh streams (or fresh consumer groups on one pre-filled stream), bus and raw runs
+interleaved, best and median of ``--repeat`` runs:
   1. produce, one awaited round trip per message: ``Producer.publish`` vs ``r.xadd``;
   2. produce, batched: ``Producer.add`` x B + ``flush`` vs a ``pipeline(transaction=False)`` of B
      XADD MAXLEN ~ (B = 100, 1000);
   3. consume, batched: ``GroupReader.read`` + ``ack`` (COUNT 1000) vs ``xreadgroup`` COUNT 1000 +
-     msgspec decode + one ``xack`` per batch;
+     msgspec decode + one ``xack`` per batch; also without the first batch (``consume_batched``);
   4. fenced read: ``Fence.read`` (Lua-fenced XREADGROUP) COUNT 1000 + decode vs ``xreadgroup`` +
      decode; the checkpoint (``Fence.checkpoint`` acking every read entry) vs XACK of 1000 IDs per
      call; and the stage's cadence (fenced read + checkpoint every 5000 entries) vs case 3's raw.
@@ -19,23 +20,24 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, cast
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+import ofcommon.bus
 from bench import harness
 from bench.harness import Samples, fmt_rate, log
 from ofcommon import codec, keys, retention
 from ofcommon.bus import GroupReader, Producer, decode_fields
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Snapshot
-from ofcommon.messages import Side, Trade
-from ofcommon.stage import _pairs  # the stage's own field-list -> dict step, measured as is
+from ofcommon.messages import Message, Side, Trade
 
 HEADING: Final = "## Bus (issue 2)"
 T0: Final = 1_723_075_200_000_000_000  # 2024-08-08T00:00:00Z in ns
@@ -43,9 +45,32 @@ MAXLEN: Final = retention.for_kind("trades").maxlen
 READ_COUNT: Final = 1000
 ACK_CHUNK: Final = 1000
 STAGE_CHECKPOINT_EVERY: Final = 5000  # StageTiming.checkpoint_every
-STATE: Final = bytes(1024)  # a stand-in for a fold's state in each snapshot
+STATE: Final = bytes(1024)  # stands in for a fold's state in each snapshot
 LEASE_VALUE: Final = "w:1"
 STAGE: Final = "bench"
+
+MEASURED: Final = [
+    f"libs/ofcommon/src/ofcommon/{m}.py"
+    for m in ("bus", "checkpoint", "codec", "messages", "stage", "keys", "retention", "metrics")
+]
+
+# measurement name -> (seconds, messages) of one run
+Timings = dict[str, tuple[float, int]]
+Variant = Callable[[aioredis.Redis, str, int], Awaitable[Timings]]
+
+
+# what the stage calls on each fenced entry, if the library has it (it takes every shape that
+# Fence.read returns for an entry); older code turned a flat field list into a dict first
+_decode_value: Any = getattr(ofcommon.bus, "decode_value", None)
+
+
+def stage_decode(value: Any) -> Message | None:
+    """What ``stage.InstrumentWorker._process`` does with one fenced entry before the fold."""
+    if _decode_value is not None:
+        return cast("Message | None", _decode_value(value)[0])
+    if isinstance(value, list):  # the flat field list of a Lua reply, as stage._pairs did
+        value = dict(zip(value[::2], value[1::2], strict=True)) if value else None
+    return decode_fields(value)[0]
 
 
 def make_trades(n: int) -> list[Trade]:
@@ -66,11 +91,7 @@ def make_trades(n: int) -> list[Trade]:
 @dataclass
 class Data:
     trades: list[Trade]
-    payloads: list[bytes]
-
-
-Timings = dict[str, float]  # measurement name -> seconds for the whole run
-Variant = Callable[[aioredis.Redis, str, int], Awaitable[Timings]]
+    payloads: list[bytes]  # codec.encode of each trade, for the raw baselines
 
 
 # --- 1. produce, one awaited round trip per message -----------------------------------------
@@ -83,14 +104,14 @@ def produce_single(data: Data) -> dict[str, Variant]:
         t0 = time.perf_counter()
         for trade in trades:
             await producer.publish(stream, trade)
-        return {"produce": time.perf_counter() - t0}
+        return {"produce": (time.perf_counter() - t0, n)}
 
     async def raw(r: aioredis.Redis, stream: str, n: int) -> Timings:
         payloads = data.payloads[:n]
         t0 = time.perf_counter()
         for payload in payloads:
             await r.xadd(stream, {codec.FIELD: payload}, maxlen=MAXLEN, approximate=True)
-        return {"produce": time.perf_counter() - t0}
+        return {"produce": (time.perf_counter() - t0, n)}
 
     async def raw_encoding(r: aioredis.Redis, stream: str, n: int) -> Timings:
         encoder = msgspec.msgpack.Encoder()
@@ -100,7 +121,7 @@ def produce_single(data: Data) -> dict[str, Variant]:
             await r.xadd(
                 stream, {codec.FIELD: encoder.encode(trade)}, maxlen=MAXLEN, approximate=True
             )
-        return {"produce": time.perf_counter() - t0}
+        return {"produce": (time.perf_counter() - t0, n)}
 
     return {"bus": bus, "raw": raw, "raw+encode": raw_encoding}
 
@@ -117,7 +138,7 @@ def produce_batched(data: Data, batch: int) -> dict[str, Variant]:
             for trade in chunk:
                 producer.add(stream, trade)
             await producer.flush()
-        return {"produce": time.perf_counter() - t0}
+        return {"produce": (time.perf_counter() - t0, n)}
 
     async def raw(r: aioredis.Redis, stream: str, n: int) -> Timings:
         chunks = [data.payloads[i : i + batch] for i in range(0, n, batch)]
@@ -127,9 +148,176 @@ def produce_batched(data: Data, batch: int) -> dict[str, Variant]:
             for payload in chunk:
                 pipe.xadd(stream, {codec.FIELD: payload}, maxlen=MAXLEN, approximate=True)
             await pipe.execute()
-        return {"produce": time.perf_counter() - t0}
+        return {"produce": (time.perf_counter() - t0, n)}
 
     return {"bus": bus, "raw": raw}
+
+
+# --- 3. consume, batched --------------------------------------------------------------------
+
+
+def consume_batched() -> dict[str, Variant]:
+    """GroupReader vs raw. The bus's first ``read()`` also reads its own pending list, exports the
+    group's lag and runs XAUTOCLAIM (as every ``claim_idle_ms / 4`` after); "steady" leaves that
+    first call and its batch out, on both sides."""
+    runs = 0
+
+    async def bus(r: aioredis.Redis, stream: str, n: int) -> Timings:
+        nonlocal runs
+        runs += 1
+        group = f"bus{runs}"
+        reader = GroupReader(r, [stream], group, "c1", service="bench", count=READ_COUNT)
+        await reader.start()
+        got = 0
+        t0 = time.perf_counter()
+        entries = await reader.read()
+        await reader.ack(entries)
+        got = first = len(entries)
+        t1 = time.perf_counter()
+        while got < n:
+            entries = await reader.read()
+            await reader.ack(entries)
+            got += len(entries)
+        t2 = time.perf_counter()
+        assert got == n, (got, n)
+        await r.xgroup_destroy(stream, group)
+        return {"consume": (t2 - t0, n), "steady": (t2 - t1, n - first), "first": (t1 - t0, first)}
+
+    async def raw(r: aioredis.Redis, stream: str, n: int) -> Timings:
+        nonlocal runs
+        runs += 1
+        group = f"raw{runs}"
+        decoder = msgspec.msgpack.Decoder(Trade)
+        await r.xgroup_create(stream, group, id="0")
+        t0 = time.perf_counter()
+        got = first = await raw_read_decode_ack(r, stream, group, decoder)
+        t1 = time.perf_counter()
+        while got < n:
+            got += await raw_read_decode_ack(r, stream, group, decoder)
+        t2 = time.perf_counter()
+        assert got == n, (got, n)
+        await r.xgroup_destroy(stream, group)
+        return {"consume": (t2 - t0, n), "steady": (t2 - t1, n - first), "first": (t1 - t0, first)}
+
+    return {"bus": bus, "raw": raw}
+
+
+async def raw_read_decode_ack(
+    r: aioredis.Redis, stream: str, group: str, decoder: msgspec.msgpack.Decoder[Trade]
+) -> int:
+    reply: Any = await r.xreadgroup(group, "c1", {stream: ">"}, count=READ_COUNT)
+    msgs: list[Trade] = []
+    ids: list[bytes] = []
+    for _, entries in reply:
+        for entry_id, fields in entries:
+            msgs.append(decoder.decode(fields[codec.FIELD]))
+            ids.append(entry_id)
+    if ids:
+        await r.xack(stream, group, *ids)
+    return len(msgs)
+
+
+# --- 4. fenced read, checkpoint, stage cadence ----------------------------------------------
+
+
+def snapshot(stream: str, last_id: str, entries: int) -> Snapshot:
+    return Snapshot(
+        version=SNAPSHOT_VERSION,
+        positions={stream: last_id},
+        last_out={},
+        state=STATE,
+        entries=entries,
+    )
+
+
+def fenced(symbol: str) -> dict[str, Variant]:
+    def fence(r: aioredis.Redis, stream: str) -> Fence:
+        return Fence(r, symbol=symbol, stage=STAGE, streams=[stream], lease_value=LEASE_VALUE)
+
+    async def bus(r: aioredis.Redis, stream: str, n: int) -> Timings:
+        f = fence(r, stream)
+        await fresh_group(r, stream, STAGE)
+        cursors = {stream: ">"}
+        msgs: list[Message | None] = []
+        last_id = "0-0"
+        t0 = time.perf_counter()
+        while len(msgs) < n:
+            batch = await f.read(cursors, READ_COUNT)
+            for _, entry_id, fields in batch:
+                msg = stage_decode(fields)
+                msgs.append(msg)
+                last_id = entry_id
+        t1 = time.perf_counter()
+        acked = await f.checkpoint(snapshot(stream, last_id, len(msgs)))
+        t2 = time.perf_counter()
+        assert len(msgs) == n, (len(msgs), n)
+        assert acked == n, (acked, n)
+        assert all(m is not None for m in msgs)
+        return {"read": (t1 - t0, n), "checkpoint": (t2 - t1, n)}
+
+    async def raw(r: aioredis.Redis, stream: str, n: int) -> Timings:
+        group = "raw"
+        decoder = msgspec.msgpack.Decoder(Trade)
+        await fresh_group(r, stream, group)
+        msgs: list[Trade] = []
+        ids: list[bytes] = []
+        t0 = time.perf_counter()
+        while len(msgs) < n:
+            reply: Any = await r.xreadgroup(group, symbol, {stream: ">"}, count=READ_COUNT)
+            for _, entries in reply:
+                for entry_id, fields in entries:
+                    msgs.append(decoder.decode(fields[codec.FIELD]))
+                    ids.append(entry_id)
+        t1 = time.perf_counter()
+        acked = 0
+        for i in range(0, len(ids), ACK_CHUNK):
+            acked += await r.xack(stream, group, *ids[i : i + ACK_CHUNK])
+        t2 = time.perf_counter()
+        assert len(msgs) == n, (len(msgs), n)
+        assert acked == n, (acked, n)
+        return {"read": (t1 - t0, n), "checkpoint": (t2 - t1, n)}
+
+    return {"bus": bus, "raw": raw}
+
+
+def stage_cadence(symbol: str) -> dict[str, Variant]:
+    async def bus_stage(r: aioredis.Redis, stream: str, n: int) -> Timings:
+        f = Fence(r, symbol=symbol, stage=STAGE, streams=[stream], lease_value=LEASE_VALUE)
+        await fresh_group(r, stream, STAGE)
+        cursors = {stream: ">"}
+        got = since = acked = 0
+        last_id = "0-0"
+        t0 = time.perf_counter()
+        while got < n:
+            batch = await f.read(cursors, READ_COUNT)
+            msgs: list[Message | None] = []
+            for _, entry_id, fields in batch:
+                msg = stage_decode(fields)
+                msgs.append(msg)
+                last_id = entry_id
+            got += len(msgs)
+            since += len(msgs)
+            if since >= STAGE_CHECKPOINT_EVERY or got >= n:
+                acked += await f.checkpoint(snapshot(stream, last_id, got))
+                since = 0
+        elapsed = time.perf_counter() - t0
+        assert got == n, (got, n)
+        assert acked == n, (acked, n)
+        return {"stage": (elapsed, n)}
+
+    async def raw_stage(r: aioredis.Redis, stream: str, n: int) -> Timings:
+        group = "rawstage"
+        decoder = msgspec.msgpack.Decoder(Trade)
+        await fresh_group(r, stream, group)
+        got = 0
+        t0 = time.perf_counter()
+        while got < n:
+            got += await raw_read_decode_ack(r, stream, group, decoder)
+        elapsed = time.perf_counter() - t0
+        assert got == n, (got, n)
+        return {"stage": (elapsed, n)}
+
+    return {"bus-stage": bus_stage, "raw-stage": raw_stage}
 
 
 async def fill(r: aioredis.Redis, stream: str, payloads: list[bytes]) -> None:
@@ -146,193 +334,48 @@ async def fresh_group(r: aioredis.Redis, stream: str, group: str) -> None:
     await r.xgroup_create(stream, group, id="0")
 
 
-# --- 3. consume, batched --------------------------------------------------------------------
-
-
-def consume_batched() -> dict[str, Variant]:
-    runs = 0
-
-    async def bus(r: aioredis.Redis, stream: str, n: int) -> Timings:
-        nonlocal runs
-        runs += 1
-        group = f"bus{runs}"
-        reader = GroupReader(r, [stream], group, "c1", service="bench", count=READ_COUNT)
-        await reader.start()
-        got = 0
-        t0 = time.perf_counter()
-        while got < n:
-            entries = await reader.read()
-            await reader.ack(entries)
-            got += len(entries)
-        elapsed = time.perf_counter() - t0
-        assert got == n, (got, n)
-        await r.xgroup_destroy(stream, group)
-        return {"consume": elapsed}
-
-    async def raw(r: aioredis.Redis, stream: str, n: int) -> Timings:
-        nonlocal runs
-        runs += 1
-        group = f"raw{runs}"
-        decoder = msgspec.msgpack.Decoder(Trade)
-        await r.xgroup_create(stream, group, id="0")
-        got = 0
-        t0 = time.perf_counter()
-        while got < n:
-            got += await raw_read_decode_ack(r, stream, group, decoder)
-        elapsed = time.perf_counter() - t0
-        assert got == n, (got, n)
-        await r.xgroup_destroy(stream, group)
-        return {"consume": elapsed}
-
-    return {"bus": bus, "raw": raw}
-
-
-async def raw_read_decode_ack(
-    r: aioredis.Redis, stream: str, group: str, decoder: msgspec.msgpack.Decoder[Trade]
-) -> int:
-    reply = await r.xreadgroup(group, "c1", {stream: ">"}, count=READ_COUNT)
-    msgs = []
-    ids = []
-    for _, entries in reply:
-        for entry_id, fields in entries:
-            msgs.append(decoder.decode(fields[codec.FIELD]))
-            ids.append(entry_id)
-    if ids:
-        await r.xack(stream, group, *ids)
-    return len(msgs)
-
-
-# --- 4. fenced read, checkpoint, stage cadence ----------------------------------------------
-
-
-def fenced(symbol: str) -> dict[str, Variant]:
-    def fence(r: aioredis.Redis, stream: str) -> Fence:
-        return Fence(r, symbol=symbol, stage=STAGE, streams=[stream], lease_value=LEASE_VALUE)
-
-    def snapshot(stream: str, last_id: str, entries: int) -> Snapshot:
-        return Snapshot(
-            version=SNAPSHOT_VERSION,
-            positions={stream: last_id},
-            last_out={},
-            state=STATE,
-            entries=entries,
-        )
-
-    async def bus(r: aioredis.Redis, stream: str, n: int) -> Timings:
-        f = fence(r, stream)
-        await fresh_group(r, stream, STAGE)
-        cursors = {stream: ">"}
-        msgs = []
-        last_id = "0-0"
-        t0 = time.perf_counter()
-        while len(msgs) < n:
-            batch = await f.read(cursors, READ_COUNT)
-            for _, entry_id, fields in batch:
-                msg, _, _ = decode_fields(_pairs(fields))
-                msgs.append(msg)
-                last_id = entry_id
-        t1 = time.perf_counter()
-        acked = await f.checkpoint(snapshot(stream, last_id, len(msgs)))
-        t2 = time.perf_counter()
-        assert len(msgs) == n and acked == n and all(m is not None for m in msgs), (acked, n)
-        return {"read": t1 - t0, "checkpoint": t2 - t1}
-
-    async def raw(r: aioredis.Redis, stream: str, n: int) -> Timings:
-        group = "raw"
-        decoder = msgspec.msgpack.Decoder(Trade)
-        await fresh_group(r, stream, group)
-        msgs = []
-        ids = []
-        t0 = time.perf_counter()
-        while len(msgs) < n:
-            reply = await r.xreadgroup(group, symbol, {stream: ">"}, count=READ_COUNT)
-            for _, entries in reply:
-                for entry_id, fields in entries:
-                    msgs.append(decoder.decode(fields[codec.FIELD]))
-                    ids.append(entry_id)
-        t1 = time.perf_counter()
-        acked = 0
-        for i in range(0, len(ids), ACK_CHUNK):
-            acked += await r.xack(stream, group, *ids[i : i + ACK_CHUNK])
-        t2 = time.perf_counter()
-        assert len(msgs) == n and acked == n, (acked, n)
-        return {"read": t1 - t0, "checkpoint": t2 - t1}
-
-    async def bus_stage(r: aioredis.Redis, stream: str, n: int) -> Timings:
-        f = fence(r, stream)
-        await fresh_group(r, stream, STAGE)
-        cursors = {stream: ">"}
-        got = since = acked = 0
-        last_id = "0-0"
-        t0 = time.perf_counter()
-        while got < n:
-            batch = await f.read(cursors, READ_COUNT)
-            msgs = []
-            for _, entry_id, fields in batch:
-                msg, _, _ = decode_fields(_pairs(fields))
-                msgs.append(msg)
-                last_id = entry_id
-            got += len(msgs)
-            since += len(msgs)
-            if since >= STAGE_CHECKPOINT_EVERY or got >= n:
-                acked += await f.checkpoint(snapshot(stream, last_id, got))
-                since = 0
-        elapsed = time.perf_counter() - t0
-        assert got == n and acked == n, (got, acked, n)
-        return {"stage": elapsed}
-
-    async def raw_stage(r: aioredis.Redis, stream: str, n: int) -> Timings:
-        group = "rawstage"
-        decoder = msgspec.msgpack.Decoder(Trade)
-        await fresh_group(r, stream, group)
-        got = 0
-        t0 = time.perf_counter()
-        while got < n:
-            got += await raw_read_decode_ack(r, stream, group, decoder)
-        elapsed = time.perf_counter() - t0
-        assert got == n, (got, n)
-        return {"stage": elapsed}
-
-    return {"bus": bus, "raw": raw, "bus-stage": bus_stage, "raw-stage": raw_stage}
-
-
 # --- running ---------------------------------------------------------------------------------
 
 
 @dataclass
 class Row:
+    key: str
     label: str
     bus: Samples
     raw: Samples
-    note: str = ""
 
 
 @dataclass
 class Case:
-    name: str  # short, used in stream names
+    name: str  # short; in stream names and for --only
     n: int
     variants: dict[str, Variant]
-    rows: list[tuple[str, tuple[str, str], tuple[str, str]]]  # label, (variant, measurement) x2
-    prefilled: bool = False  # one stream filled up front and re-read by every run
+    rows: list[tuple[str, str, tuple[str, str], tuple[str, str]]]  # key, label, (variant, what) x2
+    prefilled: bool = False  # one stream filled up front, re-read by every run in a fresh group
 
 
 async def run_case(
     r: aioredis.Redis, case: Case, data: Data, repeat: int
 ) -> dict[tuple[str, str], Samples]:
     samples: dict[tuple[str, str], Samples] = {}
-    shared = keys.stream(f"BENCH-{case.name}", "trades")
+    symbol = f"BENCH-{case.name}"
+    shared = keys.stream(symbol, "trades")
     if case.prefilled:
         await r.delete(shared)
         t0 = time.perf_counter()
         await fill(r, shared, data.payloads[: case.n])
         log(f"  filled {shared} with {case.n:,} entries in {time.perf_counter() - t0:.1f}s")
-        await r.set(keys.lease(f"BENCH-{case.name}", STAGE), LEASE_VALUE)
+        await r.set(keys.lease(symbol, STAGE), LEASE_VALUE)
     names = list(case.variants)
     for rep in range(repeat):
-        # rotate the order so neither side always runs first (warm-up, drift)
+        # rotate the order so that no side always runs first (warm-up, drift)
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
-            stream = shared if case.prefilled else keys.stream(f"BENCH-{case.name}-{rep}", "trades")
+            stream = (
+                shared
+                if case.prefilled
+                else keys.stream(f"{symbol}-{rep}-{name.replace('+', '_')}", "trades")
+            )
             if not case.prefilled:
                 await r.delete(stream)
             harness.settle()
@@ -341,26 +384,31 @@ async def run_case(
                 length = await r.xlen(stream)
                 assert length == case.n, (stream, length, case.n)
                 await r.delete(stream)
-            for measurement, seconds in timings.items():
-                samples.setdefault((name, measurement), Samples(case.n)).seconds.append(seconds)
-            shown = ", ".join(f"{m} {case.n / s:,.0f}/s" for m, s in timings.items())
+            for what, (seconds, count) in timings.items():
+                samples.setdefault((name, what), Samples()).add(seconds, count)
+            shown = ", ".join(f"{what} {c / s:,.0f}/s" for what, (s, c) in timings.items())
             log(f"  {case.name} #{rep + 1} {name}: {shown}")
     if case.prefilled:
-        await r.delete(shared, keys.lease(f"BENCH-{case.name}", STAGE))
+        await r.delete(shared, keys.lease(symbol, STAGE))
     return samples
 
 
 def build_cases(data: Data, n: int, n_single: int) -> list[Case]:
-    fence_symbol = "BENCH-fence"
     return [
         Case(
             "single",
             n_single,
             produce_single(data),
             [
-                ("produce, 1 awaited XADD per msg", ("bus", "produce"), ("raw", "produce")),
                 (
-                    "produce, 1 awaited XADD per msg, raw encodes in loop",
+                    "single",
+                    "produce, 1 awaited round trip per msg (`publish` vs `xadd`)",
+                    ("bus", "produce"),
+                    ("raw", "produce"),
+                ),
+                (
+                    "single-enc",
+                    "same, raw also encodes in the loop",
                     ("bus", "produce"),
                     ("raw+encode", "produce"),
                 ),
@@ -371,7 +419,14 @@ def build_cases(data: Data, n: int, n_single: int) -> list[Case]:
                 f"batch{b}",
                 n,
                 produce_batched(data, b),
-                [(f"produce, batch of {b} (one pipeline)", ("bus", "produce"), ("raw", "produce"))],
+                [
+                    (
+                        f"batch{b}",
+                        f"produce, batch of {b:,} (`add` × {b:,} + `flush` vs one pipeline)",
+                        ("bus", "produce"),
+                        ("raw", "produce"),
+                    )
+                ],
             )
             for b in (100, 1000)
         ),
@@ -381,25 +436,46 @@ def build_cases(data: Data, n: int, n_single: int) -> list[Case]:
             consume_batched(),
             [
                 (
-                    f"consume, COUNT {READ_COUNT} + decode + XACK per batch",
+                    "consume",
+                    f"consume, COUNT {READ_COUNT:,} + decode + XACK per batch",
                     ("bus", "consume"),
                     ("raw", "consume"),
-                )
+                ),
+                (
+                    "consume-first",
+                    "",  # not tabled: the first read() alone, quoted in the reading
+                    ("bus", "first"),
+                    ("raw", "first"),
+                ),
+                (
+                    "consume-steady",
+                    "same, without the first `read()` (own pending, lag metric, XAUTOCLAIM)",
+                    ("bus", "steady"),
+                    ("raw", "steady"),
+                ),
             ],
             prefilled=True,
         ),
         Case(
             "fence",
             n,
-            fenced(fence_symbol),
+            {**fenced("BENCH-fence"), **stage_cadence("BENCH-fence")},
             [
-                (f"fenced read, COUNT {READ_COUNT} + decode", ("bus", "read"), ("raw", "read")),
                 (
-                    f"checkpoint acking {n:,} entries (raw: XACK {ACK_CHUNK} IDs per call)",
+                    "fence-read",
+                    f"fenced read (`Fence.read`, Lua), COUNT {READ_COUNT:,} + decode",
+                    ("bus", "read"),
+                    ("raw", "read"),
+                ),
+                (
+                    "checkpoint",
+                    f"checkpoint acking {n:,} entries in one call"
+                    f" (raw: XACK {ACK_CHUNK:,} IDs per call)",
                     ("bus", "checkpoint"),
                     ("raw", "checkpoint"),
                 ),
                 (
+                    "stage",
                     f"stage cadence: fenced read + checkpoint every {STAGE_CHECKPOINT_EVERY:,}"
                     " (raw: as consume)",
                     ("bus-stage", "stage"),
@@ -411,110 +487,149 @@ def build_cases(data: Data, n: int, n_single: int) -> list[Case]:
     ]
 
 
-def table(rows: list[Row]) -> str:
-    lines = [
-        "| case | bus msgs/s | raw msgs/s | ratio | overhead % | median bus / raw msgs/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        ratio = row.bus.best / row.raw.best
-        overhead = (row.raw.best / row.bus.best - 1) * 100
-        lines.append(
-            f"| {row.label} | {fmt_rate(row.bus.best)} | {fmt_rate(row.raw.best)} | {ratio:.2f} "
-            f"| {overhead:+.0f}% | {fmt_rate(row.bus.median)} / {fmt_rate(row.raw.median)} |"
-        )
-    return "\n".join(lines)
+def overhead(row: Row) -> float:
+    """Extra time per message over raw, in % (best runs)."""
+    return (row.raw.best / row.bus.best - 1) * 100
 
 
-def overhead_us(row: Row) -> float:
-    """Extra client time per message, µs (best runs)."""
+def extra_us(row: Row) -> float:
+    """Extra client time per message over raw, µs (best runs)."""
     return (1 / row.bus.best - 1 / row.raw.best) * 1e6
 
 
-def reading(rows: dict[str, Row], n: int, n_single: int) -> str:
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| case | bus msgs/s | raw msgs/s | ratio | overhead % | µs/msg extra"
+        " | median bus / raw msgs/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines.extend(
+        f"| {row.label} | {fmt_rate(row.bus.best)} | {fmt_rate(row.raw.best)}"
+        f" | {row.bus.best / row.raw.best:.2f} | {overhead(row):+.0f}% | {extra_us(row):+.2f}"
+        f" | {fmt_rate(row.bus.median)} / {fmt_rate(row.raw.median)} |"
+        for row in rows
+        if row.label
+    )
+    return "\n".join(lines)
+
+
+def reading(rows: dict[str, Row], n: int, digest: str) -> str:
     def pct(key: str) -> str:
-        row = rows[key]
-        return f"{(row.raw.best / row.bus.best - 1) * 100:+.0f}%"
+        return f"{overhead(rows[key]):+.0f}%"
 
     def us(key: str) -> str:
-        return f"{overhead_us(rows[key]):+.1f} µs"
+        return f"{extra_us(rows[key]):+.1f} µs"
 
-    return READING.format(
+    compared = [r for r in rows.values() if r.label and r.key != "checkpoint"]
+    over = [f"{r.key} {overhead(r):+.0f}%" for r in compared if overhead(r) > 20]
+    verdict = (
+        f"All {len(compared)} compared rows are within the 20% target."
+        if not over
+        else f"Above the 20% target: {', '.join(over)}."
+    )
+    ckpt = rows["checkpoint"]
+    first = rows["consume-first"]
+    numbers = NUMBERS.format(
+        verdict=verdict,
+        n=f"{n:,}",
         single=pct("single"),
-        single_us=us("single"),
-        single_enc=pct("single-enc"),
         b100=pct("batch100"),
-        b100_us=us("batch100"),
         b1000=pct("batch1000"),
         b1000_us=us("batch1000"),
         consume=pct("consume"),
-        consume_us=us("consume"),
+        steady=pct("consume-steady"),
+        steady_us=us("consume-steady"),
+        first_ms=f"{first.bus.fastest * 1000:.0f}",
+        first_raw_ms=f"{first.raw.fastest * 1000:.1f}",
         fence=pct("fence-read"),
         fence_us=us("fence-read"),
-        ckpt_bus=fmt_rate(rows["checkpoint"].bus.best),
-        ckpt_raw=fmt_rate(rows["checkpoint"].raw.best),
+        ckpt_bus=fmt_rate(ckpt.bus.best),
+        ckpt_raw=fmt_rate(ckpt.raw.best),
+        ckpt_ms=f"{n / ckpt.bus.best * 1000:.0f}",
         stage=pct("stage"),
-        n=f"{n:,}",
-        n_single=f"{n_single:,}",
+    )
+    where = WHERE.format(profiled=PROFILED_DIGEST)
+    if digest != PROFILED_DIGEST:
+        where += (
+            f" This run measured other code (digest {digest}): where it changed, re-profile"
+            " before trusting the attribution."
+        )
+    return textwrap.fill(
+        " ".join(f"{numbers} {where}".split()),
+        width=100,
+        break_long_words=False,
+        break_on_hyphens=False,
     )
 
 
-READING = """\
-**Reading.** Throughputs are messages per second of one asyncio client on one connection;
-"overhead %" is the extra time per message over the raw redis-py loop doing the same Redis work
-({n_single} messages for the per-message cases, {n} for the others; best of the runs). Per
-message, `Producer.publish` costs {single} ({single_us}) over a bare `xadd`, {single_enc} against a
-raw loop that also encodes: `publish` builds a one-command pipeline per call (a pipeline object,
-`execute`, result checks), which is why the architecture says never to publish one message per
-round trip on a hot path. Batched produce costs {b100} ({b100_us}/msg) at B = 100 and {b1000}
-({b1000_us}/msg) at B = 1000: the Redis work and redis-py's command packing are identical, the
-extra is `flush`'s per-entry Python — msgpack encoding (~0.1 µs), `kind_of(stream)` (a regex
-match, twice per entry: for the MAXLEN lookup and again for the metric counts) and the result
-loop. Batched consume costs {consume} ({consume_us}/msg): decoding into the `Message` union and
-building an `Entry` tuple per message, plus `_flatten`'s per-entry ID decode, against a raw loop
-that only decodes. The fenced read costs {fence} ({fence_us}/msg) over a plain XREADGROUP: the Lua
-script's lease check is one GET per batch, so the difference is mostly client side — EVALSHA
-replies skip redis-py's XREADGROUP callback, and the stage turns each flat field list back into a
-dict (`stage._pairs`) before `decode_fields`. A checkpoint acks {ckpt_bus} entries/s in one Lua
-call (server-side XPENDING + XACK in chunks of 1000) against {ckpt_raw}/s for a client sending
-XACK with 1000 IDs per call; at the stage's cadence (a checkpoint every 5000 entries) fenced
-consumption costs {stage} against the stateless raw consume loop.
+# harness.code_digest(MEASURED) of the code that WHERE below was profiled on
+PROFILED_DIGEST: Final = "d7e490c95ffb"
+
+NUMBERS = """
+**Reading.** {verdict} Batched produce costs {b100} at B=100 and {b1000} at B=1,000
+({b1000_us}/msg); `publish`, one message per round trip, {single}. Consume costs {consume}
+overall and {steady} ({steady_us}/msg) without the first `read()`, which took {first_ms} ms
+against {first_raw_ms} ms for the raw loop's first batch. The fenced read costs {fence}
+({fence_us}/msg). A checkpoint acks {ckpt_bus} entries/s in one Lua call ({ckpt_ms} ms of
+blocked Redis for {n} entries) against {ckpt_raw}/s for XACK of 1,000 IDs per call; at the
+stage's cadence (a checkpoint every 5,000 entries) fenced consumption costs {stage} over the
+stateless raw loop.
 """
 
-
-def label_keys() -> list[str]:
-    return ["single", "single-enc", "batch100", "batch1000", "consume"] + [
-        "fence-read",
-        "checkpoint",
-        "stage",
-    ]
+WHERE = """
+Where the time goes (cProfile, Redis commandstats and micro-benchmarks on the code with digest
+{profiled}): batched produce sends the same commands in the same round trips as raw and, with each
+stream's key, MAXLEN and kind worked out once, only adds msgpack encoding (≈0.2 µs per entry) and
+the result loop. `publish` still goes through `flush`: a one-command pipeline per message (pipeline
+object, more awaits). Consume pays per entry for IDs decoded to `str` that redis-py re-encodes on
+its slow `str` path for XACK (≈0.45 µs), and for the `_flatten` list, `decode_fields` and an `Entry`
+built through `NamedTuple.__new__` (≈0.5 µs together); its first `read()` exports the lag metric,
+which a Redis without XINFO GROUPS `lag` (< 7, like the embedded 6.2) counts with XRANGE, capped at
+10,000 entries. The fenced read's Lua script returns flat `[id, d, …]` pairs, so the client does
+about what raw does, but Redis still turns each XREADGROUP reply into Lua tables and back: ≈2.7 µs
+of single-threaded Redis time per entry against ≈1.4 µs for the XREADGROUP alone. The checkpoint
+runs XPENDING and XACK per 1,000 entries inside Lua, two server-side passes where a client holding
+the IDs needs one XACK. Client, server and any other work share the 2 cores, so single runs vary
+(see the load averages and the median column): read the ratios of the best runs and rerun before
+trusting a few points.
+"""
 
 
 async def run(args: argparse.Namespace, command: str) -> str:
     n = args.n
     n_single = args.n_single or max(n // 10, 1)
-    data_n = max(n, n_single)
-    trades = make_trades(data_n)
+    trades = make_trades(max(n, n_single))
     data = Data(trades, [codec.encode(t) for t in trades])
     with harness.redis_server(args.redis_url) as (url, description):
         r = aioredis.Redis.from_url(url, decode_responses=False)
         try:
             await harness.quiet_embedded(r, description)
-            info = await harness.machine_info(r, description)
+            info = await harness.machine_info(r, description, MEASURED)
             log(f"bench.bus on {description}")
             rows: list[Row] = []
             for case in build_cases(data, n, n_single):
                 if args.only and case.name not in args.only:
                     continue
-                log(f"{case.name}: {case.n:,} messages x {args.repeat}")
+                log(f"{case.name}: {case.n:,} messages × {args.repeat} per side")
                 samples = await run_case(r, case, data, args.repeat)
-                rows.extend(Row(label, samples[bus], samples[raw]) for label, bus, raw in case.rows)
+                rows.extend(
+                    Row(key, label, samples[bus], samples[raw])
+                    for key, label, bus, raw in case.rows
+                )
+            info.append(("load average at end", harness.load_average()))
         finally:
             await r.aclose()
     body = [
-        "Producer, GroupReader and Fence of `ofcommon` against plain redis-py doing the same Redis"
-        " work, one asyncio connection, hiredis parser, a six-field `Trade` (about 50 bytes of"
-        " msgpack) per entry, each case on fresh streams.",
+        textwrap.fill(
+            "`Producer`, `GroupReader` and `Fence` of `ofcommon` against plain redis-py doing the"
+            " same Redis work: one asyncio client, one connection, hiredis, a six-field `Trade`"
+            " (about 50 bytes of msgpack) per entry. Ratio = bus/raw throughput; overhead = extra"
+            f" time per message; best of {args.repeat} runs per side, median beside it;"
+            f" {n_single:,} messages per run for the per-message rows, {n:,} for the others.",
+            width=100,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ),
         "",
         *(f"- {k}: {v}" for k, v in info),
         f"- command: `{command}`",
@@ -522,7 +637,7 @@ async def run(args: argparse.Namespace, command: str) -> str:
         table(rows),
     ]
     if not args.only:
-        body += ["", reading(dict(zip(label_keys(), rows, strict=True)), n, n_single)]
+        body += ["", reading({row.key: row for row in rows}, n, harness.code_digest(MEASURED))]
     return "\n".join(body)
 
 
@@ -534,9 +649,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per case and side")
     p.add_argument("--out", type=Path, help="write/replace the section in this markdown file")
     p.add_argument(
-        "--only", action="append", help="run only these cases: single batch100 batch1000 ..."
+        "--only",
+        action="append",
+        choices=["single", "batch100", "batch1000", "consume", "fence"],
+        help="run only this case (repeatable); skips the reading",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only and args.out:
+        p.error("--only runs part of the cases: it writes no file (drop --out)")
+    return args
 
 
 def main(argv: list[str] | None = None, *, command: str | None = None) -> int:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import os
 import platform
 import re
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,11 +33,12 @@ RESULTS = ROOT / "docs" / "benchmarks.md"
 
 INTRO = """# Benchmarks
 
-Measured numbers of the hot paths, for the performance anchors of
-`docs/architecture.md` §2 and for catching regressions by eye. Run them with
+Measured numbers of the hot paths, to check the library against the architecture's performance
+anchors (§2 of the spec: Python is the bottleneck, batch everything) and to catch regressions by
+eye. Run them with
 
 ```sh
-make bench                      # = uv run python -m bench: every benchmark, rewrites this file
+make bench                      # = uv run python -m bench: every benchmark, updates this file
 uv run python -m bench.bus --n 200000 --out docs/benchmarks.md   # one benchmark, one section
 ```
 
@@ -50,19 +53,30 @@ numbers are for reading, not for CI gates.
 
 @dataclass
 class Samples:
-    """Timed runs of one measurement, each over ``n`` messages."""
+    """Timed runs of one measurement: (seconds, messages) per run."""
 
-    n: int
-    seconds: list[float] = field(default_factory=list)
+    runs: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, seconds: float, messages: int) -> None:
+        self.runs.append((seconds, messages))
+
+    @property
+    def rates(self) -> list[float]:
+        return [n / s for s, n in self.runs]
 
     @property
     def best(self) -> float:
         """Best throughput, messages per second."""
-        return self.n / min(self.seconds)
+        return max(self.rates)
+
+    @property
+    def fastest(self) -> float:
+        """Shortest run, seconds."""
+        return min(s for s, _ in self.runs)
 
     @property
     def median(self) -> float:
-        return self.n / statistics.median(self.seconds)
+        return statistics.median(self.rates)
 
 
 def settle() -> None:
@@ -117,8 +131,11 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-async def machine_info(r: aioredis.Redis, server: str) -> list[tuple[str, str]]:
+async def machine_info(
+    r: aioredis.Redis, server: str, measured: list[str]
+) -> list[tuple[str, str]]:
     info: Any = await r.info("server")
+    hiredis_on = redis.utils.HIREDIS_AVAILABLE
     cores = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     return [
@@ -127,14 +144,51 @@ async def machine_info(r: aioredis.Redis, server: str) -> list[tuple[str, str]]:
         ("OS", platform.platform()),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("redis-server", f"{info.get('redis_version', '?')} — {server}"),
-        (
-            "redis-py",
-            f"{_version('redis')} (hiredis parser: {'yes' if redis.utils.HIREDIS_AVAILABLE else 'NO'})",
-        ),
+        ("redis-py", f"{_version('redis')} (hiredis parser: {'yes' if hiredis_on else 'NO'})"),
         ("hiredis", _version("hiredis")),
         ("msgspec", _version("msgspec")),
+        ("load average at start", load_average()),
+        ("measured code", f"{library_state(measured)}; digest {code_digest(measured)}"),
         ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
     ]
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load: other work on the machine moves every figure."""
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def code_digest(paths: list[str]) -> str:
+    """A short digest of the measured files' content: the same code gives the same digest."""
+    h = hashlib.sha256()
+    for rel in sorted(paths):
+        path = ROOT / rel
+        h.update(rel.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-") + b"\0")
+    return h.hexdigest()[:12]
+
+
+def library_state(paths: list[str]) -> str:
+    """The commit the measured code is at, and which of ``paths`` (repo-relative) differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", *paths],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    dirty = [line[3:].rsplit("/", 1)[-1] for line in changed if line.strip()]
+    return head + (f" + uncommitted edits to {', '.join(dirty)}" if dirty else " (clean)")
 
 
 def command_line(module: str, argv: list[str]) -> str:

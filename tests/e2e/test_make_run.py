@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ofcommon.service import registered
+from ofcommon.localstack import DEFAULT_SERVICES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -66,8 +66,9 @@ def test_every_service_healthy_then_ctrl_c_leaves_nothing(tmp_path: Path) -> Non
         assert healthy.wait(60), "not every service healthy within 60 s:\n" + "".join(lines[-40:])
         took = time.monotonic() - started
         children = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-        assert len(children) >= len(registered()) + 2  # every service, Redis and PostgreSQL
-        for name in registered():
+        assert len(children) >= len(DEFAULT_SERVICES) + 2  # every service, Redis and PostgreSQL
+        assert "sim" not in DEFAULT_SERVICES
+        for name in DEFAULT_SERVICES:
             assert any(line.lstrip().startswith(name) for line in lines), f"no output from {name}"
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
         assert proc.wait(60) == 0

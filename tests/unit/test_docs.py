@@ -46,3 +46,11 @@ def test_configuration_doc_lists_every_variable() -> None:
     for svc in registered().values():
         for field in settings_fields(svc.settings_type):
             assert f"`{env_name(field)}`" in text, (svc.name, field)
+
+
+def test_configuration_doc_is_generated_from_the_settings() -> None:
+    from scripts.gen_config_doc import render
+
+    assert (DOCS / "configuration.md").read_text() == render(), (
+        "docs/configuration.md is stale: run `uv run python scripts/gen_config_doc.py`"
+    )

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 Redis = aioredis.Redis
 _DUPLICATE_ID: Final = "equal or smaller than the target stream top item"
 _TRIM_INTERVAL_S: Final = 60.0
+LAG_REPORT_S: Final = 5.0
+LAG_COUNT_CAP: Final = 10_000  # lag and pending metrics, per stream, at most this often
 
 
 class Entry(NamedTuple):
@@ -66,6 +68,7 @@ class Producer:
         self._trim_by_age = trim_by_age
         self._written: set[str] = set()
         self._next_trim = time.monotonic() + _TRIM_INTERVAL_S
+        self._targets: dict[str, tuple[bytes, bytes, str]] = {}  # stream -> key, maxlen, kind
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -74,43 +77,74 @@ class Producer:
         self._buf.append((stream, entry_id, codec.encode(msg)))
 
     def add_encoded(self, stream: str, data: bytes, entry_id: str = "*") -> None:
+        """Add an already-encoded message (the ``d`` value)."""
         self._buf.append((stream, entry_id, data))
 
     async def publish(self, stream: str, msg: Message, entry_id: str = "*") -> FlushResult:
-        self.add(stream, msg, entry_id)
-        return await self.flush()
+        if self._buf:  # keep the order of what is already buffered
+            self.add(stream, msg, entry_id)
+            return await self.flush()
+        key, maxlen, kind = self._target(stream)
+        data = codec.encode(msg)
+        try:  # one command, no pipeline: a one-command pipeline costs more than the XADD itself
+            await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                b"XADD", key, b"MAXLEN", b"~", maxlen, entry_id, codec.FIELD, data
+            )
+        except ResponseError as err:
+            if _DUPLICATE_ID in str(err):
+                metrics.DUPLICATES.labels(self._service, kind).inc()
+                return FlushResult(0, 1)
+            raise RuntimeError(f"1 XADD failed, first on {stream}: {err}") from err
+        except BaseException:
+            self._buf.append((stream, entry_id, data))  # as in flush: a retry loses nothing
+            raise
+        metrics.MESSAGES_OUT.labels(self._service, kind).inc()
+        self._written.add(stream)
+        if self._trim_by_age and time.monotonic() >= self._next_trim:
+            await self.trim_by_age()
+        return FlushResult(1, 0)
 
     async def flush(self) -> FlushResult:
         if not self._buf:
             return FlushResult(0, 0)
         buf = self._buf
         pipe = self._redis.pipeline(transaction=False)
+        command = pipe.execute_command
         for stream, entry_id, data in buf:
-            maxlen = retention.for_kind(kind_of(stream)).maxlen
-            pipe.execute_command("XADD", stream, "MAXLEN", "~", maxlen, entry_id, codec.FIELD, data)
+            key, maxlen, _ = self._target(stream)
+            command(b"XADD", key, b"MAXLEN", b"~", maxlen, entry_id, codec.FIELD, data)
         results = await pipe.execute(raise_on_error=False)
         self._buf = []
-        added = duplicates = 0
         failures: list[tuple[str, BaseException]] = []
-        counts: dict[tuple[str, bool], int] = {}
+        added: dict[str, int] = {}
+        dups: dict[str, int] = {}
         for (stream, _, _), result in zip(buf, results, strict=True):
-            if isinstance(result, ResponseError) and _DUPLICATE_ID in str(result):
-                duplicates += 1
-                counts[(kind_of(stream), True)] = counts.get((kind_of(stream), True), 0) + 1
-            elif isinstance(result, BaseException):
-                failures.append((stream, result))
+            if isinstance(result, BaseException):
+                if isinstance(result, ResponseError) and _DUPLICATE_ID in str(result):
+                    dups[stream] = dups.get(stream, 0) + 1
+                else:
+                    failures.append((stream, result))
             else:
-                added += 1
-                counts[(kind_of(stream), False)] = counts.get((kind_of(stream), False), 0) + 1
-                self._written.add(stream)
-        for (kind, dup), n in counts.items():
-            (metrics.DUPLICATES if dup else metrics.MESSAGES_OUT).labels(self._service, kind).inc(n)
+                added[stream] = added.get(stream, 0) + 1
+        self._written.update(added)
+        for counter, per_stream in ((metrics.MESSAGES_OUT, added), (metrics.DUPLICATES, dups)):
+            for stream, n in per_stream.items():
+                counter.labels(self._service, self._target(stream)[2]).inc(n)
         if failures:
             stream, err = failures[0]
             raise RuntimeError(f"{len(failures)} XADD failed, first on {stream}: {err}") from err
         if self._trim_by_age and time.monotonic() >= self._next_trim:
             await self.trim_by_age()
-        return FlushResult(added, duplicates)
+        return FlushResult(sum(added.values()), sum(dups.values()))
+
+    def _target(self, stream: str) -> tuple[bytes, bytes, str]:
+        # the key, MAXLEN and kind of a stream, worked out once per stream, not once per entry
+        target = self._targets.get(stream)
+        if target is None:
+            kind = kind_of(stream)
+            maxlen = str(retention.for_kind(kind).maxlen).encode()
+            target = self._targets[stream] = (stream.encode(), maxlen, kind)
+        return target
 
     async def trim_by_age(self) -> None:
         """XTRIM MINID ~ (server now - max age) on every stream written since the last trim."""
@@ -172,6 +206,15 @@ def decode_fields(fields: Mapping[bytes, bytes] | None) -> tuple[Message | None,
         return None, raw, f"undecodable: {err}"
 
 
+def decode_value(value: bytes | list[bytes] | None) -> tuple[Message | None, bytes | None, str]:
+    """Decode what a fenced read returns for one entry (see ``checkpoint.Fence.read``)."""
+    if isinstance(value, bytes):
+        return decode_fields({codec.FIELD: value})
+    if value is None:
+        return decode_fields(None)
+    return decode_fields(dict(zip(value[::2], value[1::2], strict=True)))
+
+
 async def ensure_group(redis: Redis, stream: str, group: str, start_id: str = "0") -> None:
     """Create the consumer group (and the stream) unless it exists.
 
@@ -219,6 +262,7 @@ class GroupReader:
         self._pending_cursor: dict[str, str] = dict.fromkeys(self._streams, "0")
         self._claim_cursor: dict[str, str] = dict.fromkeys(self._streams, "0-0")
         self._next_claim = 0.0
+        self._next_lag_report = 0.0
 
     async def start(self) -> None:
         for stream in self._streams:
@@ -230,10 +274,13 @@ class GroupReader:
             entries = await self._read_pending()
             if entries:
                 return entries
-        if time.monotonic() >= self._next_claim:
-            self._next_claim = time.monotonic() + max(self._claim_idle_ms / 4000, 0.05)
+        now = time.monotonic()
+        if now >= self._next_lag_report:
+            self._next_lag_report = now + LAG_REPORT_S
             for stream in self._streams:
                 await observe_lag(self._redis, self._service, stream, self._group)
+        if now >= self._next_claim:
+            self._next_claim = now + max(self._claim_idle_ms / 4000, 0.05)
             claimed = await self.reclaim()
             if claimed:
                 return claimed
@@ -244,7 +291,31 @@ class GroupReader:
             count=self._count,
             block=self._block_ms,
         )
-        return await self._decode(_flatten(reply))
+        return await self._decode_reply(reply)
+
+    async def _decode_reply(self, reply: Any) -> list[Entry]:
+        """One pass from an XREADGROUP reply to Entries; what does not decode goes through
+        ``_decode`` (dead letter + ack) and is left out."""
+        out: list[Entry] = []
+        bad: list[tuple[str, str, Mapping[bytes, bytes] | None]] = []
+        for stream, entries in reply or ():
+            name = _s(stream)
+            for entry_id, fields in entries:
+                raw = fields.get(codec.FIELD) if fields else None
+                if raw is not None:
+                    try:
+                        msg = codec.decode(raw)
+                    except codec.DecodeError:
+                        pass
+                    else:
+                        out.append(_new_entry(Entry, (name, entry_id.decode(), msg, raw)))
+                        continue
+                bad.append((name, _s(entry_id), fields))
+        if bad:
+            await self._decode(bad)
+        if out:
+            metrics.MESSAGES_IN.labels(self._service, kind_of(out[0].stream)).inc(len(out))
+        return out
 
     async def _read_pending(self) -> list[Entry]:
         cursors: Any = dict(self._pending_cursor)
@@ -316,7 +387,7 @@ class GroupReader:
                 await self._dead.send(stream, entry_id, reason, data)
                 bad.append((stream, entry_id))
             else:
-                out.append(Entry(stream, entry_id, msg, data))
+                out.append(_new_entry(Entry, (stream, entry_id, msg, data)))
         for stream, entry_id in bad:
             await self._redis.xack(stream, self._group, entry_id)
         if out:
@@ -324,15 +395,18 @@ class GroupReader:
         return out
 
     async def ack(self, entries: Iterable[Entry]) -> None:
-        by_stream: dict[str, list[str]] = {}
-        for e in entries:
-            by_stream.setdefault(e.stream, []).append(e.id)
+        by_stream: dict[str, list[bytes]] = {}
+        for e in entries:  # as bytes: redis-py encodes str arguments on a slower path
+            by_stream.setdefault(e.stream, []).append(e.id.encode())
         if not by_stream:
             return
         pipe = self._redis.pipeline(transaction=False)
         for stream, ids in by_stream.items():
             pipe.xack(stream, self._group, *ids)
         await pipe.execute()
+
+
+_new_entry: Final = tuple.__new__  # an Entry without NamedTuple.__new__'s Python frame
 
 
 def _s(value: bytes | str) -> str:
@@ -348,24 +422,31 @@ def _flatten(reply: Any) -> list[tuple[str, str, Mapping[bytes, bytes] | None]]:
     return out
 
 
-async def group_lag(redis: Redis, stream: str, group: dict[Any, Any]) -> int:
-    """Entries not yet delivered to a group (XINFO GROUPS ``lag``; counted on Redis < 7)."""
+async def group_lag(
+    redis: Redis, stream: str, group: dict[Any, Any], *, cap: int | None = None
+) -> int:
+    """Entries not yet delivered to a group: XINFO GROUPS ``lag`` on Redis >= 7; older servers
+    (the embedded 6.2) have no such field, so the entries are counted, up to ``cap`` if given."""
     lag = group.get("lag")
     if lag is not None:
         return int(lag)
     last = _s(group.get("last-delivered-id", b"0-0"))
-    count = 0
-    while True:
-        batch = await redis.xrange(stream, min=f"({last}", max="+", count=10_000)
+    total = 0
+    while cap is None or total < cap:
+        step = 10_000 if cap is None else min(10_000, cap - total)
+        batch = await redis.xrange(stream, min=f"({last}", max="+", count=step)
         if not batch:
-            return count
-        count += len(batch)
+            break
+        total += len(batch)
         last = _s(batch[-1][0] or b"0-0")
+    return total
 
 
 async def observe_lag(redis: Redis, service: str, stream: str, group: str) -> None:
     """Export a group's lag and pending count on one stream as metrics."""
     for info in await redis.xinfo_groups(stream):
         if _s(info["name"]) == group:
-            metrics.LAG.labels(service, stream).set(await group_lag(redis, stream, info))
+            # capped on Redis < 7, where lag must be counted: the gauge then saturates there
+            lag = await group_lag(redis, stream, info, cap=LAG_COUNT_CAP)
+            metrics.LAG.labels(service, stream).set(lag)
             metrics.PENDING.labels(service, stream).set(int(info["pending"]))

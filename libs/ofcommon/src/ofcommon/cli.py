@@ -8,17 +8,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
-from ofcommon import codec, health, keys, settings as settings_mod
+from ofcommon import codec, health, keys, logs, settings as settings_mod
 from ofcommon.bus import decode_fields, group_lag
 from ofcommon.messages import WIRE_VERSION
 from ofcommon.service import all_setting_fields, lookup, registered
 from ofcommon.settings import BaseSettings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from ofcommon.replay import ReplayStats
 
 
 def _base_settings() -> BaseSettings:
@@ -40,7 +47,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         redis = _redis()
         try:
             reports = await health.check(redis, args.service)
-        except (OSError, ConnectionError) as err:
+        except (OSError, RedisError) as err:
             print(f"{args.service}: Redis unreachable: {err}", file=sys.stderr)
             return 1
         finally:
@@ -195,6 +202,143 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed(text: str) -> float | None:
+    if text.lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a speed: {text!r} (max, 1, 10, 0.5, ...)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or max, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a duration must be positive, got {text!r}")
+    return value
+
+
+def _configure_logs(command: str, settings: BaseSettings) -> None:
+    fmt = settings.log_format
+    logs.configure(command, settings.resolved_worker_id(), level=settings.log_level, fmt=fmt)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _print_progress(stats: ReplayStats) -> None:
+    kinds = " ".join(f"{k}={n}" for k, n in sorted(stats.messages.items()))
+    print(
+        f"replay: pass {stats.passes + 1} frames={stats.frames} bad={stats.bad_frames}"
+        f" messages: {kinds or '-'} added={stats.added} duplicates={stats.duplicates}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from ofcommon import replay as replay_mod
+    from ofcommon.instruments import RegistryConfigError, load_registry
+
+    settings = _base_settings()
+    _configure_logs("replay", settings)
+    try:
+        registry = load_registry(settings.registry_file)
+    except RegistryConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        redis = _redis()
+        try:
+            stats = await replay_mod.replay(
+                redis,
+                [Path(f) for f in args.files],
+                speed=args.speed,
+                loop=args.loop,
+                registry=registry,
+                stop=stop,
+                ids=args.ids,
+                progress=_print_progress,
+            )
+        except replay_mod.ReplayError as err:
+            print(f"replay: {err}", file=sys.stderr)
+            return 2
+        except (OSError, ConnectionError, RedisConnectionError) as err:
+            print(f"replay: Redis unreachable: {err}", file=sys.stderr)
+            return 1
+        finally:
+            await redis.aclose()
+        if stats.duplicates and args.ids == "derived":
+            print(
+                f"replay: {stats.duplicates} entries were refused as already written"
+                " (an earlier replay of the same recording, or newer entries in the stream)",
+                file=sys.stderr,
+            )
+        print(json.dumps(stats.as_dict(), sort_keys=True), flush=True)
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from ofcommon import replay as replay_mod
+    from ofcommon.instruments import RegistryConfigError, load_registry
+    from ofcommon.venue import RecordOptions
+
+    try:
+        venue = replay_mod.load_venue(args.venue)
+    except replay_mod.ReplayError as err:
+        print(f"record: {err}", file=sys.stderr)
+        return 2
+    if args.category not in venue.categories:
+        known = ", ".join(venue.categories)
+        print(
+            f"record: venue {args.venue!r} has no category {args.category!r} ({known})",
+            file=sys.stderr,
+        )
+        return 2
+    recorder = venue.record
+    if recorder is None:
+        print(
+            f"record: venue {args.venue!r} cannot record (it has no recorder yet)", file=sys.stderr
+        )
+        return 2
+    settings = _base_settings()
+    _configure_logs("record", settings)
+    try:
+        registry = load_registry(settings.registry_file)
+    except RegistryConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    options = RecordOptions(args.category, Path(args.out), args.duration, registry)
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        try:
+            paths = await recorder(options, stop)
+        except ValueError as err:  # the venue's own configuration checks (instruments, depth)
+            print(f"record: {err}", file=sys.stderr)
+            return 2
+        for path in paths:
+            print(path, flush=True)
+        return 0
+
+    return asyncio.run(go())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ofx", description="OrderFlow command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -231,6 +375,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", default="*")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_streams)
+
+    s = sub.add_parser("replay", help="publish recorded venue frames into the instrument streams")
+    s.add_argument("files", nargs="+", metavar="FILE", help="recordings (<venue>-<category>-….gz)")
+    s.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        help="max (default: as fast as possible), 1 = real time, 10 = ten times faster, ...",
+    )
+    s.add_argument("--loop", action="store_true", help="replay again from the start until stopped")
+    s.add_argument(
+        "--ids",
+        choices=("auto", "derived"),
+        default="auto",
+        help="entry IDs: auto (*) or derived from the receive time (a repeat is refused)",
+    )
+    s.set_defaults(func=cmd_replay)
+
+    s = sub.add_parser("record", help="record a venue's raw frames to rotated gzip files")
+    s.add_argument("--venue", required=True, help="venue name, e.g. bybit")
+    s.add_argument("--category", required=True, help="venue category, e.g. linear")
+    s.add_argument("--out", required=True, metavar="DIR", help="directory for the recordings")
+    s.add_argument("--duration", type=_seconds, default=None, metavar="S", help="stop after S s")
+    s.set_defaults(func=cmd_record)
 
     s = sub.add_parser("migrate", help="apply the database migrations to OF_DATABASE_URL")
     s.set_defaults(func=cmd_migrate)

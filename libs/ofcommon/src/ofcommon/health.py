@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from ofcommon import keys
 from ofcommon.bus import Redis
 
@@ -50,7 +52,7 @@ class HealthReporter:
         interval = self._ttl_ms / 3000
         while not stop.is_set():
             # Redis away: the key expires and the check reports it
-            with contextlib.suppress(OSError, ConnectionError):
+            with contextlib.suppress(OSError, RedisError):
                 await self.beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

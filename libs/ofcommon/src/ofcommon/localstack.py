@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ofcommon.embedded import EmbeddedServer
 
 __all__ = [
+    "DEFAULT_SERVICES",
     "SERVICES",
     "ChildCommand",
     "HealthCheck",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 SERVICES: Final = tuple(sorted(registered()))
+# The simulator writes into the same streams as the live feeds: only `make demo` asks for it.
+DEFAULT_SERVICES: Final = tuple(s for s in SERVICES if s != "sim")
 
 ChildCommand = Callable[[str], Sequence[str]]
 """Builds the argv that runs one service; tests substitute their own."""
@@ -112,6 +115,7 @@ def main(
             return 0
         migrate(database_url)
         env = _child_env(redis_url, database_url)
+        env.setdefault("OF_SIM_LABELS_PATH", str(var_dir / "sim" / "labels.jsonl"))
         supervisor = _Supervisor(
             args.services,
             command=child_command,
@@ -143,8 +147,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--services",
         type=_service_list,
-        default=list(SERVICES),
-        help=f"comma-separated services to run (default: {','.join(SERVICES)})",
+        default=list(DEFAULT_SERVICES),
+        help=f"comma-separated services to run (default: {','.join(DEFAULT_SERVICES)})",
     )
     parser.add_argument(
         "--var-dir",

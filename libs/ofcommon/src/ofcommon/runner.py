@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from ofcommon import logs, metrics
 from ofcommon.health import HealthReporter
@@ -43,7 +44,7 @@ async def wait_for_redis(
         try:
             await redis.ping()
             return True
-        except (OSError, ConnectionError) as err:
+        except (OSError, RedisError) as err:
             if loop.time() > deadline:
                 raise
             log.warning("waiting for Redis: %s", err)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from ofcommon.bus import Redis
 from ofcommon.clock import Clock, LiveClock
+from ofcommon.plugins import load_group
 from ofcommon.settings import BaseSettings, settings_fields
 
 S = TypeVar("S", bound=BaseSettings)
@@ -44,13 +44,7 @@ class Service(Generic[S]):
 
 def registered() -> dict[str, Service[Any]]:
     """Every installed service, by name."""
-    out: dict[str, Service[Any]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        svc = ep.load()
-        if not isinstance(svc, Service):
-            raise TypeError(f"entry point {ep.name} ({ep.value}) is not an ofcommon Service")
-        out[ep.name] = svc
-    return out
+    return load_group(ENTRY_POINT_GROUP, Service)
 
 
 def lookup(name: str) -> Service[Any]:
@@ -66,6 +60,12 @@ def lookup(name: str) -> Service[Any]:
             return svc
     known = ", ".join(sorted(services)) or "none installed"
     raise SystemExit(f"unknown service {name!r} (known: {known})")
+
+
+async def idle(ctx: ServiceContext[Any]) -> None:
+    """The main of a service whose logic is not built yet: stay up, healthy, until stopped."""
+    ctx.status["state"] = "idle: not built yet"
+    await ctx.stop.wait()
 
 
 def all_setting_fields() -> set[str]:

@@ -14,21 +14,28 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
+from redis.exceptions import RedisError
 
 from ofcommon import entry_ids, keys, metrics
-from ofcommon.bus import DeadLetters, Producer, Redis, decode_fields, ensure_group, observe_lag
+from ofcommon.bus import (
+    LAG_REPORT_S,
+    DeadLetters,
+    Producer,
+    Redis,
+    decode_value,
+    ensure_group,
+    observe_lag,
+)
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Message
 from ofcommon.ownership import Coordinator, Lease
-from ofcommon.service import ServiceContext
+from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-
-_LAG_REPORT_S = 5.0
 
 
 class Fold(Protocol[S]):
@@ -186,7 +193,7 @@ class InstrumentWorker(Generic[S]):
             self._positions[stream] = entry_id
             self._entries += 1
             self._since_checkpoint += 1
-            msg, raw, reason = decode_fields(_pairs(fields))
+            msg, raw, reason = decode_value(fields)
             if msg is None:
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
@@ -220,7 +227,7 @@ class InstrumentWorker(Generic[S]):
     async def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
         if now >= self._next_lag_report:
-            self._next_lag_report = now + _LAG_REPORT_S
+            self._next_lag_report = now + LAG_REPORT_S
             for stream in self._inputs:
                 await observe_lag(self._redis, self._service, stream, self._fold.stage)
         due = now - self._last_checkpoint >= self._timing.checkpoint_interval_s
@@ -243,12 +250,6 @@ class InstrumentWorker(Generic[S]):
         metrics.CHECKPOINTS.labels(self._service, "ok").inc()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-
-
-def _pairs(fields: Any) -> dict[bytes, bytes] | None:
-    if not fields:
-        return None
-    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 class OwnedStage(Generic[S]):
@@ -367,7 +368,7 @@ async def run_owned(ctx: ServiceContext[OwnedStageSettings], fold: Fold[Any] | N
         while not ctx.stop.is_set():
             try:
                 await coordinator.tick()
-            except (OSError, ConnectionError) as err:
+            except (OSError, RedisError) as err:  # Redis away: leases lapse, others take over
                 log.warning("membership tick failed: %s", err)
             ctx.status.update(status())
             with contextlib.suppress(TimeoutError):
@@ -375,3 +376,12 @@ async def run_owned(ctx: ServiceContext[OwnedStageSettings], fold: Fold[Any] | N
     finally:
         await coordinator.leave()
         ctx.status.update(status())
+
+
+def lease_only_service(name: str, summary: str) -> Service[OwnedStageSettings]:
+    """A stateful stage whose fold is not built yet: it owns instruments and does nothing more."""
+
+    async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
+        await run_owned(ctx, None)
+
+    return Service(name=name, settings_type=OwnedStageSettings, main=main, summary=summary)

@@ -1,22 +1,12 @@
-"""The aggregator stage: owns instruments through leases; its fold is not built yet.
+"""The aggregator stage: framing, signal aggregation, the trade state machine and journal.
 
-Until then a worker takes part in ownership, reports health and stops cleanly, and nothing more.
+Not built yet: a worker takes part in instrument ownership, reports health and stops cleanly.
 """
 
 from __future__ import annotations
 
-from ofcommon.service import Service, ServiceContext
-from ofcommon.settings import OwnedStageSettings
-from ofcommon.stage import run_owned
+from ofcommon.stage import lease_only_service
 
-
-async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
-    await run_owned(ctx, None)
-
-
-SERVICE = Service(
-    name="aggregator",
-    settings_type=OwnedStageSettings,
-    main=main,
-    summary="framing, signal aggregation, the trade state machine and journal",
+SERVICE = lease_only_service(
+    "aggregator", "framing, signal aggregation, the trade state machine and journal"
 )

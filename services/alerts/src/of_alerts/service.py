@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ofcommon.service import Service, ServiceContext
+from ofcommon.service import Service, idle
 from ofcommon.settings import BaseSettings, Secret
 
 
@@ -24,9 +24,4 @@ class AlertsSettings(BaseSettings, kw_only=True, frozen=True):
     }
 
 
-async def main(ctx: ServiceContext[AlertsSettings]) -> None:
-    ctx.status["telegram"] = "not built yet"
-    await ctx.stop.wait()
-
-
-SERVICE = Service(name="alerts", settings_type=AlertsSettings, main=main, summary="Telegram alerts")
+SERVICE = Service(name="alerts", settings_type=AlertsSettings, main=idle, summary="Telegram alerts")

@@ -1,22 +1,10 @@
-"""The analytics stage: owns instruments through leases; its fold is not built yet.
+"""The analytics stage: footprint bars, delta, profiles and book statistics.
 
-Until then a worker takes part in ownership, reports health and stops cleanly, and nothing more.
+Not built yet: a worker takes part in instrument ownership, reports health and stops cleanly.
 """
 
 from __future__ import annotations
 
-from ofcommon.service import Service, ServiceContext
-from ofcommon.settings import OwnedStageSettings
-from ofcommon.stage import run_owned
+from ofcommon.stage import lease_only_service
 
-
-async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
-    await run_owned(ctx, None)
-
-
-SERVICE = Service(
-    name="analytics",
-    settings_type=OwnedStageSettings,
-    main=main,
-    summary="footprint bars, delta, profiles and book statistics ",
-)
+SERVICE = lease_only_service("analytics", "footprint bars, delta, profiles and book statistics")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ofcommon.service import Service, ServiceContext
+from ofcommon.service import Service, idle
 from ofcommon.settings import BaseSettings, Port, Secret
 
 
@@ -24,9 +24,4 @@ class ApiSettings(BaseSettings, kw_only=True, frozen=True):
     }
 
 
-async def main(ctx: ServiceContext[ApiSettings]) -> None:
-    ctx.status["api"] = "not built yet"
-    await ctx.stop.wait()
-
-
-SERVICE = Service(name="api", settings_type=ApiSettings, main=main, summary="REST/WebSocket API")
+SERVICE = Service(name="api", settings_type=ApiSettings, main=idle, summary="REST/WebSocket API")

@@ -1,0 +1,22 @@
+"""Loading of installed plug-ins (services, venues) from their entry-point groups.
+
+One loader so every group checks its objects' type the same way and names the culprit.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def load_group(group: str, kind: type[T]) -> dict[str, T]:
+    """Every object registered under ``group``, by name; each must be a ``kind``."""
+    out: dict[str, T] = {}
+    for ep in entry_points(group=group):
+        obj = ep.load()
+        if not isinstance(obj, kind):
+            raise TypeError(f"entry point {ep.name} ({ep.value}) is not a {kind.__name__}")
+        out[ep.name] = obj
+    return out
