@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import subprocess
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from tests.support.fake_bybit import (
     instrument_row,
     load_book_frames,
 )
-from tests.support.servers import spawn_service, stop
+from tests.support.servers import free_port, metric_sum, scrape_metrics, spawn_service, stop
 
 from ofcommon import codec, keys
 from ofcommon.messages import BookDelta, BookSnapshot, Gap, Heartbeat, Message, Trade
@@ -62,26 +60,6 @@ INSTRUMENTS = {
 Levels = list[tuple[float, float]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            return str(resp.read().decode())
-    except OSError:
-        return ""
-
-
-def _value(text: str, prefix: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
-
-
 @dataclass
 class Feed:
     """A running feed process and what a test needs to look at it."""
@@ -97,7 +75,7 @@ class Feed:
         return "\n".join(lines[-n:])
 
     async def metrics(self) -> str:
-        return await asyncio.to_thread(_scrape, self.metrics_port)
+        return await asyncio.to_thread(scrape_metrics, self.metrics_port)
 
     async def health(self) -> dict[str, Any]:
         raw = await self.redis.get(keys.health("feed_bybit", WORKER))
@@ -204,7 +182,7 @@ async def start_feed(
     procs: list[subprocess.Popen[bytes]] = []
 
     async def start(**extra: str) -> Feed:
-        port = _free_port()
+        port = free_port()
         env = {**_env(service_env, tmp_path, market, port), **extra}
         proc = spawn_service("feed_bybit", env, tmp_path, "feed")
         procs.append(proc)
@@ -311,19 +289,19 @@ async def test_feed_survives_faults_and_publishes_the_venue(start_feed: Any) -> 
         lambda: _metrics_with(feed, 'of_bybit_reconnects_total{category="spot"'),
     )
     lin = 'category="linear"'
-    assert _value(text, f'of_bybit_reconnects_total{{{lin},reason="closed"}}') >= 1
-    assert _value(text, 'of_bybit_reconnects_total{category="spot",reason="closed"}') >= 1
-    assert _value(text, f'of_bybit_resubscribes_total{{{lin},reason="gap"}}') >= 2
-    assert _value(text, f"of_bybit_malformed_frames_total{{{lin}}}") == 3
-    assert _value(text, f"of_bybit_unknown_topic_frames_total{{{lin}}}") == 1
-    assert _value(text, f'of_bybit_gaps_total{{{lin},stream="book"}}') >= 2
-    assert _value(text, f"of_bybit_backfilled_trades_total{{{lin}}}") >= 1
-    assert _value(text, 'of_dead_letters_total{reason="malformed",service="feed_bybit"}') == 3
-    assert _value(text, f'of_bybit_instrument_mismatches{{{lin},problem="tick_size"}}') == 1
-    assert _value(text, 'of_bybit_rest_requests_total{endpoint="instruments-info"') >= 4
+    assert metric_sum(text, f'of_bybit_reconnects_total{{{lin},reason="closed"}}') >= 1
+    assert metric_sum(text, 'of_bybit_reconnects_total{category="spot",reason="closed"}') >= 1
+    assert metric_sum(text, f'of_bybit_resubscribes_total{{{lin},reason="gap"}}') >= 2
+    assert metric_sum(text, f"of_bybit_malformed_frames_total{{{lin}}}") == 3
+    assert metric_sum(text, f"of_bybit_unknown_topic_frames_total{{{lin}}}") == 1
+    assert metric_sum(text, f'of_bybit_gaps_total{{{lin},stream="book"}}') >= 2
+    assert metric_sum(text, f"of_bybit_backfilled_trades_total{{{lin}}}") >= 1
+    assert metric_sum(text, 'of_dead_letters_total{reason="malformed",service="feed_bybit"}') == 3
+    assert metric_sum(text, f'of_bybit_instrument_mismatches{{{lin},problem="tick_size"}}') == 1
+    assert metric_sum(text, 'of_bybit_rest_requests_total{endpoint="instruments-info"') >= 4
     text = await feed.until("parser metrics", lambda: _metrics_with(feed, 'counter="resets"'))
-    assert _value(text, f'of_bybit_parser_events_total{{{lin},counter="resets"}}') >= 1
-    assert _value(text, f'of_bybit_parser_events_total{{{lin},counter="duplicates"}}') >= 1
+    assert metric_sum(text, f'of_bybit_parser_events_total{{{lin},counter="resets"}}') >= 1
+    assert metric_sum(text, f'of_bybit_parser_events_total{{{lin},counter="duplicates"}}') >= 1
 
     # and in the health report
     health = await feed.until("health report", feed.health)
@@ -381,8 +359,8 @@ async def test_silent_book_topic_is_resubscribed_and_silent_connection_reconnect
     ids = await feed.trade_ids("BTCUSDT")
     assert len(ids) == len(set(ids))
     text = await feed.until("silence metrics", lambda: _metrics_with(feed, 'reason="silent"} 1.0'))
-    assert _value(text, 'of_bybit_resubscribes_total{category="linear",reason="silent"}') >= 1
-    assert _value(text, 'of_bybit_reconnects_total{category="linear",reason="silent"}') >= 1
+    assert metric_sum(text, 'of_bybit_resubscribes_total{category="linear",reason="silent"}') >= 1
+    assert metric_sum(text, 'of_bybit_reconnects_total{category="linear",reason="silent"}') >= 1
     assert 'of_bybit_topic_silence_seconds{category="linear",topic="publicTrade.BTCUSDT"}' in text
     assert await asyncio.to_thread(stop, feed.proc) == 0
 
@@ -406,8 +384,8 @@ async def test_stalled_redis_overflows_then_recovers_without_loss(start_feed: An
         ids = await feed.trade_ids(symbol)
         assert len(ids) == len(set(ids)), symbol
     text = await feed.until("overflow metric", lambda: _metrics_with(feed, "overflows_total{"))
-    assert _value(text, "of_bybit_outbox_overflows_total") >= 1
-    assert _value(text, 'of_bybit_reconnects_total{category="linear",reason="overflow"}') >= 1
+    assert metric_sum(text, "of_bybit_outbox_overflows_total") >= 1
+    assert metric_sum(text, 'of_bybit_reconnects_total{category="linear",reason="overflow"}') >= 1
     assert await asyncio.to_thread(stop, feed.proc) == 0
 
 
@@ -445,9 +423,11 @@ async def test_flood_and_rate_limited_backfill(start_feed: Any) -> None:
     gaps = [m for m in await feed.messages("BTCUSDT", "trades") if isinstance(m, Gap)]
     assert any(g.reason.startswith("connection lost") for g in gaps)
     text = await feed.metrics()
-    assert _value(text, 'of_bybit_rest_requests_total{endpoint="recent-trade",outcome="rate') >= 1
-    assert _value(text, 'of_bybit_backfill_failures_total{category="linear"}') >= 1
-    assert _value(text, 'of_bybit_frames_total{category="linear"}') >= 5000
+    assert (
+        metric_sum(text, 'of_bybit_rest_requests_total{endpoint="recent-trade",outcome="rate') >= 1
+    )
+    assert metric_sum(text, 'of_bybit_backfill_failures_total{category="linear"}') >= 1
+    assert metric_sum(text, 'of_bybit_frames_total{category="linear"}') >= 5000
     assert feed.proc.poll() is None
     assert await asyncio.to_thread(stop, feed.proc) == 0
 

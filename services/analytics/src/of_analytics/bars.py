@@ -1,0 +1,371 @@
+"""Event-time bars with footprints: 1-minute bars from trades, higher timeframes composed from them.
+Pure and deterministic (no clock, no I/O); the state is a msgspec Struct snapshotted as msgpack.
+
+Rules decided here (the service and the docs repeat them):
+
+* Bars are ``[open_ts, close_ts)`` aligned on the UTC epoch (1D bars are UTC days; session-aligned
+  days are the profiles' business). A bar closes when the first trade or heartbeat at or past its
+  ``close_ts`` arrives; the closed bar is emitted once, ``final=True``, ``rev=1``. Minutes without
+  trades produce no bar. Higher timeframes (5m, 15m, 1h, 4h, 1D) are merged from closed base bars
+  and close on the same event-time rule, so they equal bars built from the trades directly.
+* Late trades: a trade older than the open bar (or, with no bar open, older than the last closed or
+  heartbeat-passed bar) is never folded in: it is counted in ``BarsState.late_trades`` /
+  ``late_volume`` (the service exports them as metrics) and emits nothing. Closed bars are final.
+* ``SizeKind.TICKS`` trades (MT5 quote counts) move OHLC and event time but never volume, delta,
+  VWAP or the footprint; they are counted apart in the accumulator's ``tick_count``.
+* A ``Gap`` on the trades stream marks the open bar (or the next one to open) as gapped; the wire
+  ``Bar`` has no flag for it, so the open times of gapped bars are kept in ``BarsState.gapped``.
+* Partial bars (``partial``) are non-final snapshots with ``rev=0``; the service throttles them.
+* Footprint rows are ``row_size`` high, a whole number of ticks: a price is snapped to the nearest
+  tick (absorbing float error), then floored to its row. Rows are listed by ascending price. The bar
+  POC is the row of most volume; ties go to the row closest to the bar's middle, then the lower.
+* ``delta_min`` / ``delta_max`` are the extremes of the running delta after each real trade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+
+from ofcommon.instruments import Instrument
+from ofcommon.messages import Bar, FootprintRow, Gap, Heartbeat, Message, Side, SizeKind, Trade
+
+__all__ = [
+    "TIMEFRAMES",
+    "BarAcc",
+    "BarBuilder",
+    "BarsState",
+]
+
+_NS: Final = 1_000_000_000
+TIMEFRAMES: Final[dict[str, int]] = {
+    "1m": 60 * _NS,
+    "5m": 300 * _NS,
+    "15m": 900 * _NS,
+    "1h": 3600 * _NS,
+    "4h": 4 * 3600 * _NS,
+    "1D": 86400 * _NS,
+}
+COMPOSED: Final[tuple[str, ...]] = ("5m", "15m", "1h", "4h", "1D")
+_MAX_GAPPED: Final = 64  # open times of gapped bars kept in state (bounded)
+
+# Footprint cell layout: [bid volume (sell aggressors), ask volume (buy aggressors), trade count].
+_BID: Final = 0
+_ASK: Final = 1
+_N: Final = 2
+
+
+class BarAcc(msgspec.Struct, gc=False):
+    """One open bar under construction; ``rows`` maps row index -> [bid, ask, trades]."""
+
+    open_ts: int
+    close_ts: int
+    open: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    close: float = 0.0
+    volume: float = 0.0
+    buy: float = 0.0
+    sell: float = 0.0
+    run_delta: float = 0.0
+    delta_min: float = 0.0
+    delta_max: float = 0.0
+    trades: int = 0
+    pv: float = 0.0
+    tick_count: int = 0
+    has_price: bool = False
+    gap: bool = False
+    rows: dict[int, list[float]] = msgspec.field(default_factory=dict)
+
+
+class BarsState(msgspec.Struct, gc=False):
+    """Per-instrument bar state: the open base bar, the open composed bars and the late counters."""
+
+    base: BarAcc | None = None
+    # Trades older than this are late: the close of the last closed base bar, raised by heartbeats.
+    floor_ts: int = 0
+    composed: dict[str, BarAcc] = msgspec.field(default_factory=dict)
+    late_trades: int = 0
+    late_volume: float = 0.0
+    gaps: int = 0
+    gap_pending: bool = False
+    gapped: list[int] = msgspec.field(default_factory=list)
+
+
+def _decimals(x: float) -> int:
+    exp = Decimal(repr(x)).normalize().as_tuple().exponent
+    return max(0, -exp) if isinstance(exp, int) else 0
+
+
+class BarBuilder:
+    """Builds bars of one instrument; all methods are pure functions of (state, input)."""
+
+    __slots__ = ("_digits", "_inv_tick", "_period", "_row_size", "_tpr", "base", "composed")
+
+    def __init__(
+        self,
+        tick_size: float,
+        row_size: float,
+        *,
+        base: str = "1m",
+        composed: Iterable[str] = COMPOSED,
+    ) -> None:
+        tpr = round(row_size / tick_size)
+        if tpr < 1 or abs(row_size / tick_size - tpr) > 1e-6:
+            raise ValueError(f"row_size {row_size} is not a whole multiple of tick {tick_size}")
+        self._tpr = int(tpr)
+        self._inv_tick = 1.0 / tick_size
+        self._row_size = row_size
+        # Row prices are index * row_size, rounded to the tick's decimals to drop float noise.
+        self._digits = _decimals(tick_size) + 1
+        self.base = base
+        self._period = TIMEFRAMES[base]
+        self.composed = tuple(composed)
+        for tf in self.composed:
+            if TIMEFRAMES[tf] <= self._period or TIMEFRAMES[tf] % self._period:
+                raise ValueError(f"timeframe {tf} is not a multiple of the base {base}")
+
+    @classmethod
+    def for_instrument(cls, inst: Instrument, *, composed: Iterable[str] = COMPOSED) -> BarBuilder:
+        return cls(inst.tick_size, inst.row_size, composed=composed)
+
+    @staticmethod
+    def initial() -> BarsState:
+        return BarsState()
+
+    def row_of(self, price: float) -> int:
+        """The footprint row index of ``price``: nearest tick, then floor to the row."""
+        return round(price * self._inv_tick) // self._tpr
+
+    def row_price(self, row: int) -> float:
+        return round(row * self._row_size, self._digits)
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def step(self, state: BarsState, msg: Message) -> list[Bar]:
+        """Fold one message of the trades stream; returns the bars it closed (oldest first)."""
+        if isinstance(msg, Trade):
+            return self.on_trade(state, msg)
+        if isinstance(msg, Heartbeat):
+            return self.advance(state, msg.ts_event)
+        if isinstance(msg, Gap):
+            self.on_gap(state, msg)
+        return []
+
+    def on_trade(self, state: BarsState, trade: Trade) -> list[Bar]:
+        ts = trade.ts_event
+        acc = state.base
+        out: list[Bar] = []
+        if acc is None or ts >= acc.close_ts:
+            if ts < state.floor_ts:
+                return self._late(state, trade)
+            # Also when no bar is open: composed bars may end before this trade.
+            out = self.advance(state, ts)
+            acc = self._open_base(state, ts, trade.price)
+        elif ts < acc.open_ts:
+            return self._late(state, trade)
+        price = trade.price
+        if price > acc.high:
+            acc.high = price
+        elif price < acc.low:
+            acc.low = price
+        acc.close = price
+        if trade.size_kind is SizeKind.TICKS:
+            acc.tick_count += 1
+            return out
+        size = trade.size
+        r = round(price * self._inv_tick) // self._tpr
+        cell = acc.rows.get(r)
+        if cell is None:
+            cell = acc.rows[r] = [0.0, 0.0, 0.0]
+        if trade.side is Side.BUY:
+            acc.buy += size
+            cell[_ASK] += size
+            d = acc.run_delta + size
+        else:
+            acc.sell += size
+            cell[_BID] += size
+            d = acc.run_delta - size
+        cell[_N] += 1.0
+        acc.run_delta = d
+        if acc.trades == 0:
+            acc.delta_min = acc.delta_max = d
+        elif d < acc.delta_min:
+            acc.delta_min = d
+        elif d > acc.delta_max:
+            acc.delta_max = d
+        acc.trades += 1
+        acc.volume += size
+        acc.pv += price * size
+        return out
+
+    def on_trades(self, state: BarsState, trades: Iterable[Trade]) -> list[Bar]:
+        out: list[Bar] = []
+        for t in trades:
+            closed = self.on_trade(state, t)
+            if closed:
+                out.extend(closed)
+        return out
+
+    def on_gap(self, state: BarsState, gap: Gap) -> None:
+        if gap.stream != "trades":
+            return
+        state.gaps += 1
+        if state.base is not None:
+            self._mark_gap(state, state.base)
+        else:
+            state.gap_pending = True
+
+    def advance(self, state: BarsState, ts: int) -> list[Bar]:
+        """Event time reached ``ts``: close every open bar whose end is at or before it."""
+        out: list[Bar] = []
+        acc = state.base
+        if acc is not None and ts >= acc.close_ts:
+            state.base = None
+            state.floor_ts = acc.close_ts
+            out.append(self._to_bar(acc, self.base, final=True))
+            self._compose(state, acc, out)
+        bucket = ts - ts % self._period
+        if bucket > state.floor_ts and state.base is None:
+            state.floor_ts = bucket
+        for tf in self.composed:
+            c = state.composed.get(tf)
+            if c is not None and ts >= c.close_ts:
+                del state.composed[tf]
+                out.append(self._to_bar(c, tf, final=True))
+        return out
+
+    def partial(self, state: BarsState, timeframe: str | None = None) -> Bar | None:
+        """The open bar of ``timeframe`` (default: the base) as a non-final snapshot, or None."""
+        tf = timeframe or self.base
+        if tf == self.base:
+            return None if state.base is None else self._to_bar(state.base, tf, final=False)
+        c = state.composed.get(tf)
+        base = state.base
+        if base is None:
+            return None if c is None else self._to_bar(c, tf, final=False)
+        # The composed bar plus the open base bar: a throwaway merge, not stored in state.
+        period = TIMEFRAMES[tf]
+        tmp = BarAcc(base.open_ts - base.open_ts % period, 0)
+        tmp.close_ts = tmp.open_ts + period
+        if c is not None:
+            _merge(tmp, c)
+        _merge(tmp, base)
+        return self._to_bar(tmp, tf, final=False)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _late(self, state: BarsState, trade: Trade) -> list[Bar]:
+        state.late_trades += 1
+        if trade.size_kind is SizeKind.REAL:
+            state.late_volume += trade.size
+        return []
+
+    def _open_base(self, state: BarsState, ts: int, price: float) -> BarAcc:
+        start = ts - ts % self._period
+        acc = BarAcc(start, start + self._period, price, price, price, price, has_price=True)
+        state.base = acc
+        if state.gap_pending:
+            state.gap_pending = False
+            self._mark_gap(state, acc)
+        return acc
+
+    @staticmethod
+    def _mark_gap(state: BarsState, acc: BarAcc) -> None:
+        if not acc.gap:
+            acc.gap = True
+            state.gapped.append(acc.open_ts)
+            del state.gapped[:-_MAX_GAPPED]
+
+    def _compose(self, state: BarsState, acc: BarAcc, out: list[Bar]) -> None:
+        for tf in self.composed:
+            period = TIMEFRAMES[tf]
+            c = state.composed.get(tf)
+            if c is not None and acc.open_ts >= c.close_ts:
+                del state.composed[tf]
+                out.append(self._to_bar(c, tf, final=True))
+                c = None
+            if c is None:
+                start = acc.open_ts - acc.open_ts % period
+                c = state.composed[tf] = BarAcc(start, start + period)
+            _merge(c, acc)
+
+    def _to_bar(self, acc: BarAcc, timeframe: str, *, final: bool) -> Bar:
+        rows = acc.rows
+        fp: list[FootprintRow] = []
+        poc = acc.close
+        if rows:
+            keys = sorted(rows)
+            rp = self.row_price
+            fp = [FootprintRow(rp(k), rows[k][_BID], rows[k][_ASK], int(rows[k][_N])) for k in keys]
+            poc = rp(self._poc_row(acc, keys))
+        vwap = acc.pv / acc.volume if acc.volume > 0 else acc.close
+        return Bar(
+            timeframe,
+            acc.open_ts,
+            acc.close_ts,
+            acc.open,
+            acc.high,
+            acc.low,
+            acc.close,
+            acc.volume,
+            acc.buy,
+            acc.sell,
+            acc.buy - acc.sell,
+            acc.delta_min,
+            acc.delta_max,
+            acc.trades,
+            vwap,
+            poc,
+            fp,
+            final,
+            1 if final else 0,
+        )
+
+    def _poc_row(self, acc: BarAcc, keys: list[int]) -> int:
+        rows = acc.rows
+        best = max(rows[k][_BID] + rows[k][_ASK] for k in keys)
+        tied = [k for k in keys if rows[k][_BID] + rows[k][_ASK] == best]
+        if len(tied) == 1:
+            return tied[0]
+        # Twice the middle row index, so that a middle between two rows stays an integer.
+        mid2 = self.row_of(acc.high) + self.row_of(acc.low)
+        return min(tied, key=lambda k: (abs(2 * k - mid2), k))
+
+
+def _merge(c: BarAcc, m: BarAcc) -> None:
+    """Append closed bar ``m`` (later in time) to composed bar ``c``."""
+    if m.has_price:
+        if c.has_price:
+            c.high = max(c.high, m.high)
+            c.low = min(c.low, m.low)
+        else:
+            c.open, c.high, c.low = m.open, m.high, m.low
+            c.has_price = True
+        c.close = m.close
+    if m.trades:
+        if c.trades:
+            c.delta_min = min(c.delta_min, c.run_delta + m.delta_min)
+            c.delta_max = max(c.delta_max, c.run_delta + m.delta_max)
+        else:
+            c.delta_min, c.delta_max = m.delta_min, m.delta_max
+        c.run_delta += m.run_delta
+    c.volume += m.volume
+    c.buy += m.buy
+    c.sell += m.sell
+    c.trades += m.trades
+    c.pv += m.pv
+    c.tick_count += m.tick_count
+    c.gap = c.gap or m.gap
+    rows = c.rows
+    for k, cell in m.rows.items():
+        mine = rows.get(k)
+        if mine is None:
+            rows[k] = list(cell)
+        else:
+            mine[_BID] += cell[_BID]
+            mine[_ASK] += cell[_ASK]
+            mine[_N] += cell[_N]

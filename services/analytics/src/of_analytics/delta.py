@@ -1,0 +1,98 @@
+"""Delta of bars: per bar, per price row, at the bar's high and low, and cumulative per session
+(reset at the instrument's session start, ofcommon.sessions) and continuous (never reset).
+
+Delta is always buy (ask, aggressor buy) minus sell (bid, aggressor sell) volume. A bar belongs to
+the session of its ``open_ts`` (the session containing it, else the next to open), so bars outside
+trading hours accumulate into the coming session, as ``sessions.session_date`` defines.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ofcommon.messages import Bar
+from ofcommon.sessions import SessionSpec, session_bounds
+
+__all__ = [
+    "CumulativeDelta",
+    "CvdState",
+    "DeltaStats",
+    "delta_at_extremes",
+    "delta_pct",
+    "horizontal_delta",
+]
+
+
+def horizontal_delta(bar: Bar) -> list[tuple[float, float]]:
+    """(row price, ask − bid) per footprint row, ascending price."""
+    return [(r.price, r.ask_volume - r.bid_volume) for r in bar.footprint]
+
+
+def delta_at_extremes(bar: Bar) -> tuple[float, float]:
+    """(delta at the high row, delta at the low row); zeros without a footprint."""
+    fp = bar.footprint
+    if not fp:
+        return 0.0, 0.0
+    top = max(fp, key=lambda r: r.price)
+    bottom = min(fp, key=lambda r: r.price)
+    return top.ask_volume - top.bid_volume, bottom.ask_volume - bottom.bid_volume
+
+
+def delta_pct(bar: Bar) -> float:
+    total = bar.buy_volume + bar.sell_volume
+    return bar.delta / total if total > 0 else 0.0
+
+
+class CvdState(msgspec.Struct, gc=False):
+    session_start: int = 0
+    session_end: int = 0
+    session_cvd: float = 0.0
+    cvd: float = 0.0
+    last_open_ts: int = -1  # bars already counted are ignored (replays, duplicate finals)
+
+
+class DeltaStats(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    open_ts: int
+    delta: float
+    delta_pct: float
+    delta_high: float
+    delta_low: float
+    session_start: int
+    session_cvd: float
+    cvd: float
+
+
+class CumulativeDelta:
+    """Cumulative delta over closed bars of one timeframe; pure over ``CvdState``."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: SessionSpec) -> None:
+        self.spec = spec
+
+    def on_bar(self, state: CvdState, bar: Bar) -> DeltaStats | None:
+        """Fold one closed bar; None for a partial or an already counted bar."""
+        if not bar.final or bar.open_ts <= state.last_open_ts:
+            return None
+        state.last_open_ts = bar.open_ts
+        ts = bar.open_ts
+        # Bounds are looked up only when the bar leaves the current session window (cheap path).
+        if not state.session_start <= ts < state.session_end:
+            start, end = session_bounds(self.spec, ts)
+            if start != state.session_start:
+                state.session_cvd = 0.0
+            # Outside trading hours ts < start: the bar counts toward the coming session.
+            state.session_start, state.session_end = start, end
+        state.session_cvd += bar.delta
+        state.cvd += bar.delta
+        hi, lo = delta_at_extremes(bar)
+        return DeltaStats(
+            ts,
+            bar.delta,
+            delta_pct(bar),
+            hi,
+            lo,
+            state.session_start,
+            state.session_cvd,
+            state.cvd,
+        )

@@ -1,0 +1,230 @@
+"""Footprint analytics of a bar: diagonal and horizontal imbalances, stacked imbalances,
+unfinished auctions and big trades, with the parameters and presets of landscape.md §2.4–§2.14.
+
+Definitions (B = bid volume, sell aggressors; A = ask volume, buy aggressors; rows are the bar's
+footprint rows of ``row_size``):
+
+* Diagonal (default): buy imbalance at row p when A(p) / B(p−1) ≥ ratio, sell imbalance at p when
+  B(p) / A(p+1) ≥ ratio. A comparison row outside the bar's row range does not exist (nothing
+  could trade there), so the lowest row has no buy and the highest no sell imbalance. Rows inside
+  the range without trades count as zero volume.
+* Horizontal: A(p) against B(p) at the same row. The seed's rule (§6: horizontal, one-sided rows
+  always count, no minimum) is the ``SEED`` preset.
+* ``min_volume``: the dominant side must reach it. ``zero_policy``: with an opposite of zero,
+  ``"skip"`` never flags (the default: a 1-lot one-sided row is no imbalance, seed bug §19.16),
+  ``"count"`` flags when the dominant side is > 0 and ≥ ``min_volume``.
+* Stacked: ≥ ``stacked_rows`` (3) consecutive rows with same-side imbalances; each maximal run
+  is reported once as a zone [low, high].
+* Unfinished auction: both sides traded (above the filters) at the bar's high row / low row.
+* Big trades: a print ≥ a fixed size, or ≥ the rolling percentile of the last ``window`` sizes
+  (recomputed every ``refresh`` trades to stay cheap; no signal until ``min_samples`` are seen).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final, Literal
+
+import msgspec
+
+from ofcommon.messages import Bar, FootprintRow, Side, SizeKind, Trade
+
+__all__ = [
+    "ATAS",
+    "DEFAULT",
+    "NINJATRADER",
+    "PRESETS",
+    "SEED",
+    "TRADINGVIEW",
+    "BigTradeParams",
+    "BigTradeState",
+    "BigTrades",
+    "Imbalance",
+    "ImbalanceParams",
+    "StackedImbalance",
+    "imbalances",
+    "stacked_imbalances",
+    "unfinished_auction",
+]
+
+ZeroPolicy = Literal["skip", "count"]
+Mode = Literal["diagonal", "horizontal"]
+
+
+class ImbalanceParams(msgspec.Struct, frozen=True, kw_only=True):
+    """``ratio`` = dominant / opposite ≥ ratio (3.0 = "300 %")."""
+
+    ratio: float = 3.0
+    min_volume: float = 0.0
+    zero_policy: ZeroPolicy = "skip"
+    mode: Mode = "diagonal"
+    stacked_rows: int = 3
+
+
+DEFAULT: Final = ImbalanceParams()
+# The seed's rule order (ask/bid first, then bid/ask, one-sided rows always) is exactly horizontal
+# mode with zeros counted and no minimum.
+# ATAS "150 %" is read as 1.5x (landscape §2.4: its help pages disagree; 1.5x is the usual one).
+ATAS: Final = ImbalanceParams(ratio=1.5)
+NINJATRADER: Final = ImbalanceParams(ratio=1.5)
+TRADINGVIEW: Final = ImbalanceParams(ratio=3.0)
+SEED: Final = ImbalanceParams(ratio=3.0, zero_policy="count", mode="horizontal")
+PRESETS: Final[dict[str, ImbalanceParams]] = {
+    "default": DEFAULT,
+    "atas": ATAS,
+    "ninjatrader": NINJATRADER,
+    "tradingview": TRADINGVIEW,
+    "seed": SEED,
+}
+
+
+class Imbalance(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    price: float
+    side: Side
+    dominant: float
+    opposite: float
+
+
+class StackedImbalance(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    side: Side
+    low: float
+    high: float
+    rows: int
+
+
+def _index(rows: Sequence[FootprintRow], row_size: float) -> dict[int, FootprintRow]:
+    # Row prices are on the row grid; rounding the quotient absorbs their float noise.
+    return {round(r.price / row_size): r for r in rows}
+
+
+def _flag(dominant: float, opposite: float, p: ImbalanceParams) -> bool:
+    if dominant <= 0.0 or dominant < p.min_volume:
+        return False
+    if opposite <= 0.0:
+        return p.zero_policy == "count"
+    return dominant >= p.ratio * opposite
+
+
+def imbalances(
+    rows: Sequence[FootprintRow], row_size: float, params: ImbalanceParams = DEFAULT
+) -> list[Imbalance]:
+    """Every imbalance of a footprint, by ascending price (buy before sell at one price)."""
+    if not rows:
+        return []
+    by_idx = _index(rows, row_size)
+    lo, hi = min(by_idx), max(by_idx)
+    out: list[Imbalance] = []
+    for k in sorted(by_idx):
+        row = by_idx[k]
+        ask, bid = row.ask_volume, row.bid_volume
+        if params.mode == "horizontal":
+            if _flag(ask, bid, params):
+                out.append(Imbalance(row.price, Side.BUY, ask, bid))
+            elif _flag(bid, ask, params):
+                out.append(Imbalance(row.price, Side.SELL, bid, ask))
+            continue
+        if k > lo:
+            below = by_idx.get(k - 1)
+            opp = below.bid_volume if below is not None else 0.0
+            if _flag(ask, opp, params):
+                out.append(Imbalance(row.price, Side.BUY, ask, opp))
+        if k < hi:
+            above = by_idx.get(k + 1)
+            opp = above.ask_volume if above is not None else 0.0
+            if _flag(bid, opp, params):
+                out.append(Imbalance(row.price, Side.SELL, bid, opp))
+    return out
+
+
+def stacked_imbalances(
+    found: Sequence[Imbalance], row_size: float, min_rows: int = 3
+) -> list[StackedImbalance]:
+    """Maximal runs of ≥ ``min_rows`` consecutive rows with same-side imbalances."""
+    out: list[StackedImbalance] = []
+    for side in (Side.BUY, Side.SELL):
+        idx = sorted({round(i.price / row_size) for i in found if i.side is side})
+        start = 0
+        for j in range(1, len(idx) + 1):
+            if j == len(idx) or idx[j] != idx[j - 1] + 1:
+                n = j - start
+                if n >= min_rows:
+                    lo = next(i.price for i in found if round(i.price / row_size) == idx[start])
+                    hi = next(i.price for i in found if round(i.price / row_size) == idx[j - 1])
+                    out.append(StackedImbalance(side, lo, hi, n))
+                start = j
+    return out
+
+
+def unfinished_auction(
+    bar: Bar, ask_filter: float = 0.0, bid_filter: float = 0.0
+) -> tuple[bool, bool]:
+    """(high unfinished, low unfinished): both sides traded at the extreme row (ATAS filters:
+    the side that made the extreme must exceed its filter, the other side must be > 0)."""
+    fp = bar.footprint
+    if not fp:
+        return False, False
+    top = max(fp, key=lambda r: r.price)
+    bottom = min(fp, key=lambda r: r.price)
+    high = top.ask_volume > ask_filter and top.bid_volume > 0.0
+    low = bottom.bid_volume > bid_filter and bottom.ask_volume > 0.0
+    return high, low
+
+
+class BigTradeParams(msgspec.Struct, frozen=True, kw_only=True):
+    """``fixed`` > 0 uses that size; otherwise the ``percentile`` of the rolling window."""
+
+    fixed: float = 0.0
+    percentile: float = 99.0
+    window: int = 1000
+    refresh: int = 100
+    min_samples: int = 100
+
+
+class BigTradeState(msgspec.Struct, gc=False):
+    sizes: list[float] = msgspec.field(default_factory=list)
+    pos: int = 0  # next slot of the ring buffer once full
+    since: int = 0  # trades since the threshold was last computed
+    threshold: float = math.inf
+
+
+class BigTrades:
+    """Flags big prints; pure over ``BigTradeState``."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: BigTradeParams | None = None) -> None:
+        self.params = params or BigTradeParams()
+
+    def threshold(self, state: BigTradeState) -> float:
+        return self.params.fixed if self.params.fixed > 0 else state.threshold
+
+    def on_trade(self, state: BigTradeState, trade: Trade) -> bool:
+        """Whether ``trade`` is big; the threshold is the one before this trade."""
+        if trade.size_kind is not SizeKind.REAL:
+            return False
+        p = self.params
+        size = trade.size
+        if p.fixed > 0:
+            return size >= p.fixed
+        big = size >= state.threshold
+        sizes = state.sizes
+        if len(sizes) < p.window:
+            sizes.append(size)
+        else:
+            sizes[state.pos] = size
+            state.pos = (state.pos + 1) % p.window
+        state.since += 1
+        if len(sizes) >= p.min_samples and (
+            state.since >= p.refresh or math.isinf(state.threshold)
+        ):
+            state.since = 0
+            state.threshold = _percentile(sizes, p.percentile)
+        return big
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: the threshold is a size that was traded)."""
+    s = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(s)))
+    return s[rank - 1]

@@ -1,0 +1,591 @@
+"""Volume profiles per session and composite: POC, value area, HVN/LVN, shape, naked POCs.
+Pure event-time code: trades in, ``ProfileUpdate`` messages out; no I/O and no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from ofcommon.instruments import Instrument
+from ofcommon.messages import ProfileUpdate, SizeKind, Trade
+from ofcommon.sessions import SessionSpec, session_bounds, session_date
+
+# Definitions (the professional ones by default, the seed's §4 rules as named modes):
+#
+# * Rows. A price maps to whole ticks first (``round(price / tick)``, so 18500.300000000003 is tick
+#   185003), then to row ``ticks // ticks_per_row``: row k covers [k·row, (k+1)·row) and is labelled
+#   by its lower edge. Rows are integers throughout, so no float key ever splits one row in two.
+# * Rows are dense between the session's low and high: a price inside the range that never traded is
+#   a row of volume 0. The value area and the shape therefore work on price distance, not on the
+#   index of traded levels (the seed's §19.22 defect). ``ValueAreaMode.SEED`` keeps the seed's
+#   sparse levels for compatibility.
+# * POC = the row of greatest volume. Ties (``PocTieRule.MIDPOINT``, Linnsoft/DVATool chain): the
+#   tied row nearest the midpoint of the profile's range; if two are equally near, the one on the
+#   side of the midpoint with more volume; if still equal, the lower. The seed mode takes the
+#   lowest.
+# * Value area (default 70 %, ``ValueAreaMode.TWO_ROW``, Dalton/CBOT): from the POC, compare the sum
+#   of the next two rows above with the next two below and add the larger pair; a tie adds the upper
+#   pair (Dalton, Linnsoft A and DVATool agree); one exhausted side means the other side is added;
+#   stop once the area holds the target. ``ONE_ROW`` is the same with single rows; ``SEED`` is the
+#   seed's one-row rule on traded levels only, ties up, lowest-price POC (its target is the caller's
+#   ``value_area_pct``; ``ProfileConfig.seed()`` gives the seed's 68 %).
+# * HVN/LVN (``NodeMode.SMOOTHED``): the dense profile is smoothed by a centred moving average of
+#   ``smooth_rows`` rows; an HVN is a row whose smoothed volume is the greatest within
+#   ±``node_window`` rows (a plateau counts once, at its lowest row) and above ``hvn_min_ratio``
+#   × the mean; an LVN is the mirror (least within the window, strictly below a higher row on
+#   each side) and below ``lvn_max_ratio`` × the mean. ``NodeMode.SEED`` is the seed's σ rule for
+#   LVNs and no HVNs.
+# * Single prints: rows covered by the price range of exactly one TPO period (``period_ns``, 30 min
+#   from the session start) when the session has at least two periods.
+# * Shape: ``poc_pct`` = (POC − low) / (high − low) by price. Double distribution first (≥ 10 rows):
+#   the peaks of the lower and upper halves both above 1.5 × the mean traded row, more than 2
+#   rows apart, with a row between them below half the smaller peak; else P above 0.65, b below
+#   0.35, else D.
+# * Sessions: the instrument's registry session in its zone (``ofcommon.sessions``, DST-correct).
+#   Only trades inside [open, close) build the profile; a trade or ``on_time`` at or past the close
+#   finalises it (``final=True``, ``ts_event`` = the close). Trades before the open are counted in
+#   ``out_of_hours``; trades of an already closed session are counted in ``late`` and not folded in.
+# * Composite ``composite:N`` = the current session plus the N − 1 sessions closed before it.
+# * Naked POC: a closed session's final POC row, until a later trade (of the profiled size kind,
+#   in or out of hours) prints in that row.
+# * Size kinds: an engine profiles one ``SizeKind``. The default, REAL, ignores TICKS trades (quote
+#   counts, not volume) and counts them in ``ignored``; a TICKS engine keeps such counts apart.
+# * Cost: ``on_trade`` is O(1) (dict add, incremental POC candidates); the value area, nodes and
+#   shape are computed in O(rows) only when an update is requested, at the caller's rate.
+
+__all__ = [
+    "NakedPoc",
+    "NodeMode",
+    "PocTieRule",
+    "ProfileConfig",
+    "ProfileStats",
+    "SessionProfiler",
+    "ValueAreaMode",
+    "VolumeProfile",
+    "compute_stats",
+    "poc_index",
+    "row_of",
+    "value_area",
+]
+
+# Sums of many floats land a few ulps off the exact value; a relative slack far below any real
+# volume keeps an area that holds exactly 70 % from being extended by one more step.
+_REL_EPS: Final = 1e-12
+_NS_PER_MIN: Final = 60_000_000_000
+
+
+class ValueAreaMode(StrEnum):
+    TWO_ROW = "two_row"  # Dalton/CBOT: pairs of rows, ties up (default)
+    ONE_ROW = "one_row"  # one row at a time, ties up (py-market-profile and many scripts)
+    SEED = "seed"  # the seed's §4: one row over traded levels only, lowest-price POC, ties up
+
+
+class PocTieRule(StrEnum):
+    MIDPOINT = "midpoint"  # nearest the range midpoint, then heavier side, then lower (default)
+    LOWEST = "lowest"  # the seed's numpy argmax
+
+
+class NodeMode(StrEnum):
+    SMOOTHED = "smoothed"  # local extrema of the smoothed profile (default)
+    SEED = "seed"  # the seed's LVN σ rule on traded levels; no HVNs
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """Profile parameters; the defaults are the professional definitions (module docstring)."""
+
+    value_area_pct: float = 0.70
+    va_mode: ValueAreaMode = ValueAreaMode.TWO_ROW
+    poc_tie: PocTieRule = PocTieRule.MIDPOINT
+    node_mode: NodeMode = NodeMode.SMOOTHED
+    smooth_rows: int = 3
+    node_window: int = 2
+    hvn_min_ratio: float = 1.0
+    lvn_max_ratio: float = 0.5
+    lvn_stddev_factor: float = 1.5
+    period_ns: int = 30 * _NS_PER_MIN
+    composite_sessions: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.value_area_pct <= 1.0:
+            raise ValueError(f"value_area_pct must be in (0, 1], got {self.value_area_pct}")
+        if self.smooth_rows < 1 or self.smooth_rows % 2 == 0:
+            raise ValueError(f"smooth_rows must be a positive odd number, got {self.smooth_rows}")
+        if self.node_window < 1 or self.period_ns <= 0 or self.composite_sessions < 1:
+            raise ValueError("node_window, period_ns and composite_sessions must be positive")
+
+    @classmethod
+    def seed(cls, value_area_pct: float = 0.68, lvn_stddev_factor: float = 1.5) -> ProfileConfig:
+        """The seed engine's rules (§4): 68 %, one row over traded levels, ties up, σ LVNs."""
+        return cls(
+            value_area_pct=value_area_pct,
+            va_mode=ValueAreaMode.SEED,
+            poc_tie=PocTieRule.LOWEST,
+            node_mode=NodeMode.SEED,
+            lvn_stddev_factor=lvn_stddev_factor,
+        )
+
+
+def row_of(price: float, tick_size: float, ticks_per_row: int) -> int:
+    """The row index of ``price``: whole ticks first, so float noise never changes the row."""
+    return round(price / tick_size) // ticks_per_row
+
+
+def _decimals(tick_size: float) -> int:
+    # Enough decimals to print every tick exactly; row prices are rounded to them so that
+    # 185 * 100.0 * 0.1 reads 1850.0 and not 1850.0000000000002.
+    return max(0, math.ceil(-math.log10(tick_size) - 1e-9)) + 1
+
+
+# --- the pure computations -------------------------------------------------------------------
+
+
+def poc_index(vols: Sequence[float], rule: PocTieRule = PocTieRule.MIDPOINT) -> int:
+    """Index of the POC in ``vols`` (dense rows, ascending price); -1 if empty."""
+    if not vols:
+        return -1
+    top = max(vols)
+    tied = [i for i, v in enumerate(vols) if v == top]
+    if len(tied) == 1 or rule is PocTieRule.LOWEST:
+        return tied[0]
+    return _nearest_mid(vols, tied)
+
+
+def _nearest_mid(vols: Sequence[float], tied: Sequence[int]) -> int:
+    # Distances are doubled so the midpoint of an even range stays an integer.
+    mid2 = len(vols) - 1
+    best = min(abs(2 * i - mid2) for i in tied)
+    near = [i for i in tied if abs(2 * i - mid2) == best]
+    if len(near) == 1:
+        return near[0]
+    lo, hi = near  # one each side of the midpoint, at equal distance
+    below = sum(v for i, v in enumerate(vols) if 2 * i < mid2)
+    above = sum(v for i, v in enumerate(vols) if 2 * i > mid2)
+    return hi if above > below else lo
+
+
+def value_area(vols: Sequence[float], poc: int, pct: float, step: int) -> tuple[int, int]:
+    """Indices (low, high) of the value area grown from ``poc`` by ``step`` rows at a time.
+
+    The side with the larger sum of its next ``step`` rows is added; a tie adds the upper side;
+    an exhausted side lets the other be added. Stops once the area holds ``pct`` of the volume.
+    """
+    n = len(vols)
+    total = math.fsum(vols)
+    target = pct * total * (1.0 - _REL_EPS)
+    lo = hi = poc
+    acc = vols[poc]
+    while acc < target and (lo > 0 or hi < n - 1):
+        up = vols[hi + 1 : hi + 1 + step]
+        down = vols[max(0, lo - step) : lo]
+        up_sum = math.fsum(up)
+        down_sum = math.fsum(down)
+        if up and (not down or up_sum >= down_sum):
+            hi += len(up)
+            acc += up_sum
+        else:
+            lo -= len(down)
+            acc += down_sum
+    return lo, hi
+
+
+def _smooth(vols: Sequence[float], width: int) -> list[float]:
+    h = width // 2
+    n = len(vols)
+    out = []
+    for i in range(n):
+        window = vols[max(0, i - h) : min(n, i + h + 1)]
+        out.append(math.fsum(window) / len(window))
+    return out
+
+
+def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int], list[int]]:
+    n = len(vols)
+    if n < 3:
+        return [], []
+    s = _smooth(vols, cfg.smooth_rows)
+    mean = math.fsum(s) / n
+    k = cfg.node_window
+    hvn: list[int] = []
+    lvn: list[int] = []
+    for i, v in enumerate(s):
+        left = s[max(0, i - k) : i]
+        right = s[i + 1 : i + 1 + k]
+        # Strict against the left and loose against the right: a flat top or bottom counts once.
+        if all(x < v for x in left) and all(x <= v for x in right) and v > cfg.hvn_min_ratio * mean:
+            hvn.append(i)
+        if (
+            left
+            and right
+            and all(x > v for x in left)
+            and all(x >= v for x in right)
+            and any(x > v for x in right)
+            and v < cfg.lvn_max_ratio * mean
+        ):
+            lvn.append(i)
+    return hvn, lvn
+
+
+def _lvn_seed(vols: Sequence[float], factor: float) -> list[int]:
+    n = len(vols)
+    if n < 5:
+        return []
+    mean = math.fsum(vols) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vols) / n)
+    threshold = max(mean - factor * std, 0.2 * mean)
+    return [
+        i
+        for i in range(1, n - 1)
+        if vols[i] < vols[i - 1] and vols[i] < vols[i + 1] and vols[i] < threshold
+    ]
+
+
+def _shape(vols: Sequence[float], poc: int) -> tuple[str, float]:
+    n = len(vols)
+    poc_pct = poc / (n - 1) if n > 1 else 0.5
+    if n >= 10:
+        mid = n // 2
+        lower = max(range(mid), key=lambda i: (vols[i], -i))
+        upper = max(range(mid, n), key=lambda i: (vols[i], -i))
+        # The mean of traded rows: counting the empty rows of a gappy profile would make any
+        # isolated print a "peak" above 1.5 x the mean.
+        traded = [v for v in vols if v > 0]
+        mean = math.fsum(traded) / len(traded)
+        peak = min(vols[lower], vols[upper])
+        if peak > 1.5 * mean and upper - lower > 2 and min(vols[lower + 1 : upper]) < 0.5 * peak:
+            return "double_dist", poc_pct
+    if poc_pct > 0.65:
+        return "p_shape", poc_pct
+    if poc_pct < 0.35:
+        return "b_shape", poc_pct
+    return "d_shape", poc_pct
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileStats:
+    """Everything derived from one histogram. Prices are row labels (lower edges)."""
+
+    volume: float
+    low: float
+    high: float
+    poc: float
+    vah: float
+    val: float
+    va_volume: float
+    hvn: tuple[float, ...]
+    lvn: tuple[float, ...]
+    single_prints: tuple[float, ...]
+    shape: str
+    poc_pct: float
+    rows: tuple[tuple[float, float], ...]
+
+
+EMPTY_STATS: Final = ProfileStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, (), (), (), "unknown", 0.0, ())
+
+
+def compute_stats(
+    vap: Mapping[int, float],
+    row_price: float,
+    decimals: int,
+    cfg: ProfileConfig,
+    periods: Mapping[int, tuple[int, int]] | None = None,
+) -> ProfileStats:
+    """Stats of the histogram ``vap`` (row index → volume), rows ``row_price`` apart.
+
+    ``periods`` maps a TPO period to the (low, high) rows it traded, for single prints.
+    """
+    rows = sorted(r for r, v in vap.items() if v > 0)
+    if not rows:
+        return EMPTY_STATS
+    # The seed works on traded levels only; the default on every row of the range.
+    idx = rows if cfg.va_mode is ValueAreaMode.SEED else list(range(rows[0], rows[-1] + 1))
+    vols = [vap.get(r, 0.0) for r in idx]
+    rule = PocTieRule.LOWEST if cfg.va_mode is ValueAreaMode.SEED else cfg.poc_tie
+    poc = poc_index(vols, rule)
+    step = 2 if cfg.va_mode is ValueAreaMode.TWO_ROW else 1
+    lo, hi = value_area(vols, poc, cfg.value_area_pct, step)
+    if cfg.node_mode is NodeMode.SEED:
+        seed_vols = [vap[r] for r in rows]
+        hvn_rows: list[int] = []
+        lvn_rows = [rows[i] for i in _lvn_seed(seed_vols, cfg.lvn_stddev_factor)]
+    else:
+        dense = [vap.get(r, 0.0) for r in range(rows[0], rows[-1] + 1)]
+        h, lv = _nodes_smoothed(dense, cfg)
+        hvn_rows = [rows[0] + i for i in h]
+        lvn_rows = [rows[0] + i for i in lv]
+    shape, poc_pct = _shape(vols, poc)
+
+    def price(r: int) -> float:
+        return round(r * row_price, decimals)
+
+    return ProfileStats(
+        volume=math.fsum(vols),
+        low=price(rows[0]),
+        high=price(rows[-1]),
+        poc=price(idx[poc]),
+        vah=price(idx[hi]),
+        val=price(idx[lo]),
+        va_volume=math.fsum(vols[lo : hi + 1]),
+        hvn=tuple(price(r) for r in hvn_rows),
+        lvn=tuple(price(r) for r in lvn_rows),
+        single_prints=tuple(price(r) for r in _single_prints(periods or {})),
+        shape=shape,
+        poc_pct=poc_pct,
+        rows=tuple((price(r), vap[r]) for r in rows),
+    )
+
+
+def _single_prints(periods: Mapping[int, tuple[int, int]]) -> list[int]:
+    if len(periods) < 2:
+        return []
+    low = min(lo for lo, _ in periods.values())
+    high = max(hi for _, hi in periods.values())
+    diff = [0] * (high - low + 2)
+    for lo, hi in periods.values():
+        diff[lo - low] += 1
+        diff[hi - low + 1] -= 1
+    out: list[int] = []
+    count = 0
+    for i in range(high - low + 1):
+        count += diff[i]
+        if count == 1:
+            out.append(low + i)
+    return out
+
+
+# --- the incremental histogram ---------------------------------------------------------------
+
+
+class VolumeProfile:
+    """A histogram of row → volume with TPO period ranges, fed one trade at a time."""
+
+    __slots__ = ("_max_rows", "_max_vol", "origin_ns", "period_ns", "periods", "vap")
+
+    def __init__(self, origin_ns: int = 0, period_ns: int = 30 * _NS_PER_MIN) -> None:
+        self.vap: dict[int, float] = {}
+        self.periods: dict[int, tuple[int, int]] = {}
+        self.origin_ns = origin_ns
+        self.period_ns = period_ns
+        self._max_vol = 0.0
+        self._max_rows: set[int] = set()
+
+    def add(self, row: int, size: float, ts_ns: int) -> None:
+        vol = self.vap.get(row, 0.0) + size
+        self.vap[row] = vol
+        # The POC candidates are kept as trades arrive so the developing POC costs O(ties).
+        if vol > self._max_vol:
+            self._max_vol = vol
+            self._max_rows = {row}
+        elif vol == self._max_vol:
+            self._max_rows.add(row)
+        p = (ts_ns - self.origin_ns) // self.period_ns
+        span = self.periods.get(p)
+        self.periods[p] = (row, row) if span is None else (min(span[0], row), max(span[1], row))
+
+    def poc_row(self, rule: PocTieRule = PocTieRule.MIDPOINT) -> int | None:
+        """The developing POC row, from the incremental candidates (None if empty)."""
+        if not self._max_rows:
+            return None
+        if len(self._max_rows) == 1 or rule is PocTieRule.LOWEST:
+            return min(self._max_rows)
+        low, high = min(self.vap), max(self.vap)
+        vols = [self.vap.get(r, 0.0) for r in range(low, high + 1)]
+        return low + _nearest_mid(vols, sorted(r - low for r in self._max_rows))
+
+
+def merge(vaps: Iterable[Mapping[int, float]]) -> dict[int, float]:
+    """Row-wise sum of histograms (rows are integers, so no float key can split a row)."""
+    out: dict[int, float] = {}
+    for vap in vaps:
+        for r, v in vap.items():
+            out[r] = out.get(r, 0.0) + v
+    return out
+
+
+# --- the per-instrument session engine -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NakedPoc:
+    session_id: str
+    price: float
+    row: int
+
+
+@dataclass(slots=True)
+class _Session:
+    sid: str
+    start: int
+    end: int
+    profile: VolumeProfile
+    last_ts: int
+
+
+@dataclass(slots=True)
+class _Closed:
+    sid: str
+    start: int
+    end: int
+    vap: dict[int, float] = field(default_factory=dict)
+
+
+class SessionProfiler:
+    """Session and composite profiles of one instrument, driven by event time only."""
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        config: ProfileConfig | None = None,
+        size_kind: SizeKind = SizeKind.REAL,
+        spec: SessionSpec | None = None,
+    ) -> None:
+        self.instrument = instrument
+        self.config = config or ProfileConfig()
+        self.size_kind = size_kind
+        self.spec = spec or instrument.session_spec
+        self._tick = instrument.tick_size
+        self._tpr = instrument.ticks_per_row
+        self._row_price = self._tpr * self._tick
+        self._dec = _decimals(self._tick)
+        self._current: _Session | None = None
+        self._closed: deque[_Closed] = deque(maxlen=max(self.config.composite_sessions - 1, 1))
+        self._closed_end = -1  # the close of the latest finalised session
+        self._naked: dict[int, list[NakedPoc]] = {}
+        self.late = 0
+        self.out_of_hours = 0
+        self.ignored = 0
+
+    # -- input --
+
+    def on_trade(self, trade: Trade) -> list[ProfileUpdate]:
+        """Fold one trade in; returns the final updates of any session it closed."""
+        ts = trade.ts_event
+        out = self.on_time(ts)
+        # A zero-size print would create an empty row that shifts the range and the POC ties.
+        if trade.size_kind is not self.size_kind or not trade.size > 0:
+            self.ignored += 1
+            return out
+        if ts < self._closed_end:
+            self.late += 1
+            return out
+        row = row_of(trade.price, self._tick, self._tpr)
+        if self._naked and row in self._naked:
+            del self._naked[row]
+        cur = self._current
+        if cur is None:
+            start, end = session_bounds(self.spec, ts)
+            if ts < start:
+                self.out_of_hours += 1
+                return out
+            sid = session_date(self.spec, ts).isoformat()
+            cur = _Session(sid, start, end, VolumeProfile(start, self.config.period_ns), ts)
+            self._current = cur
+        cur.profile.add(row, trade.size, ts)
+        cur.last_ts = max(cur.last_ts, ts)
+        return out
+
+    def on_time(self, ts_ns: int) -> list[ProfileUpdate]:
+        """Advance event time (a trade or a heartbeat); closes the session once past its end."""
+        cur = self._current
+        if cur is None or ts_ns < cur.end:
+            return []
+        out = [self._update(cur, cur.end, final=True)]
+        if self.config.composite_sessions > 1:
+            out.append(self._composite_update(cur, cur.end, final=True))
+        poc = cur.profile.poc_row(self._poc_rule())
+        if poc is not None:
+            price = round(poc * self._row_price, self._dec)
+            self._naked.setdefault(poc, []).append(NakedPoc(cur.sid, price, poc))
+        self._closed.append(_Closed(cur.sid, cur.start, cur.end, cur.profile.vap))
+        self._closed_end = cur.end
+        self._current = None
+        return out
+
+    # -- output --
+
+    def developing(self) -> list[ProfileUpdate]:
+        """The developing session profile (and composite) now; [] before the first trade."""
+        cur = self._current
+        if cur is None:
+            return []
+        out = [self._update(cur, cur.last_ts, final=False)]
+        if self.config.composite_sessions > 1:
+            out.append(self._composite_update(cur, cur.last_ts, final=False))
+        return out
+
+    def stats(self) -> ProfileStats:
+        """Full stats of the developing session (EMPTY_STATS outside a session)."""
+        cur = self._current
+        if cur is None:
+            return EMPTY_STATS
+        return self._stats(cur.profile.vap, cur.profile.periods)
+
+    def composite_stats(self) -> ProfileStats:
+        """Stats of the current session plus the N − 1 sessions closed before it."""
+        vaps: list[Mapping[int, float]] = [c.vap for c in self._composite_closed()]
+        if self._current is not None:
+            vaps.append(self._current.profile.vap)
+        return self._stats(merge(vaps), None)
+
+    @property
+    def naked_pocs(self) -> list[NakedPoc]:
+        """POCs of closed sessions not traded at since, oldest session first."""
+        return sorted((p for ps in self._naked.values() for p in ps), key=lambda p: p.session_id)
+
+    @property
+    def developing_poc(self) -> float | None:
+        """The developing POC in O(ties), without the full stats."""
+        cur = self._current
+        row = None if cur is None else cur.profile.poc_row(self._poc_rule())
+        return None if row is None else round(row * self._row_price, self._dec)
+
+    # -- internals --
+
+    def _poc_rule(self) -> PocTieRule:
+        return (
+            PocTieRule.LOWEST if self.config.va_mode is ValueAreaMode.SEED else self.config.poc_tie
+        )
+
+    def _composite_closed(self) -> list[_Closed]:
+        keep = self.config.composite_sessions - 1
+        return list(self._closed)[-keep:] if keep > 0 else []
+
+    def _stats(
+        self, vap: Mapping[int, float], periods: Mapping[int, tuple[int, int]] | None
+    ) -> ProfileStats:
+        return compute_stats(vap, self._row_price, self._dec, self.config, periods)
+
+    def _update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
+        st = self._stats(cur.profile.vap, cur.profile.periods)
+        return _message("session", cur.sid, cur.start, cur.end, ts, st, final)
+
+    def _composite_update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
+        closed = self._composite_closed()
+        st = self._stats(merge([*(c.vap for c in closed), cur.profile.vap]), None)
+        start = closed[0].start if closed else cur.start
+        scope = f"composite:{self.config.composite_sessions}"
+        return _message(scope, cur.sid, start, cur.end, ts, st, final)
+
+
+def _message(
+    scope: str, sid: str, start: int, end: int, ts: int, st: ProfileStats, final: bool
+) -> ProfileUpdate:
+    return ProfileUpdate(
+        scope=scope,
+        session_id=sid,
+        session_start=start,
+        session_end=end,
+        ts_event=ts,
+        poc=st.poc,
+        vah=st.vah,
+        val=st.val,
+        volume=st.volume,
+        rows=list(st.rows),
+        shape=st.shape,
+        final=final,
+    )

@@ -1,0 +1,402 @@
+"""Volume profiles: seed golden vector, value-area modes and ties, nodes, shape, naked POCs.
+Hypothesis checks the value area against an independent two-row implementation written here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from of_analytics.profile import (
+    NodeMode,
+    PocTieRule,
+    ProfileConfig,
+    ProfileStats,
+    SessionProfiler,
+    ValueAreaMode,
+    compute_stats,
+    poc_index,
+    row_of,
+    value_area,
+)
+from ofcommon.instruments import Instrument
+from ofcommon.messages import Side, SizeKind, Trade
+
+NAS = Instrument(
+    symbol="NAS100USDT", group="indices", tick_size=0.1, row_size=1.0, session="NY_CASH"
+)
+BTC = Instrument(
+    symbol="BTCUSDT", group="crypto", tick_size=0.01, row_size=10.0, session="FULL_DAY"
+)
+UNIT = Instrument(symbol="UNIT", group="crypto", tick_size=1.0, row_size=1.0, session="FULL_DAY")
+
+
+def ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    """UTC wall time -> ns since the epoch."""
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+def trade(
+    ts: int, price: float, size: float, kind: SizeKind = SizeKind.REAL, side: Side = Side.BUY
+) -> Trade:
+    return Trade(ts, ts, price, size, side, f"{ts}-{price}", size_kind=kind)
+
+
+def stats_of(
+    vap: Mapping[int, float],
+    cfg: ProfileConfig | None = None,
+    periods: Mapping[int, tuple[int, int]] | None = None,
+) -> ProfileStats:
+    return compute_stats(vap, 1.0, 1, cfg or ProfileConfig(), periods)
+
+
+# --- the seed's golden vector (§20.1): NAS100, row 1.0 ---------------------------------------
+
+
+def _golden_trades() -> list[Trade]:
+    t0 = ns(2024, 1, 16, 15)  # 10:00 New York, inside NY_CASH
+    out: list[Trade] = []
+    for count, price, size in ((100, 18500, 10), (50, 18490, 5), (50, 18510, 5)):
+        out += [trade(t0 + i, price, size) for i in range(count)]
+    out += [trade(t0 + 1000 + i, 18470, 1, side=Side.SELL) for i in range(5)]
+    out += [trade(t0 + 2000 + i, 18530, 1) for i in range(5)]
+    return out
+
+
+def test_golden_vector_seed_mode() -> None:
+    p = SessionProfiler(NAS, ProfileConfig.seed())
+    for t in _golden_trades():
+        assert p.on_trade(t) == []
+    s = p.stats()
+    assert (s.volume, s.poc, s.vah, s.val) == (1510, 18500, 18510, 18500)
+    assert s.lvn == ()
+    assert s.shape == "d_shape"
+    assert s.poc_pct == 0.5
+
+
+def test_golden_vector_default_two_row() -> None:
+    p = SessionProfiler(NAS)
+    for t in _golden_trades():
+        p.on_trade(t)
+    (u, comp) = p.developing()
+    assert (u.scope, u.session_id, u.poc, u.vah, u.val, u.volume) == (
+        "session",
+        "2024-01-16",
+        18500.0,
+        18510.0,
+        18500.0,
+        1510.0,
+    )
+    assert u.rows == [(18470.0, 5.0), (18490.0, 250.0), (18500.0, 1000.0), (18510.0, 250.0),
+                      (18530.0, 5.0)]  # fmt: skip
+    assert not u.final
+    assert u.shape == "d_shape"  # 250-lot side peaks stay below 1.5 x the mean traded row
+    assert comp.scope == "composite:3"
+    assert comp.volume == 1510
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def test_row_mapping_is_robust_to_float_noise() -> None:
+    assert row_of(18500.300000000003, 0.1, 10) == 18500
+    assert row_of(18500.299999999997, 0.1, 1) == 185003
+    assert row_of(0.30000000000000004, 0.1, 1) == 3
+    assert row_of(43215.37, 0.01, 1000) == 4321
+    p = SessionProfiler(BTC)
+    p.on_trade(trade(ns(2024, 1, 2, 1), 43219.99, 1.5))
+    p.on_trade(trade(ns(2024, 1, 2, 1), 43210.00, 0.5))
+    assert p.developing()[0].rows == [(43210.0, 2.0)]
+
+
+# --- value-area modes, hand-made vectors -----------------------------------------------------
+
+
+def test_two_row_adds_larger_pair() -> None:
+    # POC 10; pair above 3 + 4 = 7 beats pair below 2 + 3 = 5; 17 >= 16.8
+    assert value_area([1, 2, 3, 10, 3, 4, 1], 3, 0.70, 2) == (3, 5)
+
+
+def test_two_row_tie_goes_up() -> None:
+    # pairs 4 + 1 and 1 + 4 tie: the upper pair is added; 15 >= 14
+    assert value_area([1, 4, 10, 4, 1], 2, 0.70, 2) == (2, 4)
+
+
+def test_one_row_tie_goes_up_and_exact_target_stops() -> None:
+    # 10 + 4 = 14 is exactly 70 % of 20: no further row is added
+    assert value_area([1, 4, 10, 4, 1], 2, 0.70, 1) == (2, 3)
+
+
+def test_exhausted_side_lets_the_other_grow() -> None:
+    assert value_area([10, 3, 3, 3], 0, 0.70, 2) == (0, 2)
+    assert value_area([3, 3, 10], 2, 0.90, 2) == (0, 2)
+
+
+def test_seed_mode_skips_untraded_rows_default_does_not() -> None:
+    vap = {0: 10.0, 5: 6.0, -1: 5.0}
+    seed = stats_of(vap, ProfileConfig.seed())
+    assert (seed.val, seed.poc, seed.vah) == (0, 0, 5)  # 6 above beats 5 below: levels adjacent
+    one = stats_of(vap, ProfileConfig(va_mode=ValueAreaMode.ONE_ROW, value_area_pct=0.68))
+    assert (one.val, one.poc, one.vah) == (-1, 0, 0)  # row 1 is empty: 0 < 5 below
+
+
+def test_poc_ties() -> None:
+    # equidistant from the midpoint, equal volume each side: the lower
+    assert poc_index([5, 1, 5]) == 0
+    # nearest the midpoint
+    assert poc_index([5, 1, 5, 2]) == 2
+    # equidistant: the side with more volume (above: 2 + 5 > 5 + 1)
+    assert poc_index([5, 1, 2, 5]) == 3
+    assert poc_index([5, 1, 2, 5], PocTieRule.LOWEST) == 0
+    assert stats_of({0: 5, 1: 1, 2: 2, 3: 5}, ProfileConfig.seed()).poc == 0
+
+
+def test_developing_poc_follows_trades() -> None:
+    p = SessionProfiler(UNIT)
+    t0 = ns(2024, 1, 2, 1)
+    rng = random.Random(7)
+    for i in range(300):
+        p.on_trade(trade(t0 + i, float(rng.randint(90, 110)), float(rng.randint(1, 3))))
+        assert p.developing_poc == p.stats().poc
+
+
+# --- property: the value area against an independent two-row rule ----------------------------
+
+
+def reference_two_row(prices: list[int], vols: list[int], pct: float) -> tuple[int, int, int]:
+    """A deliberately plain Dalton two-row rule on a dense ladder: (val, poc, vah) prices."""
+    ladder = dict.fromkeys(range(min(prices), max(prices) + 1), 0)
+    for p, v in zip(prices, vols, strict=True):
+        ladder[p] += v
+    keys = sorted(ladder)
+    top = max(ladder.values())
+    tied = [p for p in keys if ladder[p] == top]
+    mid2 = keys[0] + keys[-1]
+    dist = min(abs(2 * p - mid2) for p in tied)
+    near = [p for p in tied if abs(2 * p - mid2) == dist]
+    poc = near[0]
+    if len(near) == 2:
+        below = sum(v for p, v in ladder.items() if 2 * p < mid2)
+        above = sum(v for p, v in ladder.items() if 2 * p > mid2)
+        poc = near[1] if above > below else near[0]
+    total = sum(ladder.values())
+    inside = {poc}
+    while sum(ladder[p] for p in inside) < pct * total * (1 - 1e-12):
+        ups = [p for p in (max(inside) + 1, max(inside) + 2) if p in ladder]
+        downs = [p for p in (min(inside) - 1, min(inside) - 2) if p in ladder]
+        if not ups and not downs:
+            break
+        if ups and (not downs or sum(ladder[p] for p in ups) >= sum(ladder[p] for p in downs)):
+            inside.update(ups)
+        else:
+            inside.update(downs)
+    return min(inside), poc, max(inside)
+
+
+profiles = st.lists(st.tuples(st.integers(0, 40), st.integers(1, 50)), min_size=1, max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles, st.sampled_from([0.68, 0.70, 0.80]))
+def test_value_area_properties(cells: list[tuple[int, int]], pct: float) -> None:
+    vap: dict[int, float] = {}
+    for p, v in cells:
+        vap[p] = vap.get(p, 0.0) + v
+    s = stats_of(vap, ProfileConfig(value_area_pct=pct))
+    assert s.va_volume >= pct * s.volume * (1 - 1e-9)
+    assert s.val <= s.poc <= s.vah
+    assert vap[int(s.poc)] == max(vap.values())
+    assert (s.val, s.poc, s.vah) == reference_two_row(
+        [p for p, _ in cells], [v for _, v in cells], pct
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(1, 9)), min_size=1, max_size=80),
+    st.randoms(use_true_random=False),
+    st.integers(1, 10),
+)
+def test_independent_of_order_and_batching(
+    cells: list[tuple[int, int]], rnd: random.Random, every: int
+) -> None:
+    t0 = ns(2024, 1, 2, 1)
+    trades = [trade(t0 + i * 1_000_000, 100.0 + p, float(v)) for i, (p, v) in enumerate(cells)]
+    a = SessionProfiler(UNIT)
+    for t in trades:
+        a.on_trade(t)
+    shuffled = trades[:]
+    rnd.shuffle(shuffled)
+    b = SessionProfiler(UNIT)
+    for i, t in enumerate(shuffled):
+        b.on_trade(t)
+        if i % every == 0:
+            b.developing()  # publishing at any rate must not change the result
+    assert a.stats() == b.stats()
+    close = ns(2024, 1, 3)
+    assert a.on_time(close) == b.on_time(close)
+
+
+# --- nodes, single prints, shape -------------------------------------------------------------
+
+
+def test_hvn_lvn_smoothed() -> None:
+    vols = [1, 5, 9, 5, 1, 0, 1, 6, 10, 6, 1]
+    s = stats_of(dict(enumerate(map(float, vols))))
+    assert s.hvn == (2.0, 8.0)
+    assert s.lvn == (5.0,)
+
+
+def test_lvn_seed_sigma_rule() -> None:
+    s = stats_of({0: 10, 1: 10, 2: 1, 3: 10, 4: 10}, ProfileConfig.seed())
+    assert s.lvn == (2.0,)
+    assert s.hvn == ()
+    assert stats_of({0: 10, 1: 10, 2: 1, 3: 10}, ProfileConfig.seed()).lvn == ()  # < 5 levels
+
+
+def test_single_prints() -> None:
+    periods = {0: (0, 4), 1: (4, 6)}
+    s = stats_of({0: 1, 4: 2, 6: 1}, periods=periods)
+    assert s.single_prints == (0.0, 1.0, 2.0, 3.0, 5.0, 6.0)
+    assert stats_of({0: 1}, periods={0: (0, 3)}).single_prints == ()
+
+
+def test_single_prints_from_trades() -> None:
+    p = SessionProfiler(UNIT, ProfileConfig(period_ns=30 * 60 * 10**9))
+    t0 = ns(2024, 1, 2)
+    for price in (100, 101, 102, 103):
+        p.on_trade(trade(t0, float(price), 1))
+    p.on_trade(trade(t0 + 31 * 60 * 10**9, 103.0, 1))
+    assert p.stats().single_prints == (100.0, 101.0, 102.0)
+
+
+@pytest.mark.parametrize(
+    ("vols", "shape"),
+    [
+        ([1, 1, 1, 1, 1, 1, 1, 1, 9, 1], "p_shape"),
+        ([1, 9, 1, 1, 1, 1, 1, 1, 1, 1], "b_shape"),
+        ([1, 2, 4, 6, 9, 6, 4, 2, 1, 1], "d_shape"),
+        ([1, 8, 1, 1, 1, 1, 1, 1, 9, 1], "double_dist"),
+    ],
+)
+def test_shape(vols: list[int], shape: str) -> None:
+    assert stats_of(dict(enumerate(map(float, vols)))).shape == shape
+
+
+def test_shape_uses_price_not_index() -> None:
+    vap = {0: 1.0, 1: 1.0, 2: 9.0, 100: 1.0}
+    assert stats_of(vap).shape == "b_shape"  # POC 2 % up the range
+    assert stats_of(vap, ProfileConfig.seed()).shape == "p_shape"  # the seed's index: 2 / 3
+
+
+def test_empty_profile() -> None:
+    assert stats_of({}).shape == "unknown"
+    assert SessionProfiler(UNIT).developing() == []
+
+
+# --- sessions, DST, size kinds, composite, naked POCs ----------------------------------------
+
+
+def test_session_rollover_across_dst() -> None:
+    p = SessionProfiler(NAS)
+    # Friday 2024-03-08, EST: 09:30 New York = 14:30 UTC, close 21:00 UTC
+    assert p.on_trade(trade(ns(2024, 3, 8, 14, 0), 18000.0, 1)) == []
+    assert p.out_of_hours == 1
+    p.on_trade(trade(ns(2024, 3, 8, 14, 30), 18000.0, 2))
+    (u,) = p.developing()[:1]
+    assert (u.session_id, u.session_start, u.session_end) == (
+        "2024-03-08",
+        ns(2024, 3, 8, 14, 30),
+        ns(2024, 3, 8, 21),
+    )
+    # Monday 2024-03-11, EDT after the weekend change: open 13:30 UTC
+    finals = p.on_trade(trade(ns(2024, 3, 11, 13, 30), 18100.0, 3))
+    assert [(f.scope, f.final, f.ts_event, f.volume) for f in finals] == [
+        ("session", True, ns(2024, 3, 8, 21), 2.0),
+        ("composite:3", True, ns(2024, 3, 8, 21), 2.0),
+    ]
+    s, comp = p.developing()
+    assert (s.session_id, s.session_start, s.session_end) == (
+        "2024-03-11",
+        ns(2024, 3, 11, 13, 30),
+        ns(2024, 3, 11, 20),
+    )
+    assert (s.volume, comp.volume, comp.session_start) == (3.0, 5.0, ns(2024, 3, 8, 14, 30))
+
+
+def test_heartbeat_closes_and_late_trade_is_counted() -> None:
+    p = SessionProfiler(UNIT)
+    p.on_trade(trade(ns(2024, 1, 2, 5), 100.0, 1))
+    assert p.on_time(ns(2024, 1, 2, 23)) == []
+    finals = p.on_time(ns(2024, 1, 3))
+    assert [f.final for f in finals] == [True, True]
+    assert p.on_time(ns(2024, 1, 3, 1)) == []  # exactly once
+    p.on_trade(trade(ns(2024, 1, 2, 6), 100.0, 1))
+    assert p.late == 1
+    assert p.developing() == []
+
+
+def test_ticks_trades_are_kept_apart() -> None:
+    t0 = ns(2024, 1, 2, 5)
+    trades = [trade(t0, 100.0, 5), trade(t0, 101.0, 7, SizeKind.TICKS)]
+    real, ticks = SessionProfiler(UNIT), SessionProfiler(UNIT, size_kind=SizeKind.TICKS)
+    for t in trades:
+        real.on_trade(t)
+        ticks.on_trade(t)
+    assert real.developing()[0].rows == [(100.0, 5.0)]
+    assert ticks.developing()[0].rows == [(101.0, 7.0)]
+    assert (real.ignored, ticks.ignored) == (1, 1)
+    real.on_trade(trade(t0, 99.0, 0.0))  # a zero-size print adds no row
+    assert real.developing()[0].rows == [(100.0, 5.0)]
+    assert real.ignored == 2
+
+
+def test_composite_over_n_sessions() -> None:
+    p = SessionProfiler(UNIT, ProfileConfig(composite_sessions=2))
+    for day, price in ((2, 100.0), (3, 110.0), (4, 120.0)):
+        p.on_trade(trade(ns(2024, 1, day, 5), price, float(day)))
+    _, comp = p.developing()
+    assert comp.scope == "composite:2"
+    assert comp.rows == [(110.0, 3.0), (120.0, 4.0)]
+    assert comp.session_start == ns(2024, 1, 3)
+    assert p.composite_stats().volume == 7.0
+    single = SessionProfiler(UNIT, ProfileConfig(composite_sessions=1))
+    single.on_trade(trade(ns(2024, 1, 2, 5), 100.0, 1))
+    assert [u.scope for u in single.developing()] == ["session"]
+
+
+def test_naked_poc_lifecycle() -> None:
+    p = SessionProfiler(UNIT)
+    p.on_trade(trade(ns(2024, 1, 2, 5), 100.0, 5))
+    p.on_trade(trade(ns(2024, 1, 2, 6), 105.0, 1))
+    assert p.naked_pocs == []  # the developing session has no naked POC yet
+    finals = p.on_trade(trade(ns(2024, 1, 3, 5), 110.0, 5))
+    assert finals[0].poc == 100.0
+    assert [(n.session_id, n.price) for n in p.naked_pocs] == [("2024-01-02", 100.0)]
+    p.on_trade(trade(ns(2024, 1, 3, 6), 100.0, 1, SizeKind.TICKS))  # not a real print
+    p.on_trade(trade(ns(2024, 1, 4, 5), 120.0, 5))
+    assert [(n.session_id, n.price) for n in p.naked_pocs] == [
+        ("2024-01-02", 100.0),
+        ("2024-01-03", 110.0),
+    ]
+    p.on_trade(trade(ns(2024, 1, 3, 7), 110.0, 1))  # late: belongs to a closed session
+    assert len(p.naked_pocs) == 2
+    p.on_trade(trade(ns(2024, 1, 4, 6), 100.4, 1))  # a print in the POC's row touches it
+    assert [(n.session_id, n.price) for n in p.naked_pocs] == [("2024-01-03", 110.0)]
+
+
+def test_seed_config_modes() -> None:
+    cfg = ProfileConfig.seed()
+    assert (cfg.value_area_pct, cfg.va_mode, cfg.node_mode) == (
+        0.68,
+        ValueAreaMode.SEED,
+        NodeMode.SEED,
+    )
+    with pytest.raises(ValueError, match="value_area_pct"):
+        ProfileConfig(value_area_pct=0)
+    with pytest.raises(ValueError, match="smooth_rows"):
+        ProfileConfig(smooth_rows=2)
