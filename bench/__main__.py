@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from bench import bus, harness
+from bench import bus, feeds, harness
 
 # name -> main(argv, command=...) of each benchmark module, in run order
-BENCHMARKS: Final[dict[str, Callable[..., int]]] = {"bus": bus.main}
+BENCHMARKS: Final[dict[str, Callable[..., int]]] = {"bus": bus.main, "feeds": feeds.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,3 +226,32 @@ def test_random_deltas_equal_a_naive_dict_model(
             assert book.levels(side) == expected
             assert sorted(consumer[side].items(), reverse=side == "bid") == expected
         assert not book.crossed()
+
+
+def _slow_parse(text: str) -> float:
+    """The full check alone, as parse_decimal did before its fast path."""
+    import re
+
+    m = re.fullmatch(r"([0-9]+)(?:\.([0-9]+))?", text) if len(text) <= 40 else None
+    if m is None or len((m[1] + (m[2] or "")).strip("0")) > 15:
+        raise ValueError(text)
+    return float(text)
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789.-+e_ ", max_size=20),
+        st.text(max_size=8),
+        st.from_regex(r"[0-9]{1,10}(\.[0-9]{1,8})?", fullmatch=True),
+    )
+)
+def test_fast_path_accepts_and_rejects_exactly_what_the_full_check_does(text: str) -> None:
+    try:
+        expected: float | None = _slow_parse(text)
+    except ValueError:
+        expected = None
+    try:
+        got: float | None = parse_decimal(text)
+    except ValueError:
+        got = None
+    assert got == expected

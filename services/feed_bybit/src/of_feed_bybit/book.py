@@ -29,6 +29,13 @@ def parse_decimal(text: str) -> float:
     exactly as the decimals. The keys never go through arithmetic, so they stay exact; the wire
     messages need floats anyway (docs/streams.md), so no Decimal → float step is repeated on output.
     """
+    # Fast path (the hot loop of every book delta): a string of at most 15 characters holds at
+    # most 15 digits, so only its shape needs checking; isascii first, as str.isdigit also takes
+    # non-ASCII digits. Anything else goes through the full check and its precise errors.
+    if len(text) <= MAX_SIGNIFICANT_DIGITS and text.isascii():
+        whole, dot, frac = text.partition(".")
+        if whole.isdigit() and (frac.isdigit() or not dot):
+            return float(text)
     m = _DECIMAL.fullmatch(text) if len(text) <= _MAX_TEXT else None
     if m is None:
         raise ValueError(f"{text!r} is not a plain decimal number")
