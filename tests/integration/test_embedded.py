@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from ofcommon.db import current_revision, migrate, migrations_dir, to_sync_url
+from ofcommon.db import current_revision, head_revision, migrate, migrations_dir, to_sync_url
 from ofcommon.embedded import EmbeddedServer, start_postgres, start_redis
 
 
@@ -90,9 +90,9 @@ def test_postgres_migrate_is_idempotent_and_stop_is_clean(free_tmp: Path) -> Non
         assert to_sync_url(server.url) == server.url
         assert current_revision(server.url) is None
         migrate(server.url)
-        assert current_revision(server.url) == "0001_baseline"
+        assert current_revision(server.url) == head_revision()
         migrate(server.url)  # a second run changes nothing
-        assert current_revision(server.url) == "0001_baseline"
+        assert current_revision(server.url) == head_revision()
         with psycopg.connect(_psycopg_dsn(server.url)) as conn:
             columns = conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns"
@@ -104,7 +104,9 @@ def test_postgres_migrate_is_idempotent_and_stop_is_clean(free_tmp: Path) -> Non
             ("value", "text"),
             ("updated_at", "timestamp with time zone"),
         ]
-        assert rows == [("schema_version", "1")]
+        assert len(rows) == 1
+        assert rows[0][0] == "schema_version"
+        assert int(rows[0][1]) >= 1
         pids = _group(server)
         assert len(pids) > 1  # postmaster plus its auxiliaries
     finally:
@@ -126,7 +128,7 @@ def test_postgres_restart_keeps_data(free_tmp: Path) -> None:
         migrate(first.url)
     assert _gone(first.pid)
     with start_postgres(tmp_path) as second:
-        assert current_revision(second.url) == "0001_baseline"
+        assert current_revision(second.url) == head_revision()
     assert _gone(second.pid)
 
 

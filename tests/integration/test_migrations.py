@@ -1,0 +1,108 @@
+"""Alembic revisions against a real PostgreSQL: up, down and up again, and the schema they build.
+
+The migrated schema must equal ofcommon.tables, the one definition the stages share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, inspect, pool, text
+
+from ofcommon.db import alembic_config, current_revision, migrate, to_sync_url
+from ofcommon.tables import metadata
+
+pytestmark = pytest.mark.postgres
+
+HEAD = "0002_analytics"
+ANALYTICS_TABLES = frozenset({"bars_1m", "session_profiles"})
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    config = alembic_config(url)
+    engine = create_engine(to_sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(to_sync_url(database_url), poolclass=pool.NullPool)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def _schema_version(engine: Engine) -> str:
+    with engine.connect() as conn:
+        value = conn.execute(
+            text("SELECT value FROM of_meta WHERE key = 'schema_version'")
+        ).scalar_one()
+    return str(value)
+
+
+def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
+    migrate(database_url)
+    migrate(database_url)  # a second upgrade at head is a no-op
+    assert current_revision(database_url) == HEAD
+    assert _tables(engine) >= ANALYTICS_TABLES
+    assert _schema_version(engine) == "2"
+
+    _downgrade(database_url, "0001_baseline")
+    assert current_revision(database_url) == "0001_baseline"
+    assert not ANALYTICS_TABLES & _tables(engine)
+    assert _schema_version(engine) == "1"
+
+    migrate(database_url)
+    assert current_revision(database_url) == HEAD
+    assert _tables(engine) >= ANALYTICS_TABLES
+    assert _schema_version(engine) == "2"
+
+    _downgrade(database_url, "base")
+    assert current_revision(database_url) is None
+    assert not {"of_meta", *ANALYTICS_TABLES} & _tables(engine)
+
+
+def _column_shape(engine: Engine, column: dict[str, Any]) -> tuple[str, str, bool]:
+    return (column["name"], column["type"].compile(dialect=engine.dialect), column["nullable"])
+
+
+def test_migrated_schema_matches_tables_py(database_url: str, engine: Engine) -> None:
+    migrate(database_url)
+    inspector = inspect(engine)
+    for name in ANALYTICS_TABLES:
+        table = metadata.tables[name]
+        expected_columns = [
+            (c.name, c.type.compile(dialect=engine.dialect), bool(c.nullable))
+            for c in table.columns
+        ]
+        actual_columns = [_column_shape(engine, c) for c in inspector.get_columns(name)]
+        assert actual_columns == expected_columns, name
+
+        pk = inspector.get_pk_constraint(name)
+        assert pk["constrained_columns"] == [c.name for c in table.primary_key.columns]
+        assert pk["name"] == table.primary_key.name
+
+        expected_indexes = {
+            (str(ix.name), tuple(c.name for c in ix.columns), bool(ix.unique))
+            for ix in table.indexes
+        }
+        actual_indexes = {
+            (str(ix["name"]), tuple(str(c) for c in ix["column_names"]), bool(ix["unique"]))
+            for ix in inspector.get_indexes(name)
+        }
+        assert actual_indexes == expected_indexes, name
+    assert set(metadata.tables) == ANALYTICS_TABLES
