@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from of_analytics.state import BookState, PrintState, RemovalState
 from ofcommon.messages import (
     BookDelta,
     BookSnapshot,
@@ -227,6 +228,48 @@ class BookEngine:
         out: list[BookOutput] = [self._resolve(r) for r in self._pending]
         self._pending.clear()
         return out
+
+    # --- checkpoint -------------------------------------------------------------------------
+
+    def to_state(self) -> BookState:
+        """The engine's whole state as a serialisable Struct (orders kept)."""
+        return BookState(
+            bids=list(self._bids.levels.items()),
+            asks=list(self._asks.levels.items()),
+            bid_best=self._bids.best,
+            ask_best=self._asks.best,
+            bid_stale=self._bids.stale,
+            ask_stale=self._asks.stale,
+            valid=self.valid,
+            told=self._told,
+            seq=self.seq,
+            now=self.now,
+            last_stats=self._last_stats,
+            pending=[
+                RemovalState(r.ts, r.side, r.price, r.removed, r.refilled) for r in self._pending
+            ],
+            prints=[PrintState(p.ts, p.price, p.side, p.left) for p in self._prints],
+        )
+
+    def restore(self, state: BookState) -> None:
+        """Replace this engine's state by ``state`` (from ``to_state``)."""
+        self._bids = _Side(dict(state.bids), state.bid_best, state.bid_stale)
+        self._asks = _Side(dict(state.asks), state.ask_best, state.ask_stale)
+        self.valid = state.valid
+        self._told = state.told
+        self.seq = state.seq
+        self.now = state.now
+        self._last_stats = state.last_stats
+        self._pending = deque(
+            _Removal(r.ts, Side(r.side), r.price, r.removed, r.refilled) for r in state.pending
+        )
+        self._prints = deque()
+        self._by_level = {}
+        # Both indexes hold the same print objects in arrival order, as ``on_trade`` builds them.
+        for ps in state.prints:
+            p = _Print(ps.ts, ps.price, Side(ps.side), ps.left)
+            self._prints.append(p)
+            self._by_level.setdefault((p.side, p.price), deque()).append(p)
 
     # --- queries ----------------------------------------------------------------------------
 

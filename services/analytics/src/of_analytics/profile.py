@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from of_analytics.state import ClosedSessionState, NakedPocState, ProfilerState, SessionState
 from ofcommon.instruments import Instrument
 from ofcommon.messages import ProfileUpdate, SizeKind, Trade
 from ofcommon.sessions import SessionSpec, session_bounds, session_date
@@ -505,6 +506,61 @@ class SessionProfiler:
         self._closed_end = cur.end
         self._current = None
         return out
+
+    # -- checkpoint --
+
+    def to_state(self) -> ProfilerState:
+        """The profiler's whole state as a serialisable Struct (dict orders kept)."""
+        cur = self._current
+        current = None
+        if cur is not None:
+            prof = cur.profile
+            current = SessionState(
+                cur.sid,
+                cur.start,
+                cur.end,
+                prof.origin_ns,
+                prof.period_ns,
+                dict(prof.vap),
+                dict(prof.periods),
+                prof._max_vol,
+                sorted(prof._max_rows),
+                cur.last_ts,
+            )
+        return ProfilerState(
+            current=current,
+            closed=[ClosedSessionState(c.sid, c.start, c.end, dict(c.vap)) for c in self._closed],
+            closed_end=self._closed_end,
+            naked=[
+                NakedPocState(p.session_id, p.price, p.row)
+                for ps in self._naked.values()
+                for p in ps
+            ],
+            late=self.late,
+            out_of_hours=self.out_of_hours,
+            ignored=self.ignored,
+        )
+
+    def restore(self, state: ProfilerState) -> None:
+        """Replace this profiler's state by ``state`` (from ``to_state``)."""
+        self._current = None
+        if state.current is not None:
+            s = state.current
+            prof = VolumeProfile(s.origin_ns, s.period_ns)
+            prof.vap = dict(s.vap)
+            prof.periods = dict(s.periods)
+            prof._max_vol = s.max_vol
+            prof._max_rows = set(s.max_rows)
+            self._current = _Session(s.sid, s.start, s.end, prof, s.last_ts)
+        self._closed.clear()
+        self._closed.extend(_Closed(c.sid, c.start, c.end, dict(c.vap)) for c in state.closed)
+        self._closed_end = state.closed_end
+        self._naked = {}
+        for n in state.naked:
+            self._naked.setdefault(n.row, []).append(NakedPoc(n.session_id, n.price, n.row))
+        self.late = state.late
+        self.out_of_hours = state.out_of_hours
+        self.ignored = state.ignored
 
     # -- output --
 

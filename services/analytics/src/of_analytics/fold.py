@@ -1,0 +1,210 @@
+"""The analytics fold: trades and book of one instrument in, bars, profiles and book stats out.
+Pure and deterministic over event time (``ofcommon.stage.Fold``), so a re-run repeats every output.
+
+What each input causes (outputs in this order within one step):
+
+* trades stream ``Trade``: closed bars (``bars``, final), final session / composite profiles of a
+  session it closed (``profile``), then at most one partial 1-minute bar per ``partial_ns`` of
+  event time (``bars``, non-final) and at most one developing session + composite profile per
+  ``profile_ns`` of event time (``profile``). A trade whose ``trade_id`` was seen among the last
+  ``dedup_window`` trades is a feed's retried write and is dropped.
+* trades stream ``Heartbeat``: closes bars and sessions that event time has passed.
+* trades stream ``Gap``: marks the open (or next) bar as gapped.
+* book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine).
+
+Consumption events need both streams in one order, and the stage reads its two inputs in batches
+whose interleaving depends on timing: their output would differ after a crash. They are therefore
+off by default (``consumption=True`` turns them on, without the exactly-once guarantee).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from of_analytics.bars import BarBuilder, BarsState
+from of_analytics.book import BookEngine, BookParams
+from of_analytics.delta import CumulativeDelta, CvdState
+from of_analytics.profile import ProfileConfig, SessionProfiler
+from of_analytics.state import STATE_VERSION, AnalyticsSnapshot
+from ofcommon.instruments import Instrument, Registry, load_registry
+from ofcommon.messages import Bar, Consumption, Gap, Heartbeat, Message, Trade
+
+__all__ = ["AnalyticsFold", "AnalyticsState"]
+
+_MS: Final = 1_000_000
+PARTIAL_NS: Final = 250 * _MS
+PROFILE_NS: Final = 1000 * _MS
+DEDUP_WINDOW: Final = 4096
+
+Outputs = list[tuple[str, Message]]
+
+
+@dataclass(slots=True)
+class AnalyticsState:
+    """One instrument's live state; the engines keep their own (see ``AnalyticsSnapshot``)."""
+
+    symbol: str
+    bars: BarsState
+    profiler: SessionProfiler
+    book: BookEngine
+    cvd: CvdState
+    next_partial_ts: int = 0
+    next_profile_ts: int = 0
+    recent_ids: deque[str] = field(default_factory=deque)
+    recent_set: set[str] = field(default_factory=set)
+    duplicates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Engines:
+    instrument: Instrument
+    bars: BarBuilder
+    cvd: CumulativeDelta
+
+
+class AnalyticsFold:
+    """``ofcommon.stage.Fold`` of the analytics stage (stage "analytics", inputs trades + book)."""
+
+    stage: str = "analytics"
+    inputs: tuple[str, ...] = ("trades", "book")
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        partial_ns: int = PARTIAL_NS,
+        profile_ns: int = PROFILE_NS,
+        dedup_window: int = DEDUP_WINDOW,
+        consumption: bool = False,
+    ) -> None:
+        self._registry = registry if registry is not None else load_registry()
+        self._partial_ns = partial_ns
+        self._profile_ns = profile_ns
+        self._dedup = dedup_window
+        self._consumption = consumption
+        self._engines: dict[str, _Engines] = {}
+
+    def _engines_of(self, symbol: str) -> _Engines:
+        eng = self._engines.get(symbol)
+        if eng is None:
+            inst = self._registry.get(symbol)
+            eng = _Engines(
+                inst, BarBuilder.for_instrument(inst), CumulativeDelta(inst.session_spec)
+            )
+            self._engines[symbol] = eng
+        return eng
+
+    # --- Fold -------------------------------------------------------------------------------
+
+    def initial(self, symbol: str) -> AnalyticsState:
+        inst = self._engines_of(symbol).instrument
+        # Professional value area (70 %) by default; the registry gives the composite length.
+        config = ProfileConfig(composite_sessions=inst.profile.merge_max_days)
+        return AnalyticsState(
+            symbol=symbol,
+            bars=BarBuilder.initial(),
+            profiler=SessionProfiler(inst, config),
+            book=BookEngine(BookParams(row=inst.tick_size)),
+            cvd=CvdState(),
+        )
+
+    def step(self, state: AnalyticsState, kind: str, msg: Message) -> Sequence[tuple[str, Message]]:
+        if kind == "trades":
+            if isinstance(msg, Trade):
+                return self._on_trade(state, msg)
+            if isinstance(msg, Heartbeat):
+                return self._on_time(state, msg.ts_event)
+            if isinstance(msg, Gap):
+                self._engines_of(state.symbol).bars.on_gap(state.bars, msg)
+                return self._book(state, msg) if self._consumption else ()
+            return ()
+        if kind == "book":
+            return self._book(state, msg)
+        return ()
+
+    def encode_state(self, state: AnalyticsState) -> bytes:
+        snap = AnalyticsSnapshot(
+            version=STATE_VERSION,
+            symbol=state.symbol,
+            bars=state.bars,
+            profile=state.profiler.to_state(),
+            book=state.book.to_state(),
+            cvd=state.cvd,
+            next_partial_ts=state.next_partial_ts,
+            next_profile_ts=state.next_profile_ts,
+            recent_trade_ids=list(state.recent_ids),
+        )
+        return msgspec.msgpack.encode(snap)
+
+    def decode_state(self, data: bytes) -> AnalyticsState:
+        snap = msgspec.msgpack.decode(data, type=AnalyticsSnapshot)
+        if snap.version != STATE_VERSION:
+            raise ValueError(f"analytics state version {snap.version}, expected {STATE_VERSION}")
+        state = self.initial(snap.symbol)
+        state.bars = snap.bars
+        state.profiler.restore(snap.profile)
+        state.book.restore(snap.book)
+        state.cvd = snap.cvd
+        state.next_partial_ts = snap.next_partial_ts
+        state.next_profile_ts = snap.next_profile_ts
+        state.recent_ids = deque(snap.recent_trade_ids)
+        state.recent_set = set(snap.recent_trade_ids)
+        return state
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _on_trade(self, state: AnalyticsState, t: Trade) -> Outputs:
+        if t.trade_id and self._dedup:
+            if t.trade_id in state.recent_set:
+                state.duplicates += 1
+                return []
+            state.recent_ids.append(t.trade_id)
+            state.recent_set.add(t.trade_id)
+            if len(state.recent_ids) > self._dedup:
+                state.recent_set.discard(state.recent_ids.popleft())
+        eng = self._engines_of(state.symbol)
+        out: Outputs = []
+        self._closed(state, eng, eng.bars.on_trade(state.bars, t), out)
+        out.extend(("profile", u) for u in state.profiler.on_trade(t))
+        if self._consumption:
+            out.extend(("bookstats", c) for c in state.book.on_trade(t))
+        ts = t.ts_event
+        if ts >= state.next_partial_ts:
+            bar = eng.bars.partial(state.bars)
+            if bar is not None:
+                out.append(("bars", bar))
+                state.next_partial_ts = ts + self._partial_ns
+        if ts >= state.next_profile_ts:
+            updates = state.profiler.developing()
+            if updates:
+                out.extend(("profile", u) for u in updates)
+                state.next_profile_ts = ts + self._profile_ns
+        return out
+
+    def _on_time(self, state: AnalyticsState, ts: int) -> Outputs:
+        eng = self._engines_of(state.symbol)
+        out: Outputs = []
+        self._closed(state, eng, eng.bars.advance(state.bars, ts), out)
+        out.extend(("profile", u) for u in state.profiler.on_time(ts))
+        if self._consumption:
+            out.extend(("bookstats", c) for c in state.book.advance(ts))
+        return out
+
+    @staticmethod
+    def _closed(state: AnalyticsState, eng: _Engines, bars: list[Bar], out: Outputs) -> None:
+        for bar in bars:
+            out.append(("bars", bar))
+            if bar.timeframe == eng.bars.base:
+                eng.cvd.on_bar(state.cvd, bar)
+
+    def _book(self, state: AnalyticsState, msg: Message) -> Outputs:
+        outs = state.book.on_message(msg)
+        if self._consumption:
+            return [("bookstats", o) for o in outs]
+        # Without trades every removal would read as a cancellation: publish only the stats.
+        return [("bookstats", o) for o in outs if not isinstance(o, Consumption)]

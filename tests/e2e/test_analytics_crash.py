@@ -1,0 +1,185 @@
+"""The analytics service SIGKILLed, restarted and taken over yields an uninterrupted run's output.
+Inputs come from the simulator through the real bus Producer; the reference is the pure fold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+import redis.asyncio as aioredis
+from tests.support.servers import spawn_service, wait_for
+
+from of_analytics.fold import AnalyticsFold
+from ofcommon import codec, entry_ids, keys
+from ofcommon.bus import Producer
+from ofcommon.instruments import load_registry
+from ofcommon.messages import Bar, ProfileUpdate
+from ofcommon.simulator import SimConfig, simulate
+from ofcommon.venue import Published
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
+
+TARGET = "of_analytics.service:SERVICE"
+SYMBOLS = ["BTCUSDT", "EURUSD"]  # both FULL_DAY: the run crosses a session close at midnight
+OUTPUTS = ("bars", "profile", "bookstats")
+MIDNIGHT = 1_700_006_400 * 1_000_000_000
+ROUNDS = 4
+
+Entries = list[tuple[str, bytes]]
+
+
+def _inputs() -> list[Published]:
+    registry = load_registry()
+    config = SimConfig(
+        instruments=tuple(registry.get(s) for s in SYMBOLS),
+        start_ns=MIDNIGHT - 150 * 1_000_000_000,
+        duration_ns=240 * 1_000_000_000,
+    )
+    return [item for item in simulate(config) if isinstance(item, Published)]
+
+
+async def _write(url: str, items: list[Published]) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        producer = Producer(client, service="test", trim_by_age=False)
+        for i, item in enumerate(items):
+            producer.add(keys.stream(item.symbol, item.kind), item.msg)
+            if i % 500 == 499:
+                await producer.flush()
+        await producer.flush()
+    finally:
+        await client.aclose()
+
+
+def _expected(r: sync_redis.Redis, symbol: str) -> dict[str, Entries]:
+    """What an uninterrupted run writes: the pure fold over the inputs, IDs derived the same way.
+
+    Bars and profiles depend on the trades stream only and book stats on the book stream only, so
+    folding one stream after the other gives what any interleaving of the two gives.
+    """
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial(symbol)
+    last: dict[str, entry_ids.EntryId] = {}
+    out: dict[str, Entries] = {k: [] for k in OUTPUTS}
+    for kind in fold.inputs:
+        for entry_id, fields in r.xrange(keys.stream(symbol, kind)):
+            index: dict[str, int] = {}
+            msg = codec.decode(fields[b"d"])
+            for out_kind, result in fold.step(state, kind, msg):
+                i = index.get(out_kind, 0)
+                index[out_kind] = i + 1
+                prev = last.get(out_kind, entry_ids.ZERO)
+                last[out_kind] = entry_ids.derive(entry_ids.parse(entry_id), i, prev)
+                out[out_kind].append((str(last[out_kind]), codec.encode(result)))
+    return out
+
+
+def _output_counts(items: list[Published], chunk: int) -> list[int]:
+    """How many output entries the pure fold has written after each chunk of the inputs."""
+    fold = AnalyticsFold(load_registry())
+    states = {s: fold.initial(s) for s in SYMBOLS}
+    counts = []
+    total = 0
+    for i, item in enumerate(items, 1):
+        total += len(fold.step(states[item.symbol], item.kind, item.msg))
+        if i % chunk == 0 or i == len(items):
+            counts.append(total)
+    return counts
+
+
+def _actual(r: sync_redis.Redis, symbol: str, kind: str) -> Entries:
+    return [(i.decode(), f[b"d"]) for i, f in r.xrange(keys.stream(symbol, kind))]
+
+
+def _outputs(r: sync_redis.Redis) -> int:
+    return sum(r.xlen(keys.stream(s, k)) for s in SYMBOLS for k in OUTPUTS)
+
+
+def test_sigkill_restart_and_takeover_is_exactly_once(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    rng = random.Random(20261125)
+    url = service_env["OF_REDIS_URL"]
+    r = sync_redis.Redis.from_url(url)
+    env = {
+        **service_env,
+        "OF_INSTRUMENTS": ",".join(SYMBOLS),
+        "OF_CHECKPOINT_INTERVAL_S": "0.2",
+        "OF_READ_COUNT": "10",
+        "OF_LEASE_TTL_S": "2",
+        "OF_WORKER_DEAD_AFTER_S": "1",
+        "OF_MEMBERSHIP_TICK_S": "0.2",
+    }
+    items = _inputs()
+    chunk = -(-len(items) // ROUNDS)
+    targets = _output_counts(items, chunk)
+    kills = 0
+    interrupted = 0
+    proc = spawn_service(TARGET, env, tmp_path, "run0", OF_WORKER_ID="analytics-0")
+    others = []
+    try:
+        for round_no in range(1, ROUNDS + 1):
+            before = _outputs(r)
+            asyncio.run(_write(url, items[(round_no - 1) * chunk : round_no * chunk]))
+            wait_for(lambda b=before: _outputs(r) > b, 30, "progress")
+            if round_no == 3:
+                # A second worker joins and, once the first dies, takes every instrument over.
+                second = spawn_service(
+                    TARGET, env, tmp_path, "second", OF_WORKER_ID="analytics-second"
+                )
+                time.sleep(rng.uniform(0.5, 1.5))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                others.append(proc)
+                proc = second
+                continue
+            time.sleep(rng.uniform(0.0, 0.2))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            # fewer outputs than the pure fold gives for what was written: killed mid-stream
+            interrupted += int(_outputs(r) < targets[round_no - 1])
+            proc = spawn_service(
+                TARGET, env, tmp_path, f"run{round_no}", OF_WORKER_ID=f"analytics-{round_no}"
+            )
+        expected = {s: _expected(r, s) for s in SYMBOLS}
+
+        def caught_up() -> bool:
+            return all(
+                r.xlen(keys.stream(s, k)) >= len(expected[s][k]) for s in SYMBOLS for k in OUTPUTS
+            )
+
+        wait_for(caught_up, 60, "the restarted stage to catch up")
+        time.sleep(0.5)  # anything extra written late would show below
+        for s in SYMBOLS:
+            for k in OUTPUTS:
+                actual = _actual(r, s, k)
+                assert len(actual) == len(expected[s][k]), f"{s} {k}: entry count differs"
+                assert actual == expected[s][k], f"{s} {k}: output differs from the pure fold"
+        assert kills == ROUNDS
+        assert interrupted >= 2, "most kills must land while the stage is mid-stream"
+        assert all(r.xlen(keys.dead_letters(s)) == 0 for s in SYMBOLS)
+        # the run really produced closed bars and a closed session for every instrument
+        for s in SYMBOLS:
+            msgs = [codec.decode(d) for _, d in expected[s]["bars"] + expected[s]["profile"]]
+            assert any(isinstance(m, Bar) and m.final for m in msgs)
+            assert any(isinstance(m, ProfileUpdate) and m.final for m in msgs)
+            assert expected[s]["bookstats"]
+        proc.terminate()
+        assert proc.wait(20) == 0  # SIGTERM: the final checkpoint acknowledges everything
+        for s in SYMBOLS:
+            for kind in ("trades", "book"):
+                assert r.xpending(keys.stream(s, kind), "analytics")["pending"] == 0
+    finally:
+        for p in [proc, *others]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        r.close()

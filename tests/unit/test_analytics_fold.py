@@ -1,0 +1,194 @@
+"""The analytics fold on hand-made and simulated sequences: outputs, rates, checkpoints.
+Every test drives ``AnalyticsFold.step`` directly, as the stage does, without Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import msgspec
+import pytest
+
+from of_analytics.fold import AnalyticsFold, AnalyticsState
+from of_analytics.state import AnalyticsSnapshot
+from ofcommon import codec
+from ofcommon.instruments import load_registry
+from ofcommon.messages import (
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    BookStats,
+    Consumption,
+    Gap,
+    Heartbeat,
+    Message,
+    ProfileUpdate,
+    Side,
+    Trade,
+)
+from ofcommon.simulator import SimConfig, simulate
+from ofcommon.venue import Published
+
+S = 1_000_000_000
+MIN = 60 * S
+DAY = 86400 * S
+MIDNIGHT = 1_700_006_400 * S  # 2023-11-15 00:00 UTC, a FULL_DAY session boundary
+T0 = MIDNIGHT - 5 * MIN
+SYMBOL = "BTCUSDT"  # FULL_DAY session, tick 0.01, row 10
+
+REGISTRY = load_registry()
+
+
+def _trade(ts: int, price: float, size: float = 1.0, side: Side = Side.BUY, tid: str = "") -> Trade:
+    return Trade(ts, ts, price, size, side, tid or str(ts))
+
+
+def _run(
+    fold: AnalyticsFold, state: AnalyticsState, items: Iterable[tuple[str, Message]]
+) -> list[tuple[str, Message]]:
+    out: list[tuple[str, Message]] = []
+    for kind, msg in items:
+        out.extend(fold.step(state, kind, msg))
+    return out
+
+
+def _of(out: list[tuple[str, Message]], kind: str) -> list[Message]:
+    return [m for k, m in out if k == kind]
+
+
+def _sim(duration_ns: int = 4 * MIN) -> Iterator[tuple[str, Message]]:
+    config = SimConfig(
+        instruments=(REGISTRY.get(SYMBOL),), start_ns=MIDNIGHT - 2 * MIN, duration_ns=duration_ns
+    )
+    for item in simulate(config):
+        if isinstance(item, Published):
+            yield item.kind, item.msg
+
+
+def test_bar_closes_on_heartbeat() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    out = _run(
+        fold,
+        state,
+        [
+            ("trades", _trade(T0 + 1 * S, 100.0, 2.0, Side.BUY)),
+            ("trades", _trade(T0 + 2 * S, 110.0, 0.5, Side.SELL)),
+        ],
+    )
+    assert all(isinstance(b, Bar) and not b.final for b in _of(out, "bars"))
+    out = fold.step(state, "trades", Heartbeat(T0 + MIN, T0 + MIN, "sim"))
+    finals = [b for b in _of(list(out), "bars") if isinstance(b, Bar) and b.final]
+    assert [b.timeframe for b in finals] == ["1m"]
+    bar = finals[0]
+    assert (bar.open_ts, bar.close_ts, bar.open, bar.close) == (T0, T0 + MIN, 100.0, 110.0)
+    assert (bar.volume, bar.buy_volume, bar.sell_volume, bar.trades) == (2.5, 2.0, 0.5, 2)
+    assert state.cvd.cvd == pytest.approx(1.5)
+    # the heartbeat is on the book stream too: it closes nothing there
+    assert fold.step(state, "book", Heartbeat(T0 + 2 * MIN, T0 + 2 * MIN, "sim")) == []
+
+
+def test_partial_bars_and_developing_profile_at_a_bounded_event_time_rate() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    trades = [("trades", _trade(T0 + i * 100_000_000, 100.0 + i)) for i in range(30)]  # 3 s
+    out = _run(fold, state, trades)
+    partials = [b for b in _of(out, "bars") if isinstance(b, Bar)]
+    assert all(not b.final and b.timeframe == "1m" for b in partials)
+    assert len(partials) == 10  # one per 250 ms of event time: 0, 0.3, 0.6, ... 2.7 s
+    dev = [u for u in _of(out, "profile") if isinstance(u, ProfileUpdate)]
+    assert {u.scope for u in dev} == {"session", "composite:3"}
+    assert len(dev) == 2 * 3  # one pair per second of event time
+    assert not any(u.final for u in dev)
+
+
+def test_profile_final_at_session_close() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    _run(fold, state, [("trades", _trade(MIDNIGHT - 10 * S + i * S, 100.0 + i)) for i in range(5)])
+    out = fold.step(state, "trades", Heartbeat(MIDNIGHT, MIDNIGHT, "sim"))
+    finals = [u for u in _of(list(out), "profile") if isinstance(u, ProfileUpdate)]
+    assert [(u.scope, u.final) for u in finals] == [("session", True), ("composite:3", True)]
+    assert finals[0].session_end == MIDNIGHT == finals[0].ts_event
+    assert finals[0].volume == 5.0
+    # a trade of the closed session afterwards is late: no output from the profile
+    late = fold.step(state, "trades", _trade(MIDNIGHT - S, 100.0, tid="late"))
+    assert _of(list(late), "profile") == []
+
+
+def test_bookstats_only_while_the_book_is_valid() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    bids = [(99.99, 1.0), (99.98, 2.0)]
+    asks = [(100.01, 1.0), (100.02, 3.0)]
+    out = fold.step(state, "book", BookSnapshot(T0, T0, 1, bids, asks))
+    stats = [m for m in _of(list(out), "bookstats") if isinstance(m, BookStats)]
+    assert len(stats) == 1
+    assert stats[0].valid
+    assert stats[0].best_bid == 99.99
+    out = fold.step(state, "book", BookDelta(T0 + S, T0 + S, 2, [(99.99, 0.0)], []))
+    stats = [m for m in _of(list(out), "bookstats") if isinstance(m, BookStats)]
+    assert len(stats) == 1
+    assert stats[0].valid
+    assert stats[0].best_bid == 99.98
+    out = fold.step(state, "book", Gap(T0 + 2 * S, T0 + 2 * S, "book", "test"))
+    assert [m.valid for m in _of(list(out), "bookstats") if isinstance(m, BookStats)] == [False]
+    # broken: deltas publish nothing until the next snapshot
+    assert fold.step(state, "book", BookDelta(T0 + 3 * S, T0 + 3 * S, 3, [], [])) == []
+    out = fold.step(state, "book", BookSnapshot(T0 + 4 * S, T0 + 4 * S, 9, bids, asks))
+    assert [m.valid for m in _of(list(out), "bookstats") if isinstance(m, BookStats)] == [True]
+    # consumption events are off by default (see the fold's docstring)
+    assert not any(isinstance(m, Consumption) for m in _of(list(out), "bookstats"))
+
+
+def test_duplicate_trade_ids_are_dropped() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    t = _trade(T0 + S, 100.0, 1.0, tid="x1")
+    _run(fold, state, [("trades", t), ("trades", t)])
+    assert state.duplicates == 1
+    assert state.bars.base is not None
+    assert state.bars.base.volume == 1.0
+
+
+def _encoded(out: list[tuple[str, Message]]) -> list[tuple[str, bytes]]:
+    return [(k, codec.encode(m)) for k, m in out]
+
+
+def test_same_input_same_outputs() -> None:
+    items = list(_sim())
+    fold = AnalyticsFold(REGISTRY)
+    first = _encoded(_run(fold, fold.initial(SYMBOL), items))
+    second = _encoded(_run(AnalyticsFold(REGISTRY), fold.initial(SYMBOL), items))
+    assert first == second
+    kinds = {k for k, _ in first}
+    assert kinds == {"bars", "profile", "bookstats"}
+    # the simulated run crosses midnight: a final session profile and final bars come out
+    assert any(
+        isinstance(m, ProfileUpdate) and m.final for _, m in _run(fold, fold.initial(SYMBOL), items)
+    )
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.37, 0.5, 0.83])
+def test_state_round_trips_mid_stream(cut: float) -> None:
+    items = list(_sim())
+    fold = AnalyticsFold(REGISTRY)
+    whole = _encoded(_run(fold, fold.initial(SYMBOL), items))
+    n = int(len(items) * cut)
+    state = fold.initial(SYMBOL)
+    head = _encoded(_run(fold, state, items[:n]))
+    data = fold.encode_state(state)
+    restored = fold.decode_state(data)
+    assert fold.encode_state(restored) == data
+    # a fresh fold object, as after a restart in another process
+    other = AnalyticsFold(REGISTRY)
+    tail = _encoded(_run(other, other.decode_state(data), items[n:]))
+    assert head + tail == whole
+
+
+def test_snapshot_of_another_version_is_refused() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    snap = msgspec.msgpack.decode(fold.encode_state(fold.initial(SYMBOL)), type=AnalyticsSnapshot)
+    bad = msgspec.msgpack.encode(msgspec.structs.replace(snap, version=snap.version + 1))
+    with pytest.raises(ValueError, match="version"):
+        fold.decode_state(bad)
