@@ -496,18 +496,7 @@ def reading(results: dict[str, Result], digest: str) -> str:
         ex_rate=rate("mt5-exchange", "parse_items"),
         ex_ratio=ratio("mt5-exchange"),
     )
-    where = WHERE.format(profiled=PROFILED_DIGEST)
-    if digest != PROFILED_DIGEST:
-        where += (
-            f" This run measured other code (digest {digest}): where it changed, re-profile"
-            " before trusting the attribution."
-        )
-    return textwrap.fill(
-        " ".join(f"{numbers} {where}".split()),
-        width=100,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    return harness.reading(numbers, WHERE, digest=digest, profiled=PROFILED_DIGEST)
 
 
 # harness.code_digest(MEASURED) of the code that WHERE below was profiled on

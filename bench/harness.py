@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -223,3 +224,20 @@ def write_section(path: Path, heading: str, body: str) -> None:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def reading(numbers: str, where: str, *, digest: str, profiled: str) -> str:
+    """A section's reading paragraph: the run's numbers, then where the time goes as profiled on
+    code ``profiled``, with a warning when this run measured other code."""
+    where = where.format(profiled=profiled)
+    if digest != profiled:
+        where += (
+            f" This run measured other code (digest {digest}): where it changed, re-profile"
+            " before trusting the attribution."
+        )
+    return textwrap.fill(
+        " ".join(f"{numbers} {where}".split()),
+        width=100,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
