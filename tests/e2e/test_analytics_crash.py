@@ -1,5 +1,6 @@
 """The analytics service SIGKILLed, restarted and taken over yields an uninterrupted run's output.
 Inputs come from the simulator through the real bus Producer; the reference is the pure fold.
+The same holds for the rows it persists: closed 1m bars and final profiles in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ import redis.asyncio as aioredis
 from tests.support.servers import spawn_service, wait_for
 
 from of_analytics.fold import AnalyticsFold
+from of_analytics.persist import BAR_TIMEFRAME, AnalyticsStore
 from ofcommon import codec, entry_ids, keys
 from ofcommon.bus import Producer
+from ofcommon.db import migrate
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bar, ProfileUpdate
 from ofcommon.simulator import SimConfig, simulate
 from ofcommon.venue import Published
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.redis,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+]
 
 TARGET = "of_analytics.service:SERVICE"
 SYMBOLS = ["BTCUSDT", "EURUSD"]  # both FULL_DAY: the run crosses a session close at midnight
@@ -93,6 +102,20 @@ def _output_counts(items: list[Published], chunk: int) -> list[int]:
     return counts
 
 
+def _expected_rows(entries: dict[str, Entries]) -> tuple[list[Bar], list[ProfileUpdate]]:
+    """The rows an uninterrupted run stores: the pure fold's final 1m bars and final profiles,
+    in the store's read order."""
+    bars = [codec.decode(d) for _, d in entries["bars"]]
+    profiles = [codec.decode(d) for _, d in entries["profile"]]
+    final_bars = [
+        b for b in bars if isinstance(b, Bar) and b.final and b.timeframe == BAR_TIMEFRAME
+    ]
+    final_profiles = [p for p in profiles if isinstance(p, ProfileUpdate) and p.final]
+    final_bars.sort(key=lambda b: b.open_ts)
+    final_profiles.sort(key=lambda p: (p.session_start, p.scope, p.session_id))
+    return final_bars, final_profiles
+
+
 def _actual(r: sync_redis.Redis, symbol: str, kind: str) -> Entries:
     return [(i.decode(), f[b"d"]) for i, f in r.xrange(keys.stream(symbol, kind))]
 
@@ -102,13 +125,15 @@ def _outputs(r: sync_redis.Redis) -> int:
 
 
 def test_sigkill_restart_and_takeover_is_exactly_once(
-    service_env: dict[str, str], tmp_path: Path
+    service_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     rng = random.Random(20261125)
+    migrate(database_url)
     url = service_env["OF_REDIS_URL"]
     r = sync_redis.Redis.from_url(url)
     env = {
         **service_env,
+        "OF_DATABASE_URL": database_url,
         "OF_INSTRUMENTS": ",".join(SYMBOLS),
         "OF_CHECKPOINT_INTERVAL_S": "0.2",
         "OF_READ_COUNT": "10",
@@ -172,6 +197,14 @@ def test_sigkill_restart_and_takeover_is_exactly_once(
             assert any(isinstance(m, Bar) and m.final for m in msgs)
             assert any(isinstance(m, ProfileUpdate) and m.final for m in msgs)
             assert expected[s]["bookstats"]
+        # PostgreSQL holds exactly the rows of an uninterrupted run (written before each ack)
+        with AnalyticsStore(database_url) as store:
+            for s in SYMBOLS:
+                bars, profiles = _expected_rows(expected[s])
+                assert bars
+                assert profiles
+                assert store.bars_between(s, 0, 2**62) == bars, f"{s}: stored bars differ"
+                assert store.profiles(s, 0) == profiles, f"{s}: stored profiles differ"
         proc.terminate()
         assert proc.wait(20) == 0  # SIGTERM: the final checkpoint acknowledges everything
         for s in SYMBOLS:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -36,6 +36,12 @@ from ofcommon.settings import OwnedStageSettings
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+
+OutputsHook = Callable[[str, list[tuple[str, Message]]], Awaitable[None]]
+"""Awaited with (symbol, a batch's outputs) before they are published and the batch is acked.
+
+Raising fails the instrument's worker, which restarts from its last checkpoint and so calls the
+hook again with the same outputs: at-least-once, so the hook must be idempotent."""
 
 
 class Fold(Protocol[S]):
@@ -87,8 +93,10 @@ class InstrumentWorker(Generic[S]):
         *,
         service: str,
         timing: StageTiming,
+        on_outputs: OutputsHook | None = None,
     ) -> None:
         self.symbol = lease.symbol
+        self._on_outputs = on_outputs
         self._redis = redis
         self._fold = fold
         self._service = service
@@ -186,6 +194,7 @@ class InstrumentWorker(Generic[S]):
         if not batch:
             return
         arrival_ms = []
+        produced: list[tuple[str, Message]] = []
         for stream, entry_id, fields in batch:
             position = self._positions.get(stream)
             if position is not None and entry_ids.parse(entry_id) <= entry_ids.parse(position):
@@ -214,8 +223,11 @@ class InstrumentWorker(Generic[S]):
                 out_id = entry_ids.derive(input_id, index, last)
                 self._last_out[out_stream] = out_id
                 self._producer.add(out_stream, out, str(out_id))
+            produced.extend(outputs)
             arrival_ms.append(input_id.ms)
         metrics.MESSAGES_IN.labels(self._service, "input").inc(len(batch))
+        if self._on_outputs is not None and produced:
+            await self._on_outputs(self.symbol, produced)
         await self._producer.flush()
         if arrival_ms:
             now_ms = time.time() * 1000
@@ -259,8 +271,17 @@ class OwnedStage(Generic[S]):
     pause, as long as the lease is still ours.
     """
 
-    def __init__(self, redis: Redis, fold: Fold[S], *, service: str, timing: StageTiming) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        fold: Fold[S],
+        *,
+        service: str,
+        timing: StageTiming,
+        on_outputs: OutputsHook | None = None,
+    ) -> None:
         self._redis = redis
+        self._on_outputs = on_outputs
         self._fold = fold
         self._service = service
         self._timing = timing
@@ -275,7 +296,12 @@ class OwnedStage(Generic[S]):
     async def _supervise(self, lease: Lease) -> None:
         while True:
             worker = InstrumentWorker(
-                self._redis, self._fold, lease, service=self._service, timing=self._timing
+                self._redis,
+                self._fold,
+                lease,
+                service=self._service,
+                timing=self._timing,
+                on_outputs=self._on_outputs,
             )
             self.workers[lease.symbol] = worker
             try:
@@ -324,10 +350,16 @@ class _HoldOnly:
         return None
 
 
-async def run_owned(ctx: ServiceContext[OwnedStageSettings], fold: Fold[Any] | None) -> None:
+async def run_owned(
+    ctx: ServiceContext[OwnedStageSettings],
+    fold: Fold[Any] | None,
+    *,
+    on_outputs: OutputsHook | None = None,
+) -> None:
     """Take part in the stage's ownership and fold every owned instrument until ``ctx.stop``.
 
     With ``fold`` None the worker only holds leases (a stage whose logic is not built yet).
+    ``on_outputs`` (see ``OutputsHook``) sees every batch's outputs before they are published.
     """
     settings = ctx.settings
     registry = load_registry(settings.registry_file or None)
@@ -341,7 +373,7 @@ async def run_owned(ctx: ServiceContext[OwnedStageSettings], fold: Fold[Any] | N
     handlers: OwnedStage[Any] | _HoldOnly = (
         _HoldOnly()
         if fold is None
-        else OwnedStage(ctx.redis, fold, service=ctx.name, timing=timing)
+        else OwnedStage(ctx.redis, fold, service=ctx.name, timing=timing, on_outputs=on_outputs)
     )
     coordinator = Coordinator(
         ctx.redis,
