@@ -24,6 +24,7 @@ from ofcommon.db import migrate
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bar, ProfileUpdate
 from ofcommon.simulator import SimConfig, simulate
+from ofcommon.stage import assign_ids
 from ofcommon.venue import Published
 
 pytestmark = [
@@ -36,7 +37,7 @@ pytestmark = [
 
 TARGET = "of_analytics.service:SERVICE"
 SYMBOLS = ["BTCUSDT", "EURUSD"]  # both FULL_DAY: the run crosses a session close at midnight
-OUTPUTS = ("bars", "profile", "bookstats")
+OUTPUTS = ("bars", "profile", "bookstats", "consumption")
 MIDNIGHT = 1_700_006_400 * 1_000_000_000
 ROUNDS = 4
 
@@ -69,8 +70,10 @@ async def _write(url: str, items: list[Published]) -> None:
 def _expected(r: sync_redis.Redis, symbol: str) -> dict[str, Entries]:
     """What an uninterrupted run writes: the pure fold over the inputs, IDs derived the same way.
 
-    Bars and profiles depend on the trades stream only and book stats on the book stream only, so
-    folding one stream after the other gives what any interleaving of the two gives.
+    Bars and profiles depend on the trades stream only, book stats on the book stream only, and
+    consumption events are resolved by both streams' event time and anchored at their book entry
+    (``of_analytics.book``), so folding one stream after the other gives what any interleaving of
+    the two gives.
     """
     fold = AnalyticsFold(load_registry())
     state = fold.initial(symbol)
@@ -78,14 +81,10 @@ def _expected(r: sync_redis.Redis, symbol: str) -> dict[str, Entries]:
     out: dict[str, Entries] = {k: [] for k in OUTPUTS}
     for kind in fold.inputs:
         for entry_id, fields in r.xrange(keys.stream(symbol, kind)):
-            index: dict[str, int] = {}
-            msg = codec.decode(fields[b"d"])
-            for out_kind, result in fold.step(state, kind, msg):
-                i = index.get(out_kind, 0)
-                index[out_kind] = i + 1
-                prev = last.get(out_kind, entry_ids.ZERO)
-                last[out_kind] = entry_ids.derive(entry_ids.parse(entry_id), i, prev)
-                out[out_kind].append((str(last[out_kind]), codec.encode(result)))
+            at = entry_ids.parse(entry_id)
+            outputs = fold.step(state, kind, codec.decode(fields[b"d"]), at)
+            for out_kind, out_id, result in assign_ids(outputs, at, last):
+                out[out_kind].append((str(out_id), codec.encode(result)))
     return out
 
 
@@ -197,6 +196,7 @@ def test_sigkill_restart_and_takeover_is_exactly_once(
             assert any(isinstance(m, Bar) and m.final for m in msgs)
             assert any(isinstance(m, ProfileUpdate) and m.final for m in msgs)
             assert expected[s]["bookstats"]
+            assert len(expected[s]["consumption"]) > 10
         # PostgreSQL holds exactly the rows of an uninterrupted run (written before each ack)
         with AnalyticsStore(database_url) as store:
             for s in SYMBOLS:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,36 @@ import redis as sync_redis
 from tests.support.servers import wait_for
 
 from ofcommon import codec, keys
-from ofcommon.messages import BookSnapshot, Trade
+from ofcommon.messages import (
+    Bar,
+    BookSnapshot,
+    BookStats,
+    Consumption,
+    Message,
+    ProfileUpdate,
+    Trade,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = "sim,analytics,patterns,aggregator,alerts,api"  # what `make demo` starts
+
+
+def _messages(r: sync_redis.Redis, symbol: str, kind: str) -> list[Message]:
+    return [codec.decode(f[b"d"]) for _, f in r.xrange(keys.stream(symbol, kind))]
+
+
+def _wait_for_kind(
+    r: sync_redis.Redis, symbol: str, kind: str, match: Callable[[Message], bool]
+) -> None:
+    wait_for(lambda: any(map(match, _messages(r, symbol, kind))), 90, f"{symbol} {kind}")
+
+
+def _last(r: sync_redis.Redis, symbol: str, kind: str, cls: type[Bar]) -> Bar:
+    found = [m for m in _messages(r, symbol, kind) if isinstance(m, cls) and m.final]
+    assert found
+    return found[-1]
 
 
 def test_demo_stack_publishes_the_simulated_market(clean_redis: str, free_tmp: Path) -> None:
@@ -56,6 +81,17 @@ def test_demo_stack_publishes_the_simulated_market(clean_redis: str, free_tmp: P
                 codec.decode(f[b"d"]) for _, f in r.xrange(keys.stream(symbol, "book"), count=5)
             ]
             assert isinstance(book[0], BookSnapshot)
+        # analytics turns the simulated market into every output stream the issue names
+        for symbol in ("BTCUSDT", "EURUSD"):
+            _wait_for_kind(r, symbol, "bars", lambda m: isinstance(m, Bar) and m.final)
+            bar = _last(r, symbol, "bars", Bar)
+            assert bar.footprint, "a bar carries its footprint"
+            assert sum(x.bid_volume + x.ask_volume for x in bar.footprint) == pytest.approx(
+                bar.volume
+            )
+            _wait_for_kind(r, symbol, "profile", lambda m: isinstance(m, ProfileUpdate))
+            _wait_for_kind(r, symbol, "bookstats", lambda m: isinstance(m, BookStats) and m.valid)
+            _wait_for_kind(r, symbol, "consumption", lambda m: isinstance(m, Consumption))
         labels = var_dir / "sim" / "labels.jsonl"
         wait_for(lambda: labels.is_file() and labels.stat().st_size > 0, 60, "episode labels")
         proc.send_signal(signal.SIGINT)

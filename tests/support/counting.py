@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import msgspec
 
+from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.messages import Message, Trade
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
-from ofcommon.stage import StructStateFold, run_owned
+from ofcommon.stage import Output, StructStateFold, run_owned
 
 
 class CountState(msgspec.Struct):
@@ -35,7 +36,9 @@ class CountingFold(StructStateFold[CountState]):
     def initial(self, symbol: str) -> CountState:
         return CountState()
 
-    def step(self, state: CountState, kind: str, msg: Message) -> Sequence[tuple[str, Message]]:
+    def step(
+        self, state: CountState, kind: str, msg: Message, at: EntryId = ZERO
+    ) -> Sequence[Output]:
         if not isinstance(msg, Trade):
             return ()
         if self._work_s:

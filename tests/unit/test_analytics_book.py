@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from tests.support.binance_frames import bybit_archive_frames
 from tests.support.real_data import BYBIT_XRP_OB500, require
 
-from of_analytics.book import BookEngine, BookOutput, BookParams, least_resistance
+from of_analytics.book import BookEngine, BookOutput, BookParams, Resolved, least_resistance
 from of_feed_bybit.parser import BybitParser
 from ofcommon.instruments import BybitVenue, Instrument, Registry, default_instruments
 from ofcommon.messages import (
@@ -63,8 +63,13 @@ def trade(ts: int, price: float, size: float, side: Side, tid: str = "t") -> Tra
     return Trade(ts, ts, price, size, side, tid)
 
 
-def of(out: list[BookOutput], kind: type[BookStats] | type[Consumption]) -> list[BookOutput]:
+def of(out: list[BookOutput], kind: type[BookStats]) -> list[BookOutput]:
     return [m for m in out if isinstance(m, kind)]
+
+
+def cons(out: list[BookOutput]) -> list[Consumption]:
+    """The consumption events of an engine's outputs, without their anchors."""
+    return [m.consumption for m in out if isinstance(m, Resolved)]
 
 
 def fresh(**kw: float) -> BookEngine:
@@ -204,9 +209,9 @@ def test_removal_split_into_traded_and_cancelled() -> None:
     assert eng.on_trade(trade(T0 + 10 * MS, 99.0, 6.0, Side.SELL)) == []
     assert eng.on_trade(trade(T0 + 10 * MS, 99.0, 50.0, Side.BUY)) == []  # wrong side
     out = eng.on_delta(delta(T0 + 20 * MS, 2, bids=[(99.0, 0.0)]))
-    assert of(out, Consumption) == []  # waits for the matching window to close
+    assert cons(out) == []  # waits for the matching window to close
     out = eng.advance(T0 + 1021 * MS)
-    assert out == [
+    assert cons(out) == [
         Consumption(
             ts_event=T0 + 20 * MS,
             side=Side.SELL,
@@ -223,7 +228,7 @@ def test_trade_arriving_after_the_delta_still_matches() -> None:
     eng.on_delta(delta(T0 + 20 * MS, 2, asks=[(101.0, 2.0)]))  # 5 → 2
     eng.on_trade(trade(T0 + 15 * MS, 101.0, 3.0, Side.BUY))  # older print, later on its stream
     out = eng.on_message(Heartbeat(T0 + 2_000 * MS, T0 + 2_000 * MS, "test"))
-    assert out == [
+    assert cons(out) == [
         Consumption(
             ts_event=T0 + 20 * MS,
             side=Side.BUY,
@@ -239,8 +244,7 @@ def test_pure_cancel_and_trade_outside_window() -> None:
     eng = fresh()
     eng.on_trade(trade(T0 - 5_000 * MS, 98.0, 20.0, Side.SELL))  # too old
     eng.on_delta(delta(T0 + 20 * MS, 2, bids=[(98.0, 5.0)]))
-    (c,) = eng.flush()
-    assert isinstance(c, Consumption)
+    (c,) = cons(eng.flush())
     assert (c.removed, c.traded, c.cancelled, c.refilled) == (15.0, 0.0, 15.0, False)
 
 
@@ -250,7 +254,7 @@ def test_a_print_explains_only_one_removal() -> None:
     eng.on_delta(delta(T0 + 20 * MS, 2, bids=[(99.0, 6.0)]))
     eng.on_delta(delta(T0 + 40 * MS, 3, bids=[(99.0, 2.0)]))
     out = eng.flush()
-    assert [(c.traded, c.cancelled) for c in out if isinstance(c, Consumption)] == [
+    assert [(c.traded, c.cancelled) for c in cons(out)] == [
         (4.0, 0.0),
         (0.0, 4.0),
     ]
@@ -262,7 +266,7 @@ def test_refill_at_the_same_price_flags_an_iceberg_hint() -> None:
     eng.on_delta(delta(T0 + 20 * MS, 2, asks=[(101.0, 0.0)]))
     eng.on_delta(delta(T0 + 60 * MS, 3, asks=[(101.0, 5.0)]))  # re-posted right away
     out = eng.advance(T0 + 1_100 * MS)
-    assert out == [
+    assert cons(out) == [
         Consumption(
             ts_event=T0 + 20 * MS,
             side=Side.BUY,
@@ -278,13 +282,13 @@ def test_refill_at_the_same_price_flags_an_iceberg_hint() -> None:
 def test_levels_outside_the_window_are_not_consumption() -> None:
     eng = fresh()
     eng.on_delta(delta(T0 + 20 * MS, 2, bids=[(96.0, 0.0)]))  # 96 < 100 - 3
-    assert eng.flush() == []
+    assert cons(eng.flush()) == []
 
 
 def test_snapshot_infers_no_consumption() -> None:
     eng = fresh()
     eng.on_snapshot(snap(T0 + 20 * MS, seq=9, bids=[(99.0, 1.0)]))
-    assert eng.flush() == []
+    assert cons(eng.flush()) == []
 
 
 # --- property: the book equals a naive dict replay ----------------------------------------------
@@ -319,8 +323,7 @@ def test_book_after_random_deltas_equals_a_dict_model(
         s_ = eng.stats(0)
         if bids and asks:
             assert (s_.best_bid, s_.best_ask) == (max(bids), min(asks))
-    for c in eng.flush():
-        assert isinstance(c, Consumption)
+    for c in cons(eng.flush()):
         assert c.removed > 0
         assert c.traded == 0.0
         assert c.cancelled == c.removed
@@ -370,8 +373,7 @@ def test_real_bybit_book_never_crosses_and_matches_raw_levels() -> None:
         assert s_.bid_depth > 0
         assert s_.ask_depth > 0
     assert stats >= 2
-    for c in eng.flush():
-        assert isinstance(c, Consumption)
+    for c in cons(eng.flush()):
         assert c.removed == pytest.approx(c.traded + c.cancelled)
 
 
@@ -406,11 +408,10 @@ def test_stream_order_within_the_window_does_not_change_consumption(
     stream: list[BookDelta | Trade] = [*deltas, *trades]
     for m in sorted(stream, key=lambda m: m.ts_event):
         merged.on_message(m)
-    a, b = first.flush(), merged.flush()
+    a, b = cons(first.flush()), cons(merged.flush())
     assert a == b
     for c in a:
-        assert isinstance(c, Consumption)
         assert c.traded + c.cancelled == pytest.approx(c.removed)
         assert 0 <= c.traded <= c.removed
-    traded_total = sum(c.traded for c in a if isinstance(c, Consumption))
+    traded_total = sum(c.traded for c in a)
     assert traded_total <= sum(t.size for t in trades) + 1e-9

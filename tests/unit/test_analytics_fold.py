@@ -4,14 +4,17 @@ Every test drives ``AnalyticsFold.step`` directly, as the stage does, without Re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from random import Random
 
 import msgspec
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from of_analytics.fold import AnalyticsFold, AnalyticsState
 from of_analytics.state import AnalyticsSnapshot
 from ofcommon import codec
+from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
 from ofcommon.messages import (
     Bar,
@@ -27,6 +30,7 @@ from ofcommon.messages import (
     Trade,
 )
 from ofcommon.simulator import SimConfig, simulate
+from ofcommon.stage import Output, assign_ids
 from ofcommon.venue import Published
 
 S = 1_000_000_000
@@ -45,15 +49,15 @@ def _trade(ts: int, price: float, size: float = 1.0, side: Side = Side.BUY, tid:
 
 def _run(
     fold: AnalyticsFold, state: AnalyticsState, items: Iterable[tuple[str, Message]]
-) -> list[tuple[str, Message]]:
-    out: list[tuple[str, Message]] = []
+) -> list[Output]:
+    out: list[Output] = []
     for kind, msg in items:
         out.extend(fold.step(state, kind, msg))
     return out
 
 
-def _of(out: list[tuple[str, Message]], kind: str) -> list[Message]:
-    return [m for k, m in out if k == kind]
+def _of(out: Sequence[Output], kind: str) -> list[Message]:
+    return [o[1] for o in out if o[0] == kind]
 
 
 def _sim(duration_ns: int = 4 * MIN) -> Iterator[tuple[str, Message]]:
@@ -137,8 +141,12 @@ def test_bookstats_only_while_the_book_is_valid() -> None:
     assert fold.step(state, "book", BookDelta(T0 + 3 * S, T0 + 3 * S, 3, [], [])) == []
     out = fold.step(state, "book", BookSnapshot(T0 + 4 * S, T0 + 4 * S, 9, bids, asks))
     assert [m.valid for m in _of(list(out), "bookstats") if isinstance(m, BookStats)] == [True]
-    # consumption events are off by default (see the fold's docstring)
-    assert not any(isinstance(m, Consumption) for m in _of(list(out), "bookstats"))
+    # no trade has been seen: the removal at T0 + S waits for the trades stream's event time
+    assert _of(list(out), "consumption") == []
+    out = fold.step(state, "trades", Heartbeat(T0 + 4 * S, T0 + 4 * S, "test"))
+    assert _of(list(out), "consumption") == [
+        Consumption(T0 + S, Side.SELL, 99.99, removed=1.0, traded=0.0, cancelled=1.0)
+    ]
 
 
 def test_duplicate_trade_ids_are_dropped() -> None:
@@ -151,8 +159,8 @@ def test_duplicate_trade_ids_are_dropped() -> None:
     assert state.bars.base.volume == 1.0
 
 
-def _encoded(out: list[tuple[str, Message]]) -> list[tuple[str, bytes]]:
-    return [(k, codec.encode(m)) for k, m in out]
+def _encoded(out: list[Output]) -> list[tuple[str, bytes, object]]:
+    return [(o[0], codec.encode(o[1]), o[2] if len(o) == 3 else None) for o in out]
 
 
 def test_same_input_same_outputs() -> None:
@@ -161,11 +169,12 @@ def test_same_input_same_outputs() -> None:
     first = _encoded(_run(fold, fold.initial(SYMBOL), items))
     second = _encoded(_run(AnalyticsFold(REGISTRY), fold.initial(SYMBOL), items))
     assert first == second
-    kinds = {k for k, _ in first}
-    assert kinds == {"bars", "profile", "bookstats"}
+    kinds = {k for k, _, _ in first}
+    assert kinds == {"bars", "profile", "bookstats", "consumption"}
     # the simulated run crosses midnight: a final session profile and final bars come out
     assert any(
-        isinstance(m, ProfileUpdate) and m.final for _, m in _run(fold, fold.initial(SYMBOL), items)
+        isinstance(o[1], ProfileUpdate) and o[1].final
+        for o in _run(fold, fold.initial(SYMBOL), items)
     )
 
 
@@ -192,3 +201,54 @@ def test_snapshot_of_another_version_is_refused() -> None:
     bad = msgspec.msgpack.encode(msgspec.structs.replace(snap, version=snap.version + 1))
     with pytest.raises(ValueError, match="version"):
         fold.decode_state(bad)
+
+
+# --- the two input streams in any interleaving: the same output streams, IDs included -----------
+
+
+def _stage_outputs(
+    order: Sequence[tuple[str, EntryId, Message]],
+) -> dict[str, list[tuple[str, bytes]]]:
+    """Each output stream's (ID, bytes) as the stage writes them (``ofcommon.stage``)."""
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    last: dict[str, EntryId] = {}
+    streams: dict[str, list[tuple[str, bytes]]] = {}
+    for kind, at, msg in order:
+        for out_kind, out_id, out in assign_ids(fold.step(state, kind, msg, at), at, last):
+            streams.setdefault(out_kind, []).append((str(out_id), codec.encode(out)))
+    return streams
+
+
+def _with_ids() -> tuple[list[tuple[str, EntryId, Message]], list[tuple[str, EntryId, Message]]]:
+    by_kind: dict[str, list[tuple[str, EntryId, Message]]] = {"trades": [], "book": []}
+    for n, (kind, msg) in enumerate(_sim(3 * MIN)):
+        by_kind[kind].append((kind, EntryId(1_000 + n, 0), msg))
+    return by_kind["trades"], by_kind["book"]
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32), st.integers(min_value=1, max_value=3000))
+def test_outputs_do_not_depend_on_how_the_streams_interleave(seed: int, burst: int) -> None:
+    rng = Random(seed)
+    trades, book = _with_ids()
+    reference = _stage_outputs([*trades, *book])  # every trade first, then the whole book
+    events = [codec.decode(d) for _, d in reference["consumption"]]
+    assert all(isinstance(c, Consumption) for c in events)
+    # the simulated book is consumed by trades, pulled and refilled: every path is exercised
+    assert sum(1 for c in events if isinstance(c, Consumption) and c.traded > 0) > 20
+    assert sum(1 for c in events if isinstance(c, Consumption) and c.cancelled > 0) > 20
+    assert sum(1 for c in events if isinstance(c, Consumption) and c.refilled) > 20
+    # batches of random sizes up to ``burst`` from either stream, as the stage's reads give them
+    merged: list[tuple[str, EntryId, Message]] = []
+    i = j = 0
+    while i < len(trades) or j < len(book):
+        take = rng.randint(1, burst)
+        if j >= len(book) or (i < len(trades) and rng.random() < 0.5):
+            merged += trades[i : i + take]
+            i += take
+        else:
+            merged += book[j : j + take]
+            j += take
+    assert _stage_outputs(merged) == reference
+    assert _stage_outputs([*book, *trades]) == reference

@@ -15,7 +15,8 @@ StreamKind = Literal[
     "book",  # feeds -> analytics: BookSnapshot, BookDelta, Quote, Heartbeat, Gap(book)
     "bars",  # analytics -> patterns, aggregator, api: Bar
     "profile",  # analytics -> patterns, aggregator, api: ProfileUpdate
-    "bookstats",  # analytics -> patterns, api: BookStats, Consumption
+    "bookstats",  # analytics -> patterns, api: BookStats
+    "consumption",  # analytics -> patterns (sweep), api: Consumption
     "patterns",  # patterns -> aggregator, alerts, api: PatternSignal
     "signals",  # aggregator -> alerts, api: Bias
     "tradeevents",  # aggregator -> alerts, api: TradeEvent

@@ -22,6 +22,7 @@ DEFAULTS: Final[Mapping[str, StreamRetention]] = {
     "bars": StreamRetention(maxlen=200_000, max_age_s=7 * 24 * 3600),
     "profile": StreamRetention(maxlen=100_000, max_age_s=3 * 24 * 3600),
     "bookstats": StreamRetention(maxlen=500_000, max_age_s=6 * 3600),
+    "consumption": StreamRetention(maxlen=500_000, max_age_s=6 * 3600),
     "patterns": StreamRetention(maxlen=100_000, max_age_s=30 * 24 * 3600),
     "signals": StreamRetention(maxlen=100_000, max_age_s=30 * 24 * 3600),
     "tradeevents": StreamRetention(maxlen=100_000, max_age_s=90 * 24 * 3600),

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -37,7 +37,43 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 
+Output = tuple[str, Message] | tuple[str, Message, entry_ids.EntryId]
+"""What a fold step returns per output: (stream kind, message), or with a third element, an
+*anchor*: the output's ID is then the anchor (or the next ID above the stream's last) instead of
+one derived from the input entry. A fold anchors outputs that a later input may release (e.g. a
+consumption event resolved when the other stream catches up) at the input that caused them, so
+their IDs do not depend on which input happened to release them."""
+
 OutputsHook = Callable[[str, list[tuple[str, Message]]], Awaitable[None]]
+
+
+def assign_ids(
+    outputs: Iterable[Output],
+    input_id: entry_ids.EntryId,
+    last: dict[str, entry_ids.EntryId],
+    stream_of: Callable[[str], str] = str,
+) -> list[tuple[str, entry_ids.EntryId, Message]]:
+    """The entry IDs of one input's outputs, as (output stream, ID, message); ``last`` holds each
+    output stream's last ID and is updated. Pure: a re-run from a checkpoint repeats the IDs.
+
+    ``stream_of`` names the output stream of an output kind (the key of ``last``)."""
+    result = []
+    index: dict[str, int] = {}
+    for output in outputs:
+        stream, msg = stream_of(output[0]), output[1]
+        prev = last.get(stream, entry_ids.ZERO)
+        if len(output) == 3:
+            anchor = output[2]
+            out_id = anchor if anchor > prev else prev.next()
+        else:
+            i = index.get(stream, 0)
+            index[stream] = i + 1
+            out_id = entry_ids.derive(input_id, i, prev)
+        last[stream] = out_id
+        result.append((stream, out_id, msg))
+    return result
+
+
 """Awaited with (symbol, a batch's outputs) before they are published and the batch is acked.
 
 Raising fails the instrument's worker, which restarts from its last checkpoint and so calls the
@@ -47,8 +83,10 @@ hook again with the same outputs: at-least-once, so the hook must be idempotent.
 class Fold(Protocol[S]):
     """The pure logic of a stage, per instrument.
 
-    ``step`` may update ``state`` in place and returns the outputs caused by one input message as
-    (output stream kind, message) pairs. It must be deterministic: no clock, no randomness, no I/O.
+    ``step`` may update ``state`` in place and returns the outputs caused by one input message (of
+    entry ``at`` on the input stream ``kind``) as ``Output`` tuples. It must be deterministic: no
+    clock, no randomness, no I/O. An output stream gets either only anchored outputs or none:
+    mixing the two would make IDs depend on the order they were released in.
     """
 
     stage: str
@@ -56,7 +94,9 @@ class Fold(Protocol[S]):
 
     def initial(self, symbol: str) -> S: ...
 
-    def step(self, state: S, kind: str, msg: Message) -> Sequence[tuple[str, Message]]: ...
+    def step(
+        self, state: S, kind: str, msg: Message, at: entry_ids.EntryId = entry_ids.ZERO
+    ) -> Sequence[Output]: ...
 
     def encode_state(self, state: S) -> bytes: ...
 
@@ -115,11 +155,18 @@ class InstrumentWorker(Generic[S]):
         self._state: S = fold.initial(lease.symbol)
         self._positions: dict[str, str] = {}
         self._last_out: dict[str, entry_ids.EntryId] = {}
+        self._out_streams: dict[str, str] = {}
         self._entries = 0
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._next_lag_report = 0.0
         self.folded = 0
+
+    def _out_stream(self, kind: str) -> str:
+        stream = self._out_streams.get(kind)
+        if stream is None:
+            stream = self._out_streams[kind] = keys.stream(self.symbol, kind)
+        return stream
 
     def stop(self) -> None:
         """Ask for a clean stop: finish the current batch, checkpoint, return."""
@@ -206,24 +253,19 @@ class InstrumentWorker(Generic[S]):
             if msg is None:
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
+            input_id = entry_ids.parse(entry_id)
             try:
-                outputs = self._fold.step(self._state, self._inputs[stream], msg)
+                outputs = self._fold.step(self._state, self._inputs[stream], msg, input_id)
             except Exception as err:  # a bug or a message the fold rejects: never fatal
                 log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
                 await self._dead.send(stream, entry_id, f"fold-error: {err!r}", raw)
                 continue
             self.folded += 1
-            input_id = entry_ids.parse(entry_id)
-            per_stream: dict[str, int] = {}
-            for kind, out in outputs:
-                out_stream = keys.stream(self.symbol, kind)
-                index = per_stream.get(out_stream, 0)
-                per_stream[out_stream] = index + 1
-                last = self._last_out.get(out_stream, entry_ids.ZERO)
-                out_id = entry_ids.derive(input_id, index, last)
-                self._last_out[out_stream] = out_id
+            for out_stream, out_id, out in assign_ids(
+                outputs, input_id, self._last_out, self._out_stream
+            ):
                 self._producer.add(out_stream, out, str(out_id))
-            produced.extend(outputs)
+            produced.extend((o[0], o[1]) for o in outputs)
             arrival_ms.append(input_id.ms)
         metrics.MESSAGES_IN.labels(self._service, "input").inc(len(batch))
         if self._on_outputs is not None and produced:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 from of_analytics.state import BookState, PrintState, RemovalState
+from ofcommon.entry_ids import FANOUT, ZERO, EntryId
 from ofcommon.messages import (
     BookDelta,
     BookSnapshot,
@@ -25,9 +26,18 @@ from ofcommon.messages import (
     Trade,
 )
 
-__all__ = ["BookEngine", "BookOutput", "BookParams", "least_resistance"]
+__all__ = ["BookEngine", "BookOutput", "BookParams", "Resolved", "least_resistance"]
 
-BookOutput: TypeAlias = BookStats | Consumption
+
+class Resolved(NamedTuple):
+    """A consumption event and its anchor: the ID of the book entry that removed the size, with
+    the removal's index in it (``entry_ids.FANOUT`` slots per entry)."""
+
+    consumption: Consumption
+    anchor: EntryId
+
+
+BookOutput: TypeAlias = BookStats | Resolved
 
 _EPS: Final = 1e-9  # price tolerance for the window edges: prices are floats on a tick grid
 _SIZE_EPS: Final = 1e-12  # sizes below this are float noise, not a change
@@ -44,6 +54,8 @@ class BookParams:
     throttle_ns: int = 250_000_000  # at most one valid BookStats per 250 ms of event time
     match_window_ns: int = 1_000_000_000  # trades within ±1 s of a removal can explain it
     dead_band: float = 0.15  # |imbalance| below this: no path of least resistance (seed §7)
+    max_pending: int = 50_000  # removals waiting for the trades stream; beyond, the oldest resolve
+    max_prints: int = 200_000  # prints waiting for the book stream; beyond, the oldest are dropped
 
     def __post_init__(self) -> None:
         if not self.row > 0:
@@ -52,6 +64,8 @@ class BookParams:
             raise ValueError(f"rows must be at least 1, got {self.rows}")
         if self.throttle_ns < 0 or self.match_window_ns < 0:
             raise ValueError("throttle_ns and match_window_ns must not be negative")
+        if self.max_pending < 1 or self.max_prints < 1:
+            raise ValueError("max_pending and max_prints must be at least 1")
 
 
 def least_resistance(stats: BookStats, dead_band: float = 0.15) -> Direction:
@@ -72,6 +86,7 @@ class _Removal:
     price: float
     removed: float
     refilled: bool = False
+    anchor: EntryId = ZERO
 
 
 @dataclass(slots=True)
@@ -117,19 +132,24 @@ class BookEngine:
       book update at or past ``last_published + throttle_ns`` publishes. State changes (broken,
       revalidated by a snapshot) publish at once, so a consumer never trusts a stale ``valid=True``.
     * **Consumption.** A level inside the window that shrinks or disappears records a pending
-      removal. Trades and book updates arrive on different streams, so a print may reach us before
-      or after the delta that reflects it; the removal is therefore resolved only once event time
-      (the maximum ``ts_event`` seen on either input) passes ``removal ts + match_window_ns``. It is
-      matched against the not yet matched trades at that exact price whose aggressor hit that side
-      (a ``SELL`` aggressor takes bids, a ``BUY`` takes asks) and whose ``ts_event`` lies within
-      ``± match_window_ns`` of the removal: ``traded = min(removed, matched)``, ``cancelled = the
-      rest``. Each trade's size is used once. If the same level grows again before the removal is
-      resolved, ``refilled`` is set (a synthetic iceberg hint: a hidden or re-posted order). A
-      consumer that feeds trades late by more than ``match_window_ns`` of event time will see trades
-      counted as cancellations; the service should keep the two streams within that skew.
-      Levels outside the window are skipped: the feed's depth window pushes far levels out with
-      size 0, which is neither a trade nor a cancellation. ``Consumption.side`` is the aggressor
-      side that takes such a level (``SELL`` for a bid, ``BUY`` for an ask), like ``Trade.side``.
+      removal, anchored at the book entry that carried the delta (``at``). Trades and book updates
+      arrive on different streams, read in batches whose interleaving depends on timing; so that a
+      re-run after a crash gives the very same events, nothing here depends on that interleaving:
+      each stream has its own event-time watermark (``ts_event`` of its trades or book messages,
+      heartbeats and gaps), and a removal is resolved only once *both* have passed
+      ``removal ts + match_window_ns`` (each stream is in event-time order, so by then every print
+      and every book update that can bear on it has been seen, whatever the interleaving).
+      Removals resolve in book order, each against the not yet used trades at that exact price
+      whose aggressor hit that side (a ``SELL`` aggressor takes bids, a ``BUY`` takes asks) and
+      whose ``ts_event`` lies within ``± match_window_ns`` of it: ``traded = min(removed,
+      matched)``, ``cancelled = the rest``; each trade's size is used once. If the same level
+      grows again by ``removal ts + match_window_ns``, ``refilled`` is set (a synthetic iceberg
+      hint: a hidden or re-posted order). Levels outside the window are skipped: the feed's depth
+      window pushes far levels out with size 0, which is neither a trade nor a cancellation.
+      ``Consumption.side`` is the aggressor side that takes such a level (``SELL`` for a bid,
+      ``BUY`` for an ask), like ``Trade.side``. A stream that stops advancing (no trades and no
+      heartbeats) holds removals back; beyond ``max_pending`` the oldest resolve with what has
+      been seen and ``forced`` counts them (likewise ``max_prints`` and ``dropped_prints``).
     """
 
     def __init__(self, params: BookParams) -> None:
@@ -140,6 +160,10 @@ class BookEngine:
         self._told = False  # BookStats(valid=False) already published for the current break
         self.seq = 0
         self.now = 0  # event time: the largest ts_event seen on any input
+        self.trades_now = 0  # watermark of the trades stream
+        self.book_now = 0  # watermark of the book stream
+        self.forced = 0  # removals resolved before both watermarks passed them (max_pending)
+        self.dropped_prints = 0  # prints dropped unused because the book stream stood still
         self._last_stats: int | None = None
         self._pending: deque[_Removal] = deque()
         self._prints: deque[_Print] = deque()  # arrival order, for pruning
@@ -147,12 +171,20 @@ class BookEngine:
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def on_message(self, msg: Message) -> list[BookOutput]:
-        """Dispatch any message of the trades or book stream; others are ignored."""
-        if isinstance(msg, BookDelta):
-            return self.on_delta(msg)
+    def on_message(self, msg: Message, at: EntryId = ZERO) -> list[BookOutput]:
+        """Dispatch a message of one merged stream: a heartbeat advances both watermarks."""
         if isinstance(msg, Trade):
             return self.on_trade(msg)
+        if isinstance(msg, Heartbeat):
+            return self.advance(msg.ts_event)
+        if isinstance(msg, Gap) and msg.stream == "trades":
+            return self.advance_trades(msg.ts_event)
+        return self.on_book(msg, at)
+
+    def on_book(self, msg: Message, at: EntryId = ZERO) -> list[BookOutput]:
+        """A message of the book stream (``at``: its entry ID); others are ignored."""
+        if isinstance(msg, BookDelta):
+            return self.on_delta(msg, at)
         if isinstance(msg, BookSnapshot):
             return self.on_snapshot(msg)
         if isinstance(msg, Quote):
@@ -160,7 +192,7 @@ class BookEngine:
         if isinstance(msg, Gap):
             return self.on_gap(msg)
         if isinstance(msg, Heartbeat):
-            return self.advance(msg.ts_event)
+            return self.advance_book(msg.ts_event)
         return []
 
     def on_snapshot(self, snap: BookSnapshot) -> list[BookOutput]:
@@ -171,13 +203,13 @@ class BookEngine:
         return self._replace(q.ts_event, self.seq, [(q.bid, q.bid_size)], [(q.ask, q.ask_size)])
 
     def on_gap(self, gap: Gap) -> list[BookOutput]:
-        out = self.advance(gap.ts_event)
-        if gap.stream == "book":
-            out += self._invalidate(gap.ts_event)
-        return out
+        if gap.stream == "trades":
+            return self.advance_trades(gap.ts_event)
+        out = self.advance_book(gap.ts_event)
+        return out + self._invalidate(gap.ts_event)
 
-    def on_delta(self, d: BookDelta) -> list[BookOutput]:
-        out = self.advance(d.ts_event)
+    def on_delta(self, d: BookDelta, at: EntryId = ZERO) -> list[BookOutput]:
+        out = self.advance_book(d.ts_event)
         if not self.valid:
             return out
         if d.seq != self.seq + 1:
@@ -186,8 +218,11 @@ class BookEngine:
         # The window is taken on the book before the delta: that is where the removed size rested.
         bid, ask = self._bids.top(True), self._asks.top(False)
         lo, hi = self._window(bid, ask) if bid is not None and ask is not None else (0.0, -1.0)
-        self._apply(d.ts_event, self._bids, True, d.bids, lo, hi)
-        self._apply(d.ts_event, self._asks, False, d.asks, lo, hi)
+        anchor = [EntryId(at.ms, at.seq * FANOUT)]
+        self._apply(d.ts_event, self._bids, True, d.bids, lo, hi, anchor)
+        self._apply(d.ts_event, self._asks, False, d.asks, lo, hi, anchor)
+        if len(self._pending) > self.params.max_pending:
+            out += self._force()
         if self._crossed():
             return out + self._invalidate(d.ts_event)
         if self._last_stats is None or d.ts_event >= self._last_stats + self.params.throttle_ns:
@@ -196,32 +231,33 @@ class BookEngine:
         return out
 
     def on_trade(self, t: Trade) -> list[BookOutput]:
-        out = self.advance(t.ts_event)
+        out = self.advance_trades(t.ts_event)
         if t.size_kind == SizeKind.REAL and t.size > 0:
             p = _Print(t.ts_event, t.price, t.side, t.size)
             self._prints.append(p)
             self._by_level.setdefault((t.side, t.price), deque()).append(p)
+            if len(self._prints) > self.params.max_prints:
+                self.dropped_prints += 1
+                self._drop_oldest_print()
         return out
 
     def advance(self, ts_event: int) -> list[BookOutput]:
-        """Move event time forward; resolve the removals whose matching window has closed."""
-        if ts_event > self.now:
-            self.now = ts_event
-        out: list[BookOutput] = []
-        w = self.params.match_window_ns
-        while self._pending and self._pending[0].ts + w < self.now:
-            out.append(self._resolve(self._pending.popleft()))
-        # A print older than the oldest removal it could explain is of no further use.
-        horizon = (self._pending[0].ts if self._pending else self.now) - w
-        while self._prints and self._prints[0].ts < horizon:
-            p = self._prints.popleft()
-            # Both queues are in arrival order, so the oldest print is its level's head too.
-            key = (p.side, p.price)
-            level = self._by_level[key]
-            level.popleft()
-            if not level:
-                del self._by_level[key]
-        return out
+        """Event time ``ts_event`` reached on both streams (a merged input's heartbeat)."""
+        self.trades_now = max(self.trades_now, ts_event)
+        self.book_now = max(self.book_now, ts_event)
+        return self._settle(ts_event)
+
+    def advance_trades(self, ts_event: int) -> list[BookOutput]:
+        """The trades stream reached ``ts_event`` (a trade, its heartbeat or its gap marker)."""
+        if ts_event > self.trades_now:
+            self.trades_now = ts_event
+        return self._settle(ts_event)
+
+    def advance_book(self, ts_event: int) -> list[BookOutput]:
+        """The book stream reached ``ts_event`` (any book message, its heartbeat or gap)."""
+        if ts_event > self.book_now:
+            self.book_now = ts_event
+        return self._settle(ts_event)
 
     def flush(self) -> list[BookOutput]:
         """Resolve every pending removal now (end of a replay); trades still unseen are lost."""
@@ -246,9 +282,16 @@ class BookEngine:
             now=self.now,
             last_stats=self._last_stats,
             pending=[
-                RemovalState(r.ts, r.side, r.price, r.removed, r.refilled) for r in self._pending
+                RemovalState(
+                    r.ts, r.side, r.price, r.removed, r.refilled, r.anchor.ms, r.anchor.seq
+                )
+                for r in self._pending
             ],
             prints=[PrintState(p.ts, p.price, p.side, p.left) for p in self._prints],
+            trades_now=self.trades_now,
+            book_now=self.book_now,
+            forced=self.forced,
+            dropped_prints=self.dropped_prints,
         )
 
     def restore(self, state: BookState) -> None:
@@ -260,8 +303,14 @@ class BookEngine:
         self.seq = state.seq
         self.now = state.now
         self._last_stats = state.last_stats
+        self.trades_now = state.trades_now
+        self.book_now = state.book_now
+        self.forced = state.forced
+        self.dropped_prints = state.dropped_prints
         self._pending = deque(
-            _Removal(r.ts, Side(r.side), r.price, r.removed, r.refilled) for r in state.pending
+            _Removal(r.ts, Side(r.side), r.price, r.removed, r.refilled, anchor)
+            for r in state.pending
+            for anchor in (EntryId(r.anchor_ms, r.anchor_seq),)
         )
         self._prints = deque()
         self._by_level = {}
@@ -316,7 +365,7 @@ class BookEngine:
         return mid - reach - _EPS, mid + reach + _EPS
 
     def _replace(self, ts: int, seq: int, bids: list[Level], asks: list[Level]) -> list[BookOutput]:
-        out = self.advance(ts)
+        out = self.advance_book(ts)
         # A snapshot is a new image, not a diff: no consumption is inferred across it.
         self._bids = _Side({p: s for p, s in bids if s > 0}, stale=True)
         self._asks = _Side({p: s for p, s in asks if s > 0}, stale=True)
@@ -349,7 +398,14 @@ class BookEngine:
         return bid is not None and ask is not None and bid >= ask
 
     def _apply(
-        self, ts: int, book: _Side, is_bid: bool, changes: list[Level], lo: float, hi: float
+        self,
+        ts: int,
+        book: _Side,
+        is_bid: bool,
+        changes: list[Level],
+        lo: float,
+        hi: float,
+        anchor: list[EntryId],
     ) -> None:
         taker = Side.SELL if is_bid else Side.BUY
         levels = book.levels
@@ -364,17 +420,51 @@ class BookEngine:
                 if price == book.best:
                     book.stale = True
             if size > old + _SIZE_EPS:
-                self._mark_refill(taker, price)
+                self._mark_refill(ts, taker, price)
             elif old - size > _SIZE_EPS and lo <= price <= hi:
                 # Bids sit below the mid and asks above it, so this is the side's own window edge.
-                self._pending.append(_Removal(ts, taker, price, old - size))
+                self._pending.append(_Removal(ts, taker, price, old - size, anchor=anchor[0]))
+                anchor[0] = anchor[0].next()
 
-    def _mark_refill(self, taker: Side, price: float) -> None:
+    def _mark_refill(self, ts: int, taker: Side, price: float) -> None:
+        w = self.params.match_window_ns
         for r in self._pending:
-            if r.price == price and r.side == taker:
+            if r.price == price and r.side == taker and ts <= r.ts + w:
                 r.refilled = True
 
-    def _resolve(self, r: _Removal) -> Consumption:
+    def _settle(self, ts_event: int) -> list[BookOutput]:
+        if ts_event > self.now:
+            self.now = ts_event
+        w = self.params.match_window_ns
+        both = min(self.trades_now, self.book_now)
+        out: list[BookOutput] = []
+        while self._pending and self._pending[0].ts + w < both:
+            out.append(self._resolve(self._pending.popleft()))
+        # No print older than this can explain a pending removal or a future one (the book stream
+        # is in event-time order, so future removals are at or after its watermark).
+        oldest = self._pending[0].ts if self._pending else self.book_now
+        horizon = min(oldest, self.book_now) - w
+        while self._prints and self._prints[0].ts < horizon:
+            self._drop_oldest_print()
+        return out
+
+    def _force(self) -> list[BookOutput]:
+        out: list[BookOutput] = []
+        while len(self._pending) > self.params.max_pending:
+            self.forced += 1
+            out.append(self._resolve(self._pending.popleft()))
+        return out
+
+    def _drop_oldest_print(self) -> None:
+        p = self._prints.popleft()
+        # Both queues are in arrival order, so the oldest print is its level's head too.
+        key = (p.side, p.price)
+        level = self._by_level[key]
+        level.popleft()
+        if not level:
+            del self._by_level[key]
+
+    def _resolve(self, r: _Removal) -> Resolved:
         w = self.params.match_window_ns
         need = r.removed
         for p in self._by_level.get((r.side, r.price), ()):
@@ -385,7 +475,7 @@ class BookEngine:
                 p.left -= used
                 need -= used
         traded = r.removed - max(need, 0.0)
-        return Consumption(
+        event = Consumption(
             ts_event=r.ts,
             side=r.side,
             price=r.price,
@@ -394,3 +484,4 @@ class BookEngine:
             cancelled=r.removed - traded,
             refilled=r.refilled,
         )
+        return Resolved(event, r.anchor)

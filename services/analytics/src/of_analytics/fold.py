@@ -11,10 +11,10 @@ What each input causes (outputs in this order within one step):
 * trades stream ``Heartbeat``: closes bars and sessions that event time has passed.
 * trades stream ``Gap``: marks the open (or next) bar as gapped.
 * book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine).
-
-Consumption events need both streams in one order, and the stage reads its two inputs in batches
-whose interleaving depends on timing: their output would differ after a crash. They are therefore
-off by default (``consumption=True`` turns them on, without the exactly-once guarantee).
+* either stream: ``Consumption`` events on ``consumption``, once both streams' event time has
+  passed a removal's matching window (``of_analytics.book``). They are *anchored* at the book entry
+  that removed the size, so their content and their IDs do not depend on how the stage happened to
+  interleave its two input streams: a re-run after a crash repeats them exactly.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from typing import Final
 import msgspec
 
 from of_analytics.bars import BarBuilder, BarsState
-from of_analytics.book import BookEngine, BookParams
+from of_analytics.book import BookEngine, BookOutput, BookParams, Resolved
 from of_analytics.delta import CumulativeDelta, CvdState
 from of_analytics.profile import ProfileConfig, SessionProfiler
 from of_analytics.state import STATE_VERSION, AnalyticsSnapshot
+from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
-from ofcommon.messages import Bar, Consumption, Gap, Heartbeat, Message, Trade
+from ofcommon.messages import Bar, Gap, Heartbeat, Message, Trade
+from ofcommon.stage import Output
 
 __all__ = ["AnalyticsFold", "AnalyticsState"]
 
@@ -41,7 +43,7 @@ PARTIAL_NS: Final = 250 * _MS
 PROFILE_NS: Final = 1000 * _MS
 DEDUP_WINDOW: Final = 4096
 
-Outputs = list[tuple[str, Message]]
+Outputs = list[Output]
 
 
 @dataclass(slots=True)
@@ -80,7 +82,7 @@ class AnalyticsFold:
         partial_ns: int = PARTIAL_NS,
         profile_ns: int = PROFILE_NS,
         dedup_window: int = DEDUP_WINDOW,
-        consumption: bool = False,
+        consumption: bool = True,
     ) -> None:
         self._registry = registry if registry is not None else load_registry()
         self._partial_ns = partial_ns
@@ -113,7 +115,9 @@ class AnalyticsFold:
             cvd=CvdState(),
         )
 
-    def step(self, state: AnalyticsState, kind: str, msg: Message) -> Sequence[tuple[str, Message]]:
+    def step(
+        self, state: AnalyticsState, kind: str, msg: Message, at: EntryId = ZERO
+    ) -> Sequence[Output]:
         if kind == "trades":
             if isinstance(msg, Trade):
                 return self._on_trade(state, msg)
@@ -121,10 +125,10 @@ class AnalyticsFold:
                 return self._on_time(state, msg.ts_event)
             if isinstance(msg, Gap):
                 self._engines_of(state.symbol).bars.on_gap(state.bars, msg)
-                return self._book(state, msg) if self._consumption else ()
+                return self._book_out(state.book.advance_trades(msg.ts_event))
             return ()
         if kind == "book":
-            return self._book(state, msg)
+            return self._book_out(state.book.on_book(msg, at))
         return ()
 
     def encode_state(self, state: AnalyticsState) -> bytes:
@@ -171,8 +175,7 @@ class AnalyticsFold:
         out: Outputs = []
         self._closed(state, eng, eng.bars.on_trade(state.bars, t), out)
         out.extend(("profile", u) for u in state.profiler.on_trade(t))
-        if self._consumption:
-            out.extend(("bookstats", c) for c in state.book.on_trade(t))
+        out.extend(self._book_out(state.book.on_trade(t)))
         ts = t.ts_event
         if ts >= state.next_partial_ts:
             bar = eng.bars.partial(state.bars)
@@ -191,8 +194,7 @@ class AnalyticsFold:
         out: Outputs = []
         self._closed(state, eng, eng.bars.advance(state.bars, ts), out)
         out.extend(("profile", u) for u in state.profiler.on_time(ts))
-        if self._consumption:
-            out.extend(("bookstats", c) for c in state.book.advance(ts))
+        out.extend(self._book_out(state.book.advance_trades(ts)))
         return out
 
     @staticmethod
@@ -202,9 +204,12 @@ class AnalyticsFold:
             if bar.timeframe == eng.bars.base:
                 eng.cvd.on_bar(state.cvd, bar)
 
-    def _book(self, state: AnalyticsState, msg: Message) -> Outputs:
-        outs = state.book.on_message(msg)
-        if self._consumption:
-            return [("bookstats", o) for o in outs]
-        # Without trades every removal would read as a cancellation: publish only the stats.
-        return [("bookstats", o) for o in outs if not isinstance(o, Consumption)]
+    def _book_out(self, outs: list[BookOutput]) -> Outputs:
+        out: Outputs = []
+        for o in outs:
+            if isinstance(o, Resolved):
+                if self._consumption:
+                    out.append(("consumption", o.consumption, o.anchor))
+            else:
+                out.append(("bookstats", o))
+        return out

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 # Bumped whenever a field below changes meaning; a snapshot of another version is refused.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class SessionState(msgspec.Struct, array_like=True, gc=False):
@@ -68,6 +68,8 @@ class RemovalState(msgspec.Struct, array_like=True, gc=False):
     price: float
     removed: float
     refilled: bool
+    anchor_ms: int = 0
+    anchor_seq: int = 0
 
 
 class PrintState(msgspec.Struct, array_like=True, gc=False):
@@ -92,6 +94,10 @@ class BookState(msgspec.Struct, array_like=True, gc=False):
     last_stats: int | None = None
     pending: list[RemovalState] = msgspec.field(default_factory=list)
     prints: list[PrintState] = msgspec.field(default_factory=list)
+    trades_now: int = 0
+    book_now: int = 0
+    forced: int = 0
+    dropped_prints: int = 0
 
 
 class AnalyticsSnapshot(msgspec.Struct, gc=False):
