@@ -337,3 +337,34 @@ def test_big_trade_threshold_is_the_nearest_rank_percentile(sizes: list[float], 
         big.on_trade(state, tr(i, 100.0, size, BUY))
     rank = max(1, -(-q * n // 100))  # ceil(q / 100 * n) in integers
     assert big.threshold(state) == sorted(sizes)[rank - 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 50).map(float), min_size=1, max_size=80),
+    st.integers(1, 12),
+    st.integers(1, 7),
+    st.data(),
+)
+def test_big_trades_follow_the_rolling_window_model(
+    sizes: list[float], window: int, refresh: int, data: st.DataObject
+) -> None:
+    """Reference model: the threshold is recomputed after trade j (1-based) when j = min_samples
+    + k·refresh, over the last ``window`` sizes; trade i is big if its size reaches the threshold
+    of the last recompute before it."""
+    min_samples = data.draw(st.integers(1, window))
+    q = data.draw(st.integers(1, 100))
+    params = BigTradeParams(
+        percentile=float(q), window=window, refresh=refresh, min_samples=min_samples
+    )
+    big = BigTrades(params)
+    state = BigTradeState()
+    got = [big.on_trade(state, tr(i, 100.0, s, BUY)) for i, s in enumerate(sizes)]
+    expected = []
+    threshold = float("inf")
+    for j, size in enumerate(sizes, start=1):
+        expected.append(size >= threshold)
+        if j >= min_samples and (j - min_samples) % refresh == 0:
+            last = sorted(sizes[max(0, j - window) : j])
+            threshold = last[max(1, -(-q * len(last) // 100)) - 1]
+    assert got == expected

@@ -227,12 +227,14 @@ class BigTrades:
         sizes are in, then every ``refresh`` trades."""
         p = self.params
         sizes = state.sizes
-        for size in state.pending:
-            if len(sizes) < p.window:
-                sizes.append(size)
-            else:
-                sizes[state.pos] = size
-                state.pos = (state.pos + 1) % p.window
+        # Fill the window, then overwrite the ring from ``pos`` in slices (wrapping at the end).
+        rest = state.pending[max(0, p.window - len(sizes)) :]
+        sizes.extend(state.pending[: len(state.pending) - len(rest)])
+        while rest:
+            n = min(len(rest), p.window - state.pos)
+            sizes[state.pos : state.pos + n] = rest[:n]
+            state.pos = (state.pos + n) % p.window
+            rest = rest[n:]
         state.pending.clear()
         missing = p.min_samples - len(sizes)
         if missing <= 0:
