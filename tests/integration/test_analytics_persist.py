@@ -5,6 +5,7 @@ Bars and profiles read back must equal the wire messages written, whatever the r
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,15 @@ from sqlalchemy import create_engine, func, pool, select
 
 from of_analytics.persist import AnalyticsStore
 from ofcommon.db import migrate, to_sync_url
-from ofcommon.messages import Bar, FootprintRow, ProfileUpdate
+from ofcommon.messages import (
+    Bar,
+    BigPrint,
+    FootprintRow,
+    ImbalanceRow,
+    ProfileUpdate,
+    Side,
+    StackedRun,
+)
 from ofcommon.tables import bars_1m, session_profiles
 
 pytestmark = pytest.mark.postgres
@@ -60,6 +69,21 @@ def make_bar(i: int, *, rev: int = 3, final: bool = True, volume: float = 0.0) -
         footprint=footprint,
         final=final,
         rev=rev,
+        delta_at_high=0.1 + 0.2,
+        delta_at_low=-1e20,
+        cvd=-1 / 3,
+        cvd_total=1.7976931348623157e308,
+        imbalances=[
+            ImbalanceRow(price + 0.1, Side.BUY, 1 / 3 + 3),
+            ImbalanceRow(price + 0.2, Side.SELL, math.inf),  # zero-counting preset: no bound
+        ],
+        stacked=[StackedRun(Side.SELL, price, price + 0.2, 3 + i)],
+        unfinished_high=i % 2 == 0,
+        unfinished_low=True,
+        big_trades=[
+            BigPrint(T0 + i * MINUTE + 1, price + 0.2, 123_456_789.123_456_78, Side.SELL),
+            BigPrint(T0 + i * MINUTE + 999_999_999, price, 1e20, Side.BUY),
+        ],
     )
 
 
@@ -108,6 +132,8 @@ def test_bars_round_trip_exactly(store: AnalyticsStore) -> None:
     back = store.bars_between(SYM, T0, T0 + 5 * MINUTE)
     assert back == bars
     assert [type(r.price) for b in back for r in b.footprint] == [float] * 15
+    assert [type(p.price) for b in back for p in b.big_trades] == [float] * 10
+    assert [type(r.side) for b in back for r in b.imbalances] == [Side] * 10
     # half-open range, other symbols invisible
     assert store.bars_between(SYM, T0 + MINUTE, T0 + 3 * MINUTE) == bars[1:3]
     assert store.bars_between("ETHUSDT", T0, T0 + 5 * MINUTE) == []

@@ -11,13 +11,26 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, pool, text
 
+from of_analytics.persist import AnalyticsStore
 from ofcommon.db import alembic_config, current_revision, migrate, to_sync_url
+from ofcommon.messages import Bar, FootprintRow
 from ofcommon.tables import metadata
 
 pytestmark = pytest.mark.postgres
 
-HEAD = "0002_analytics"
+HEAD = "0003_bar_analytics"
 ANALYTICS_TABLES = frozenset({"bars_1m", "session_profiles"})
+BAR_ANALYTICS = (
+    "delta_at_high",
+    "delta_at_low",
+    "cvd",
+    "cvd_total",
+    "imbalances",
+    "stacked",
+    "unfinished_high",
+    "unfinished_low",
+    "big_trades",
+)
 
 
 def _downgrade(url: str, revision: str) -> None:
@@ -46,6 +59,10 @@ def _tables(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
+def _bar_columns(engine: Engine) -> set[str]:
+    return {str(c["name"]) for c in inspect(engine).get_columns("bars_1m")}
+
+
 def _schema_version(engine: Engine) -> str:
     with engine.connect() as conn:
         value = conn.execute(
@@ -59,6 +76,11 @@ def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
     migrate(database_url)  # a second upgrade at head is a no-op
     assert current_revision(database_url) == HEAD
     assert _tables(engine) >= ANALYTICS_TABLES
+    assert _schema_version(engine) == "3"
+
+    _downgrade(database_url, "0002_analytics")
+    assert current_revision(database_url) == "0002_analytics"
+    assert not set(BAR_ANALYTICS) & _bar_columns(engine)
     assert _schema_version(engine) == "2"
 
     _downgrade(database_url, "0001_baseline")
@@ -69,7 +91,8 @@ def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
     migrate(database_url)
     assert current_revision(database_url) == HEAD
     assert _tables(engine) >= ANALYTICS_TABLES
-    assert _schema_version(engine) == "2"
+    assert set(BAR_ANALYTICS) <= _bar_columns(engine)
+    assert _schema_version(engine) == "3"
 
     _downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -106,3 +129,25 @@ def test_migrated_schema_matches_tables_py(database_url: str, engine: Engine) ->
         }
         assert actual_indexes == expected_indexes, name
     assert set(metadata.tables) == ANALYTICS_TABLES
+
+
+def test_bars_stored_before_0003_read_back_without_analytics(
+    database_url: str, engine: Engine
+) -> None:
+    """A bar written under 0002 (no analytics columns) reads back as a version-1 wire bar."""
+    migrate(database_url)
+    _downgrade(database_url, "0002_analytics")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO bars_1m VALUES ('BTCUSDT', 60, 120, 1.5, 2.5, 1.0, 2.0, 3.0, 2.0, 1.0,"
+                " 1.0, -1.0, 1.0, 2, 1.75, 1.5, '[[1.0, 1.0, 2.0, 2]]', 1)"
+            )
+        )
+    migrate(database_url)
+    with AnalyticsStore(database_url) as store:
+        (bar,) = store.bars_between("BTCUSDT", 0, 2**62)
+    assert bar == Bar(
+        "1m", 60, 120, 1.5, 2.5, 1.0, 2.0, 3.0, 2.0, 1.0, 1.0, -1.0, 1.0, 2, 1.75, 1.5,
+        [FootprintRow(1.0, 1.0, 2.0, 2)], True, 1,
+    )  # fmt: skip

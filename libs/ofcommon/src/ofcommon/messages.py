@@ -22,7 +22,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-WIRE_VERSION: Final = 1
+WIRE_VERSION: Final = 2
 
 
 class Side(IntEnum):
@@ -147,9 +147,41 @@ class FootprintRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
     trades: int
 
 
+class ImbalanceRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A footprint imbalance at row ``price``: ``BUY`` = ask dominance, ``SELL`` = bid dominance;
+    ``ratio`` = dominant / opposite volume (``inf`` when the opposite side is empty)."""
+
+    price: float
+    side: Side
+    ratio: float
+
+
+class StackedRun(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """``rows`` consecutive footprint rows, ``low`` to ``high`` (row prices), with same-side
+    imbalances."""
+
+    side: Side
+    low: float
+    high: float
+    rows: int
+
+
+class BigPrint(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One trade at or above the instrument's big-trade size."""
+
+    ts_event: int
+    price: float
+    size: float
+    side: Side
+
+
 class Bar(_Hot, tag="bar", frozen=True):
     """A time bar with its footprint. ``final`` is set once, when the bar closes; ``rev`` counts
-    the publications of this bar (partials, then the close, then any amendments)."""
+    the publications of this bar (partials, then the close, then any amendments).
+
+    Wire version 2 appended the footprint analytics: delta at the high / low row, the session
+    (``cvd``) and continuous (``cvd_total``) cumulative delta as of the bar's last trade, its
+    imbalances, stacked runs, unfinished auctions and big prints."""
 
     timeframe: str
     open_ts: int
@@ -170,6 +202,15 @@ class Bar(_Hot, tag="bar", frozen=True):
     footprint: list[FootprintRow]
     final: bool
     rev: int = 0
+    delta_at_high: float = 0.0
+    delta_at_low: float = 0.0
+    cvd: float = 0.0
+    cvd_total: float = 0.0
+    imbalances: list[ImbalanceRow] = msgspec.field(default_factory=list)
+    stacked: list[StackedRun] = msgspec.field(default_factory=list)
+    unfinished_high: bool = False
+    unfinished_low: bool = False
+    big_trades: list[BigPrint] = msgspec.field(default_factory=list)
 
 
 class ProfileUpdate(_Rare, tag="profile", frozen=True):

@@ -1,6 +1,6 @@
 """SQLAlchemy Core tables of the analytics schema, shared by every stage that touches it.
 
-Analytics writes these rows and the api reads them; migration 0002_analytics creates them.
+Analytics writes these rows and the api reads them; migrations 0002_analytics and later build them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,19 @@ bars_1m = Table(
     # [[price, bid_volume, ask_volume, trades], ...]: FootprintRow's positional wire form
     Column("footprint", JSONB, nullable=False),
     Column("rev", Integer, nullable=False),
+    # Footprint analytics (0003_bar_analytics); the server defaults fill rows written before it.
+    Column("delta_at_high", Double, nullable=False, server_default="0"),
+    Column("delta_at_low", Double, nullable=False, server_default="0"),
+    Column("cvd", Double, nullable=False, server_default="0"),
+    Column("cvd_total", Double, nullable=False, server_default="0"),
+    # [[price, side, ratio], ...]: ImbalanceRow, with an infinite ratio as null (JSON has no inf)
+    Column("imbalances", JSONB, nullable=False, server_default="[]"),
+    # [[side, low, high, rows], ...]: StackedRun
+    Column("stacked", JSONB, nullable=False, server_default="[]"),
+    Column("unfinished_high", Boolean, nullable=False, server_default="false"),
+    Column("unfinished_low", Boolean, nullable=False, server_default="false"),
+    # [[ts_event, price, size, side], ...]: BigPrint
+    Column("big_trades", JSONB, nullable=False, server_default="[]"),
     PrimaryKeyConstraint("symbol", "open_ts", name="pk_bars_1m"),
 )
 

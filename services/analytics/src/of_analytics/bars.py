@@ -20,18 +20,54 @@ Rules decided here (the service and the docs repeat them):
   tick (absorbing float error), then floored to its row. Rows are listed by ascending price. The bar
   POC is the row of most volume; ties go to the row closest to the bar's middle, then the lower.
 * ``delta_min`` / ``delta_max`` are the extremes of the running delta after each real trade.
+
+Footprint analytics (wire version 2) ride on every bar, partial, final and composed:
+
+* ``delta_at_high`` / ``delta_at_low``: ask − bid of the top / bottom footprint row.
+* ``cvd`` / ``cvd_total``: session and continuous cumulative delta as of the bar's last trade. The
+  session is the instrument's (``SessionSpec``, default the UTC day); a bar belongs to the session
+  of its ``open_ts`` (``CumulativeDelta.enter``), so the first bar of a session restarts ``cvd``.
+  A composed bar carries the values of its last base bar.
+* ``imbalances`` / ``stacked`` / ``unfinished_*``: ``footprint.py`` over the bar's own footprint
+  (composed bars: the merged footprint), computed when the bar is emitted, never per trade.
+* ``big_trades``: real prints flagged by ``footprint.BigTrades`` as they arrive (the rolling
+  threshold is per instrument, in ``BarsState.big``); composed bars concatenate them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Final
 
 import msgspec
 
+from of_analytics.delta import CumulativeDelta, CvdState, rows_delta_at_extremes
+from of_analytics.footprint import (
+    DEFAULT,
+    BigTradeParams,
+    BigTrades,
+    BigTradeState,
+    ImbalanceParams,
+    imbalances,
+    rows_unfinished,
+    stacked_imbalances,
+)
 from ofcommon.instruments import Instrument
-from ofcommon.messages import Bar, FootprintRow, Gap, Heartbeat, Message, Side, SizeKind, Trade
+from ofcommon.messages import (
+    Bar,
+    BigPrint,
+    FootprintRow,
+    Gap,
+    Heartbeat,
+    ImbalanceRow,
+    Message,
+    Side,
+    SizeKind,
+    Trade,
+)
+from ofcommon.sessions import SESSIONS, SessionSpec
 
 __all__ = [
     "TIMEFRAMES",
@@ -79,6 +115,11 @@ class BarAcc(msgspec.Struct, gc=False):
     has_price: bool = False
     gap: bool = False
     rows: dict[int, list[float]] = msgspec.field(default_factory=dict)
+    # Cumulative deltas: of a base bar the values before its first trade (its own run_delta is
+    # added on emission), of a composed bar the values at the end of its last base bar.
+    cvd: float = 0.0
+    cvd_total: float = 0.0
+    big: list[BigPrint] = msgspec.field(default_factory=list)
 
 
 class BarsState(msgspec.Struct, gc=False):
@@ -93,6 +134,9 @@ class BarsState(msgspec.Struct, gc=False):
     gaps: int = 0
     gap_pending: bool = False
     gapped: list[int] = msgspec.field(default_factory=list)
+    # Totals of the closed base bars (session reset by CumulativeDelta.enter at each bar open).
+    cvd: CvdState = msgspec.field(default_factory=CvdState)
+    big: BigTradeState = msgspec.field(default_factory=BigTradeState)
 
 
 def _decimals(x: float) -> int:
@@ -103,7 +147,18 @@ def _decimals(x: float) -> int:
 class BarBuilder:
     """Builds bars of one instrument; all methods are pure functions of (state, input)."""
 
-    __slots__ = ("_digits", "_inv_tick", "_period", "_row_size", "_tpr", "base", "composed")
+    __slots__ = (
+        "_big",
+        "_cvd",
+        "_digits",
+        "_imb",
+        "_inv_tick",
+        "_period",
+        "_row_size",
+        "_tpr",
+        "base",
+        "composed",
+    )
 
     def __init__(
         self,
@@ -112,6 +167,9 @@ class BarBuilder:
         *,
         base: str = "1m",
         composed: Iterable[str] = COMPOSED,
+        session: SessionSpec | None = None,
+        imbalance: ImbalanceParams = DEFAULT,
+        big_trades: BigTradeParams | None = None,
     ) -> None:
         tpr = round(row_size / tick_size)
         if tpr < 1 or abs(row_size / tick_size - tpr) > 1e-6:
@@ -127,10 +185,30 @@ class BarBuilder:
         for tf in self.composed:
             if TIMEFRAMES[tf] <= self._period or TIMEFRAMES[tf] % self._period:
                 raise ValueError(f"timeframe {tf} is not a multiple of the base {base}")
+        # Without a session the session CVD resets at each UTC midnight (FULL_DAY).
+        self._cvd = CumulativeDelta(session or SESSIONS["FULL_DAY"])
+        self._imb = imbalance
+        self._big = BigTrades(big_trades)
 
     @classmethod
-    def for_instrument(cls, inst: Instrument, *, composed: Iterable[str] = COMPOSED) -> BarBuilder:
-        return cls(inst.tick_size, inst.row_size, composed=composed)
+    def for_instrument(
+        cls,
+        inst: Instrument,
+        *,
+        composed: Iterable[str] = COMPOSED,
+        imbalance: ImbalanceParams = DEFAULT,
+        big_trades: BigTradeParams | None = None,
+    ) -> BarBuilder:
+        """The instrument's grid and session; the registry has no imbalance or big-trade fields
+        yet, so those are the defaults (ratio 3.0 diagonal; 99th percentile of the last 1000)."""
+        return cls(
+            inst.tick_size,
+            inst.row_size,
+            composed=composed,
+            session=inst.session_spec,
+            imbalance=imbalance,
+            big_trades=big_trades,
+        )
 
     @staticmethod
     def initial() -> BarsState:
@@ -159,14 +237,10 @@ class BarBuilder:
         ts = trade.ts_event
         acc = state.base
         out: list[Bar] = []
-        if acc is None or ts >= acc.close_ts:
-            if ts < state.floor_ts:
-                return self._late(state, trade)
-            # Also when no bar is open: composed bars may end before this trade.
-            out = self.advance(state, ts)
-            acc = self._open_base(state, ts, trade.price)
-        elif ts < acc.open_ts:
-            return self._late(state, trade)
+        if acc is None or not acc.open_ts <= ts < acc.close_ts:
+            out, acc = self._roll(state, trade)
+            if acc is None:
+                return out
         price = trade.price
         if price > acc.high:
             acc.high = price
@@ -177,6 +251,8 @@ class BarBuilder:
             acc.tick_count += 1
             return out
         size = trade.size
+        if self._big.on_trade(state.big, trade):
+            acc.big.append(BigPrint(ts, price, size, trade.side))
         r = round(price * self._inv_tick) // self._tpr
         cell = acc.rows.get(r)
         if cell is None:
@@ -226,6 +302,10 @@ class BarBuilder:
         if acc is not None and ts >= acc.close_ts:
             state.base = None
             state.floor_ts = acc.close_ts
+            cvd = state.cvd
+            cvd.session_cvd = acc.cvd + acc.run_delta
+            cvd.cvd = acc.cvd_total + acc.run_delta
+            cvd.last_open_ts = acc.open_ts
             out.append(self._to_bar(acc, self.base, final=True))
             self._compose(state, acc, out)
         bucket = ts - ts % self._period
@@ -254,9 +334,20 @@ class BarBuilder:
         if c is not None:
             _merge(tmp, c)
         _merge(tmp, base)
+        tmp.cvd, tmp.cvd_total = base.cvd + base.run_delta, base.cvd_total + base.run_delta
         return self._to_bar(tmp, tf, final=False)
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _roll(self, state: BarsState, trade: Trade) -> tuple[list[Bar], BarAcc | None]:
+        """A trade outside the open bar: (closed bars, the bar to fold it into or None if late)."""
+        ts = trade.ts_event
+        acc = state.base
+        if ts < (state.floor_ts if acc is None else acc.open_ts):
+            return self._late(state, trade), None
+        # Past the open bar's close (the caller checked) or no bar open; in the latter case too,
+        # composed bars may end before this trade.
+        return self.advance(state, ts), self._open_base(state, ts, trade.price)
 
     def _late(self, state: BarsState, trade: Trade) -> list[Bar]:
         state.late_trades += 1
@@ -268,6 +359,9 @@ class BarBuilder:
         start = ts - ts % self._period
         acc = BarAcc(start, start + self._period, price, price, price, price, has_price=True)
         state.base = acc
+        cvd = state.cvd
+        self._cvd.enter(cvd, start)
+        acc.cvd, acc.cvd_total = cvd.session_cvd, cvd.cvd
         if state.gap_pending:
             state.gap_pending = False
             self._mark_gap(state, acc)
@@ -292,6 +386,7 @@ class BarBuilder:
                 start = acc.open_ts - acc.open_ts % period
                 c = state.composed[tf] = BarAcc(start, start + period)
             _merge(c, acc)
+            c.cvd, c.cvd_total = acc.cvd + acc.run_delta, acc.cvd_total + acc.run_delta
 
     def _to_bar(self, acc: BarAcc, timeframe: str, *, final: bool) -> Bar:
         rows = acc.rows
@@ -303,6 +398,13 @@ class BarBuilder:
             fp = [FootprintRow(rp(k), rows[k][_BID], rows[k][_ASK], int(rows[k][_N])) for k in keys]
             poc = rp(self._poc_row(acc, keys))
         vwap = acc.pv / acc.volume if acc.volume > 0 else acc.close
+        if timeframe == self.base:
+            cvd, cvd_total = acc.cvd + acc.run_delta, acc.cvd_total + acc.run_delta
+        else:
+            cvd, cvd_total = acc.cvd, acc.cvd_total
+        at_high, at_low = rows_delta_at_extremes(fp)
+        found = imbalances(fp, self._row_size, self._imb)
+        unfinished_high, unfinished_low = rows_unfinished(fp)
         return Bar(
             timeframe,
             acc.open_ts,
@@ -323,6 +425,17 @@ class BarBuilder:
             fp,
             final,
             1 if final else 0,
+            delta_at_high=at_high,
+            delta_at_low=at_low,
+            cvd=cvd,
+            cvd_total=cvd_total,
+            imbalances=[
+                ImbalanceRow(i.price, i.side, _ratio(i.dominant, i.opposite)) for i in found
+            ],
+            stacked=stacked_imbalances(found, self._row_size, self._imb.stacked_rows),
+            unfinished_high=unfinished_high,
+            unfinished_low=unfinished_low,
+            big_trades=list(acc.big),
         )
 
     def _poc_row(self, acc: BarAcc, keys: list[int]) -> int:
@@ -334,6 +447,11 @@ class BarBuilder:
         # Twice the middle row index, so that a middle between two rows stays an integer.
         mid2 = self.row_of(acc.high) + self.row_of(acc.low)
         return min(tied, key=lambda k: (abs(2 * k - mid2), k))
+
+
+def _ratio(dominant: float, opposite: float) -> float:
+    # An empty opposite side is flagged only under zero_policy="count": an unbounded ratio.
+    return dominant / opposite if opposite > 0 else math.inf
 
 
 def _merge(c: BarAcc, m: BarAcc) -> None:
@@ -360,6 +478,7 @@ def _merge(c: BarAcc, m: BarAcc) -> None:
     c.pv += m.pv
     c.tick_count += m.tick_count
     c.gap = c.gap or m.gap
+    c.big.extend(m.big)
     rows = c.rows
     for k, cell in m.rows.items():
         mine = rows.get(k)

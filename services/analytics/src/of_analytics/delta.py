@@ -8,9 +8,11 @@ trading hours accumulate into the coming session, as ``sessions.session_date`` d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
-from ofcommon.messages import Bar
+from ofcommon.messages import Bar, FootprintRow
 from ofcommon.sessions import SessionSpec, session_bounds
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "delta_at_extremes",
     "delta_pct",
     "horizontal_delta",
+    "rows_delta_at_extremes",
 ]
 
 
@@ -30,7 +33,11 @@ def horizontal_delta(bar: Bar) -> list[tuple[float, float]]:
 
 def delta_at_extremes(bar: Bar) -> tuple[float, float]:
     """(delta at the high row, delta at the low row); zeros without a footprint."""
-    fp = bar.footprint
+    return rows_delta_at_extremes(bar.footprint)
+
+
+def rows_delta_at_extremes(fp: Sequence[FootprintRow]) -> tuple[float, float]:
+    """``delta_at_extremes`` of a footprint (rows in any order)."""
     if not fp:
         return 0.0, 0.0
     top = max(fp, key=lambda r: r.price)
@@ -70,19 +77,24 @@ class CumulativeDelta:
     def __init__(self, spec: SessionSpec) -> None:
         self.spec = spec
 
+    def enter(self, state: CvdState, open_ts: int) -> None:
+        """Move to the session of a bar opening at ``open_ts``: a new session resets
+        ``session_cvd`` (the bar builder calls this when a bar opens, before its first trade)."""
+        # Bounds are looked up only when the bar leaves the current session window (cheap path).
+        if not state.session_start <= open_ts < state.session_end:
+            start, end = session_bounds(self.spec, open_ts)
+            if start != state.session_start:
+                state.session_cvd = 0.0
+            # Outside trading hours ts < start: the bar counts toward the coming session.
+            state.session_start, state.session_end = start, end
+
     def on_bar(self, state: CvdState, bar: Bar) -> DeltaStats | None:
         """Fold one closed bar; None for a partial or an already counted bar."""
         if not bar.final or bar.open_ts <= state.last_open_ts:
             return None
         state.last_open_ts = bar.open_ts
         ts = bar.open_ts
-        # Bounds are looked up only when the bar leaves the current session window (cheap path).
-        if not state.session_start <= ts < state.session_end:
-            start, end = session_bounds(self.spec, ts)
-            if start != state.session_start:
-                state.session_cvd = 0.0
-            # Outside trading hours ts < start: the bar counts toward the coming session.
-            state.session_start, state.session_end = start, end
+        self.enter(state, ts)
         state.session_cvd += bar.delta
         state.cvd += bar.delta
         hi, lo = delta_at_extremes(bar)

@@ -22,13 +22,14 @@ footprint rows of ``row_size``):
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from typing import Final, Literal
 
 import msgspec
 
-from ofcommon.messages import Bar, FootprintRow, Side, SizeKind, Trade
+from ofcommon.messages import Bar, FootprintRow, Side, SizeKind, StackedRun, Trade
 
 __all__ = [
     "ATAS",
@@ -44,6 +45,7 @@ __all__ = [
     "ImbalanceParams",
     "StackedImbalance",
     "imbalances",
+    "rows_unfinished",
     "stacked_imbalances",
     "unfinished_auction",
 ]
@@ -86,11 +88,8 @@ class Imbalance(msgspec.Struct, frozen=True, array_like=True, gc=False):
     opposite: float
 
 
-class StackedImbalance(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    side: Side
-    low: float
-    high: float
-    rows: int
+# The wire type: the bar builder publishes these as they are.
+StackedImbalance = StackedRun
 
 
 def _index(rows: Sequence[FootprintRow], row_size: float) -> dict[int, FootprintRow]:
@@ -161,7 +160,13 @@ def unfinished_auction(
 ) -> tuple[bool, bool]:
     """(high unfinished, low unfinished): both sides traded at the extreme row (ATAS filters:
     the side that made the extreme must exceed its filter, the other side must be > 0)."""
-    fp = bar.footprint
+    return rows_unfinished(bar.footprint, ask_filter, bid_filter)
+
+
+def rows_unfinished(
+    fp: Sequence[FootprintRow], ask_filter: float = 0.0, bid_filter: float = 0.0
+) -> tuple[bool, bool]:
+    """``unfinished_auction`` of a footprint (rows in any order)."""
     if not fp:
         return False, False
     top = max(fp, key=lambda r: r.price)
@@ -182,49 +187,69 @@ class BigTradeParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BigTradeState(msgspec.Struct, gc=False):
-    sizes: list[float] = msgspec.field(default_factory=list)
+    sizes: list[float] = msgspec.field(default_factory=list)  # the window (a ring once full)
     pos: int = 0  # next slot of the ring buffer once full
-    since: int = 0  # trades since the threshold was last computed
     threshold: float = math.inf
+    # Sizes not yet in the window: they are moved in only when the threshold is recomputed, so a
+    # trade costs one comparison and one append (the fold's hot path).
+    pending: list[float] = msgspec.field(default_factory=list)
+    due: int = 0  # len(pending) at which the window is updated (0: not planned yet)
 
 
 class BigTrades:
     """Flags big prints; pure over ``BigTradeState``."""
 
-    __slots__ = ("params",)
+    __slots__ = ("_fixed", "params")
 
     def __init__(self, params: BigTradeParams | None = None) -> None:
         self.params = params or BigTradeParams()
+        self._fixed = self.params.fixed
 
     def threshold(self, state: BigTradeState) -> float:
-        return self.params.fixed if self.params.fixed > 0 else state.threshold
+        return self._fixed if self._fixed > 0 else state.threshold
 
     def on_trade(self, state: BigTradeState, trade: Trade) -> bool:
         """Whether ``trade`` is big; the threshold is the one before this trade."""
         if trade.size_kind is not SizeKind.REAL:
             return False
-        p = self.params
         size = trade.size
-        if p.fixed > 0:
-            return size >= p.fixed
+        if self._fixed > 0:
+            return size >= self._fixed
         big = size >= state.threshold
-        sizes = state.sizes
-        if len(sizes) < p.window:
-            sizes.append(size)
-        else:
-            sizes[state.pos] = size
-            state.pos = (state.pos + 1) % p.window
-        state.since += 1
-        if len(sizes) >= p.min_samples and (
-            state.since >= p.refresh or math.isinf(state.threshold)
-        ):
-            state.since = 0
-            state.threshold = _percentile(sizes, p.percentile)
+        pending = state.pending
+        pending.append(size)
+        if len(pending) >= state.due:
+            self._update(state)
         return big
+
+    def _update(self, state: BigTradeState) -> None:
+        """Move the pending sizes into the window; recompute the threshold once ``min_samples``
+        sizes are in, then every ``refresh`` trades."""
+        p = self.params
+        sizes = state.sizes
+        # Fill the window, then overwrite the ring from ``pos`` in slices (wrapping at the end).
+        rest = state.pending[max(0, p.window - len(sizes)) :]
+        sizes.extend(state.pending[: len(state.pending) - len(rest)])
+        while rest:
+            n = min(len(rest), p.window - state.pos)
+            sizes[state.pos : state.pos + n] = rest[:n]
+            state.pos = (state.pos + n) % p.window
+            rest = rest[n:]
+        state.pending.clear()
+        missing = p.min_samples - len(sizes)
+        if missing <= 0:
+            state.threshold = _percentile(sizes, p.percentile)
+            state.due = p.refresh
+        else:
+            # A window smaller than min_samples never yields a threshold: just keep it moving.
+            state.due = missing if len(sizes) < p.window else p.refresh
 
 
 def _percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (no interpolation: the threshold is a size that was traded)."""
-    s = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(s)))
-    return s[rank - 1]
+    rank = max(1, math.ceil(q / 100.0 * len(values)))
+    # The rank-th smallest without a full sort: a high percentile needs only the few largest.
+    from_top = len(values) - rank + 1
+    if from_top <= rank:
+        return heapq.nlargest(from_top, values)[-1]
+    return heapq.nsmallest(rank, values)[-1]

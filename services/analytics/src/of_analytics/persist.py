@@ -6,6 +6,7 @@ leaves the same rows as one uninterrupted run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -15,7 +16,16 @@ from sqlalchemy import Engine, and_, create_engine, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ofcommon.db import to_sync_url
-from ofcommon.messages import Bar, FootprintRow, Level, ProfileUpdate
+from ofcommon.messages import (
+    Bar,
+    BigPrint,
+    FootprintRow,
+    ImbalanceRow,
+    Level,
+    ProfileUpdate,
+    Side,
+    StackedRun,
+)
 from ofcommon.tables import bars_1m, session_profiles
 
 __all__ = ["BAR_TIMEFRAME", "AnalyticsStore"]
@@ -54,7 +64,26 @@ def _bar_row(symbol: str, bar: Bar) -> dict[str, Any]:
         "poc": bar.poc,
         "footprint": [[r.price, r.bid_volume, r.ask_volume, r.trades] for r in bar.footprint],
         "rev": bar.rev,
+        "delta_at_high": bar.delta_at_high,
+        "delta_at_low": bar.delta_at_low,
+        "cvd": bar.cvd,
+        "cvd_total": bar.cvd_total,
+        "imbalances": [[i.price, int(i.side), _json_ratio(i.ratio)] for i in bar.imbalances],
+        "stacked": [[int(r.side), r.low, r.high, r.rows] for r in bar.stacked],
+        "unfinished_high": bar.unfinished_high,
+        "unfinished_low": bar.unfinished_low,
+        "big_trades": [[b.ts_event, b.price, b.size, int(b.side)] for b in bar.big_trades],
     }
+
+
+def _json_ratio(ratio: float) -> float | None:
+    # jsonb rejects Infinity; an unbounded ratio (empty opposite side) is stored as null.
+    return None if math.isinf(ratio) else ratio
+
+
+def _imbalance(row: list[Any]) -> ImbalanceRow:
+    price, side, ratio = row
+    return ImbalanceRow(float(price), Side(side), math.inf if ratio is None else float(ratio))
 
 
 def _row_bar(row: Any) -> Bar:
@@ -81,6 +110,15 @@ def _row_bar(row: Any) -> Bar:
         footprint=footprint,
         final=True,
         rev=row.rev,
+        delta_at_high=row.delta_at_high,
+        delta_at_low=row.delta_at_low,
+        cvd=row.cvd,
+        cvd_total=row.cvd_total,
+        imbalances=[_imbalance(r) for r in row.imbalances],
+        stacked=msgspec.convert(row.stacked, list[StackedRun]),
+        unfinished_high=row.unfinished_high,
+        unfinished_low=row.unfinished_low,
+        big_trades=msgspec.convert(row.big_trades, list[BigPrint]),
     )
 
 
@@ -132,7 +170,7 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
 class AnalyticsStore:
     """Closed 1-minute bars and session profiles in PostgreSQL (sync: call via asyncio.to_thread).
 
-    Expects the schema at 0002_analytics or later (ofcommon.db.migrate).
+    Expects the schema at 0003_bar_analytics or later (ofcommon.db.migrate).
     """
 
     def __init__(self, url: str, *, pool_size: int = 2) -> None:
