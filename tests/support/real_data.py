@@ -16,6 +16,9 @@ REAL_DATA = Path(os.environ.get("ORDERFLOW_REAL_DATA", REPO.parent / "shared" / 
 
 BINANCE_SPOT = REAL_DATA / "binance" / "spot_btcusdt_20240808.gz"
 BYBIT_XRP_OB500 = REAL_DATA / "bybit" / "2024-12-01_XRPUSDT_ob500.ndjson"
+# CME Globex ESH4 trades (one hour, 2023-12-25 23:00 UTC): ts_event_ns,ts_recv_ns,price,size,
+# aggressor_side (B/A/N),sequence,flags, derived from the MBO file beside it (see its README.md).
+CME_ESH4_TRADES = REAL_DATA / "cme" / "esh4_20231225_trades_derived.csv"
 
 
 def require(path: Path) -> Path:
