@@ -15,7 +15,7 @@ import pytest
 from tests.support.binance_frames import binance_to_bybit
 from tests.support.real_data import BINANCE_SPOT, require
 
-from of_analytics.book import BookEngine, BookParams
+from of_analytics.book import BookEngine, BookParams, Resolved
 from of_feed_bybit.parser import BybitParser
 from ofcommon.instruments import BybitVenue, Registry, default_instruments
 from ofcommon.messages import BookDelta, BookSnapshot, BookStats, Consumption, Side
@@ -88,7 +88,8 @@ def test_binance_depth_through_the_feed_rebuilds_the_raw_book_and_never_crosses(
             break
         for pub in parser.parse(recv_ns, frame):
             if pub.kind == "trades":
-                consumed += [m for m in eng.on_message(pub.msg) if isinstance(m, Consumption)]
+                out = eng.on_message(pub.msg)
+                consumed += [m.consumption for m in out if isinstance(m, Resolved)]
                 continue
             msg = pub.msg
             assert isinstance(msg, BookSnapshot if k == 0 else BookDelta)
@@ -99,7 +100,7 @@ def test_binance_depth_through_the_feed_rebuilds_the_raw_book_and_never_crosses(
             out = eng.on_message(msg)
             stats = [m for m in out if isinstance(m, BookStats)]
             assert all(s.valid for s in stats), f"book broken at message {k}"
-            consumed += [m for m in out if isinstance(m, Consumption)]
+            consumed += [m.consumption for m in out if isinstance(m, Resolved)]
             published += len(stats)
             assert eng.valid
             ours_bids, ours_asks = eng.levels(Side.BUY), eng.levels(Side.SELL)
@@ -117,7 +118,7 @@ def test_binance_depth_through_the_feed_rebuilds_the_raw_book_and_never_crosses(
     # Diffs come every 100 ms and stats at most every 250 ms of event time.
     assert MESSAGES // 4 <= published <= MESSAGES // 2
     # The real trades explain part of the removed size near the mid, never more than was removed.
-    consumed += [m for m in eng.flush() if isinstance(m, Consumption)]
+    consumed += [m.consumption for m in eng.flush() if isinstance(m, Resolved)]
     assert consumed
     for c in consumed:
         assert 0.0 <= c.traded <= c.removed + 1e-12

@@ -87,7 +87,8 @@ def test_bar_closes_on_heartbeat() -> None:
     bar = finals[0]
     assert (bar.open_ts, bar.close_ts, bar.open, bar.close) == (T0, T0 + MIN, 100.0, 110.0)
     assert (bar.volume, bar.buy_volume, bar.sell_volume, bar.trades) == (2.5, 2.0, 0.5, 2)
-    assert state.cvd.cvd == pytest.approx(1.5)
+    assert (bar.cvd, bar.cvd_total) == (1.5, 1.5)
+    assert state.bars.cvd.cvd == pytest.approx(1.5)
     # the heartbeat is on the book stream too: it closes nothing there
     assert fold.step(state, "book", Heartbeat(T0 + 2 * MIN, T0 + 2 * MIN, "sim")) == []
 

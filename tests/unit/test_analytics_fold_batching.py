@@ -19,6 +19,7 @@ from of_feed_bybit.parser import BybitParser
 from ofcommon import codec
 from ofcommon.instruments import load_registry
 from ofcommon.messages import BookDelta, BookSnapshot, Heartbeat, Message, Side, Trade
+from ofcommon.stage import Output
 
 MS = 1_000_000
 S = 1000 * MS
@@ -28,14 +29,12 @@ MIDNIGHT = 1_700_006_400 * S  # 2023-11-15 00:00 UTC: BTCUSDT's FULL_DAY session
 T0 = MIDNIGHT - 3 * MIN
 SYMBOL = "BTCUSDT"  # tick 0.01, row 10
 REGISTRY = load_registry()
-KINDS = ("bars", "profile", "bookstats")
-
-Item = tuple[str, Message]
+KINDS = ("bars", "profile", "bookstats", "consumption")
 
 
-def by_kind(out: Sequence[Item]) -> dict[str, list[bytes]]:
+def by_kind(out: Sequence[Output]) -> dict[str, list[bytes]]:
     """Each output stream's messages in order: the stage publishes each stream separately."""
-    return {k: [codec.encode(m) for kind, m in out if kind == k] for k in KINDS}
+    return {k: [codec.encode(o[1]) for o in out if o[0] == k] for k in KINDS}
 
 
 # --- generated streams ---------------------------------------------------------------------------
@@ -93,10 +92,10 @@ def book_stream(
     return out
 
 
-def run_whole(trades: list[Message], book: list[Message]) -> tuple[list[Item], bytes]:
+def run_whole(trades: list[Message], book: list[Message]) -> tuple[list[Output], bytes]:
     fold = AnalyticsFold(REGISTRY)
     state = fold.initial(SYMBOL)
-    out: list[Item] = []
+    out: list[Output] = []
     for m in trades:
         out.extend(fold.step(state, "trades", m))
     for m in book:
@@ -136,7 +135,7 @@ def test_interleaving_and_checkpoints_do_not_change_outputs(
 
     fold = AnalyticsFold(REGISTRY)
     state: AnalyticsState = fold.initial(SYMBOL)
-    out: list[Item] = []
+    out: list[Output] = []
     for i, (kind, msg) in enumerate(order):
         if i in cuts:  # checkpoint, then resume in a fresh process
             data = fold.encode_state(state)
@@ -170,11 +169,11 @@ def frame(rows: list[dict[str, Any]]) -> bytes:
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
-def fold_frames(frames: list[bytes], end: int) -> tuple[list[Item], int]:
+def fold_frames(frames: list[bytes], end: int) -> tuple[list[Output], int]:
     parser = BybitParser("linear", REGISTRY, depth=50)
     fold = AnalyticsFold(REGISTRY)
     state = fold.initial(SYMBOL)
-    out: list[Item] = []
+    out: list[Output] = []
     for recv_ns, f in enumerate(frames):
         for pub in parser.parse(recv_ns, f):
             assert pub.kind == "trades"

@@ -28,12 +28,11 @@ import msgspec
 
 from of_analytics.bars import BarBuilder, BarsState
 from of_analytics.book import BookEngine, BookOutput, BookParams, Resolved
-from of_analytics.delta import CumulativeDelta, CvdState
 from of_analytics.profile import ProfileConfig, SessionProfiler
 from of_analytics.state import STATE_VERSION, AnalyticsSnapshot
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
-from ofcommon.messages import Bar, Gap, Heartbeat, Message, Trade
+from ofcommon.messages import Gap, Heartbeat, Message, Trade
 from ofcommon.stage import Output
 
 __all__ = ["AnalyticsFold", "AnalyticsState"]
@@ -54,7 +53,6 @@ class AnalyticsState:
     bars: BarsState
     profiler: SessionProfiler
     book: BookEngine
-    cvd: CvdState
     next_partial_ts: int = 0
     next_profile_ts: int = 0
     recent_ids: deque[str] = field(default_factory=deque)
@@ -66,7 +64,6 @@ class AnalyticsState:
 class _Engines:
     instrument: Instrument
     bars: BarBuilder
-    cvd: CumulativeDelta
 
 
 class AnalyticsFold:
@@ -95,9 +92,7 @@ class AnalyticsFold:
         eng = self._engines.get(symbol)
         if eng is None:
             inst = self._registry.get(symbol)
-            eng = _Engines(
-                inst, BarBuilder.for_instrument(inst), CumulativeDelta(inst.session_spec)
-            )
+            eng = _Engines(inst, BarBuilder.for_instrument(inst))
             self._engines[symbol] = eng
         return eng
 
@@ -112,7 +107,6 @@ class AnalyticsFold:
             bars=BarBuilder.initial(),
             profiler=SessionProfiler(inst, config),
             book=BookEngine(BookParams(row=inst.tick_size)),
-            cvd=CvdState(),
         )
 
     def step(
@@ -138,7 +132,6 @@ class AnalyticsFold:
             bars=state.bars,
             profile=state.profiler.to_state(),
             book=state.book.to_state(),
-            cvd=state.cvd,
             next_partial_ts=state.next_partial_ts,
             next_profile_ts=state.next_profile_ts,
             recent_trade_ids=list(state.recent_ids),
@@ -153,7 +146,6 @@ class AnalyticsFold:
         state.bars = snap.bars
         state.profiler.restore(snap.profile)
         state.book.restore(snap.book)
-        state.cvd = snap.cvd
         state.next_partial_ts = snap.next_partial_ts
         state.next_profile_ts = snap.next_profile_ts
         state.recent_ids = deque(snap.recent_trade_ids)
@@ -173,7 +165,7 @@ class AnalyticsFold:
                 state.recent_set.discard(state.recent_ids.popleft())
         eng = self._engines_of(state.symbol)
         out: Outputs = []
-        self._closed(state, eng, eng.bars.on_trade(state.bars, t), out)
+        out.extend(("bars", bar) for bar in eng.bars.on_trade(state.bars, t))
         out.extend(("profile", u) for u in state.profiler.on_trade(t))
         out.extend(self._book_out(state.book.on_trade(t)))
         ts = t.ts_event
@@ -192,17 +184,10 @@ class AnalyticsFold:
     def _on_time(self, state: AnalyticsState, ts: int) -> Outputs:
         eng = self._engines_of(state.symbol)
         out: Outputs = []
-        self._closed(state, eng, eng.bars.advance(state.bars, ts), out)
+        out.extend(("bars", bar) for bar in eng.bars.advance(state.bars, ts))
         out.extend(("profile", u) for u in state.profiler.on_time(ts))
         out.extend(self._book_out(state.book.advance_trades(ts)))
         return out
-
-    @staticmethod
-    def _closed(state: AnalyticsState, eng: _Engines, bars: list[Bar], out: Outputs) -> None:
-        for bar in bars:
-            out.append(("bars", bar))
-            if bar.timeframe == eng.bars.base:
-                eng.cvd.on_bar(state.cvd, bar)
 
     def _book_out(self, outs: list[BookOutput]) -> Outputs:
         out: Outputs = []

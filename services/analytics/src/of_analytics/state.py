@@ -7,7 +7,6 @@ from __future__ import annotations
 import msgspec
 
 from of_analytics.bars import BarsState
-from of_analytics.delta import CvdState
 from ofcommon.messages import Side
 
 __all__ = [
@@ -108,7 +107,6 @@ class AnalyticsSnapshot(msgspec.Struct, gc=False):
     bars: BarsState
     profile: ProfilerState
     book: BookState
-    cvd: CvdState
     next_partial_ts: int = 0
     next_profile_ts: int = 0
     recent_trade_ids: list[str] = msgspec.field(default_factory=list)
