@@ -7,14 +7,16 @@ Expected values are worked out by hand in each test from the rows the trades bui
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import get_args
 
 import msgspec
 from hypothesis import given, settings, strategies as st
 
 from of_analytics.bars import BarBuilder, BarsState
-from of_analytics.footprint import ATAS, BigTradeParams, BigTrades, BigTradeState
+from of_analytics.footprint import ATAS, PRESETS, BigTradeParams, BigTrades, BigTradeState
 from ofcommon import codec
-from ofcommon.instruments import Registry, default_instruments
+from ofcommon.instruments import ImbalancePreset, Registry, default_instruments, load_registry
 from ofcommon.messages import (
     Bar,
     BigPrint,
@@ -368,3 +370,39 @@ def test_big_trades_follow_the_rolling_window_model(
             last = sorted(sizes[max(0, j - window) : j])
             threshold = last[max(1, -(-q * len(last) // 100)) - 1]
     assert got == expected
+
+
+def test_registry_footprint_table_sets_the_bar_builders_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "instruments.toml"
+    path.write_text(
+        "[instruments.BTCUSDT.footprint]\n"
+        'imbalance_preset = "atas"\n'
+        "imbalance_min_volume = 2.0\n"
+        "stacked_rows = 4\n"
+        "big_trade_size = 5.0\n"
+    )
+    inst = load_registry(path).get("BTCUSDT")
+    builder = BarBuilder.for_instrument(inst)
+    state = builder.initial()
+    t0 = 1_700_000_040 * 1_000_000_000
+    # 5.0 at the ask one row above 2.5 at the bid: 2x, an imbalance for ATAS (1.5x, and above its
+    # minimum volume of 2) but not for the default 3x
+    sizes = [(5.0, Side.BUY, 100.0 + inst.row_size), (2.5, Side.SELL, 100.0)]
+    for i, (size, side, price) in enumerate(sizes):
+        builder.on_trade(state, Trade(t0 + i, t0 + i, price, size, side, f"r{i}"))
+    bar = builder.partial(state)
+    assert bar is not None
+    assert [(b.size, b.side) for b in bar.big_trades] == [(5.0, Side.BUY)]  # fixed size 5
+    assert [(x.price, x.side) for x in bar.imbalances] == [(100.0 + inst.row_size, Side.BUY)]
+    default = BarBuilder.for_instrument(load_registry().get("BTCUSDT"))
+    dstate = default.initial()
+    for i, (size, side, price) in enumerate(sizes):
+        default.on_trade(dstate, Trade(t0 + i, t0 + i, price, size, side, f"r{i}"))
+    dbar = default.partial(dstate)
+    assert dbar is not None
+    assert dbar.imbalances == []  # 2x is below the default 3x
+    assert dbar.big_trades == []  # auto: too few samples for a percentile yet
+
+
+def test_every_registry_preset_name_is_a_footprint_preset() -> None:
+    assert set(get_args(ImbalancePreset)) == set(PRESETS)

@@ -23,6 +23,7 @@ __all__ = [
     "BybitVenue",
     "DivergenceParams",
     "ExhaustionParams",
+    "FootprintParams",
     "Group",
     "InitiativeParams",
     "Instrument",
@@ -106,6 +107,26 @@ class ProfileParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     merge_max_days: Count = 3
 
 
+ImbalancePreset = Literal["default", "atas", "ninjatrader", "tradingview", "seed"]
+
+
+class FootprintParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Footprint analytics of the instrument's bars (of_analytics.footprint).
+
+    ``imbalance_preset`` names the platform definition (default: diagonal, 300 %);
+    ``imbalance_ratio`` and ``imbalance_min_volume`` override its ratio and minimum volume when
+    set. A print is a big trade at ``big_trade_size`` or more, or, with 0, at the
+    ``big_trade_percentile`` of the last ``big_trade_window`` prints."""
+
+    imbalance_preset: ImbalancePreset = "default"
+    imbalance_ratio: Annotated[float, msgspec.Meta(gt=1)] | None = None
+    imbalance_min_volume: NonNegative | None = None
+    stacked_rows: Annotated[int, msgspec.Meta(ge=2)] = 3
+    big_trade_size: NonNegative = 0.0
+    big_trade_percentile: Annotated[float, msgspec.Meta(gt=0, lt=100)] = 99.0
+    big_trade_window: Annotated[int, msgspec.Meta(ge=100)] = 1000
+
+
 class BybitVenue(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where the instrument trades on Bybit v5 (one WebSocket connection per category)."""
 
@@ -142,6 +163,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     exhaustion: ExhaustionParams = msgspec.field(default_factory=ExhaustionParams)
     divergence: DivergenceParams = msgspec.field(default_factory=DivergenceParams)
     profile: ProfileParams = msgspec.field(default_factory=ProfileParams)
+    footprint: FootprintParams = msgspec.field(default_factory=FootprintParams)
 
     def __post_init__(self) -> None:
         if not _SYMBOL_RE.match(self.symbol):

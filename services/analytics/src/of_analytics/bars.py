@@ -46,6 +46,7 @@ import msgspec
 from of_analytics.delta import CumulativeDelta, CvdState, rows_delta_at_extremes
 from of_analytics.footprint import (
     DEFAULT,
+    PRESETS,
     BigTradeParams,
     BigTrades,
     BigTradeState,
@@ -196,11 +197,26 @@ class BarBuilder:
         inst: Instrument,
         *,
         composed: Iterable[str] = COMPOSED,
-        imbalance: ImbalanceParams = DEFAULT,
+        imbalance: ImbalanceParams | None = None,
         big_trades: BigTradeParams | None = None,
     ) -> BarBuilder:
-        """The instrument's grid and session; the registry has no imbalance or big-trade fields
-        yet, so those are the defaults (ratio 3.0 diagonal; 99th percentile of the last 1000)."""
+        """The instrument's grid, session and footprint parameters (registry ``footprint``);
+        ``imbalance`` / ``big_trades`` override the registry's."""
+        fp = inst.footprint
+        if imbalance is None:
+            imbalance = msgspec.structs.replace(
+                PRESETS[fp.imbalance_preset], stacked_rows=fp.stacked_rows
+            )
+            if fp.imbalance_ratio is not None:
+                imbalance = msgspec.structs.replace(imbalance, ratio=fp.imbalance_ratio)
+            if fp.imbalance_min_volume is not None:
+                imbalance = msgspec.structs.replace(imbalance, min_volume=fp.imbalance_min_volume)
+        if big_trades is None:
+            big_trades = BigTradeParams(
+                fixed=fp.big_trade_size,
+                percentile=fp.big_trade_percentile,
+                window=fp.big_trade_window,
+            )
         return cls(
             inst.tick_size,
             inst.row_size,
