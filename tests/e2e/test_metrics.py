@@ -16,7 +16,8 @@ from tests.support.servers import (
 )
 
 from ofcommon import codec, keys
-from ofcommon.messages import Side, Trade
+from ofcommon.db import migrate
+from ofcommon.messages import Gap, Side, Trade
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -59,6 +60,51 @@ def test_stage_metrics(service_env: dict[str, str], tmp_path: Path) -> None:
             "lag gauge",
         )
         assert metric_sum(text, "of_stream_lag_entries") == 0
+    finally:
+        assert stop(proc) == 0
+        r.close()
+
+
+@pytest.mark.postgres
+def test_analytics_exports_late_duplicate_and_gap_tallies(
+    service_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    r = sync_redis.Redis.from_url(service_env["OF_REDIS_URL"])
+    stream = keys.stream("BTCUSDT", "trades")
+    t0 = 1_700_000_040 * 1_000_000_000
+    msgs: list[Trade | Gap] = [
+        Trade(t0, t0, 100.0, 1.0, Side.BUY, "a"),
+        Trade(t0 + 1, t0 + 1, 100.0, 1.0, Side.BUY, "a"),  # the feed's retried write
+        Gap(t0 + 2, t0 + 2, "trades", "seq jump"),
+        Trade(t0 + 61_000_000_000, t0 + 61_000_000_000, 101.0, 2.0, Side.SELL, "b"),  # next bar
+        Trade(t0 + 3, t0 + 3, 99.0, 0.5, Side.SELL, "c"),  # older than the open bar: late
+    ]
+    for m in msgs:
+        r.xadd(stream, {b"d": codec.encode(m)})
+    port = free_port()
+    proc = spawn_service(
+        "of_analytics.service:SERVICE",
+        service_env,
+        tmp_path,
+        "a",
+        OF_INSTRUMENTS="BTCUSDT",
+        OF_METRICS_PORT=str(port),
+        OF_DATABASE_URL=database_url,
+        OF_CHECKPOINT_INTERVAL_S="0.2",
+    )
+    label = 'of_fold_events{name="%s",service="analytics",symbol="BTCUSDT"}'
+    try:
+        text = wait_for(
+            lambda: (t := scrape_metrics(port)) and metric_sum(t, label % "late_trades") and t,
+            30,
+            "tallies after a checkpoint",
+        )
+        assert metric_sum(text, label % "late_trades") == 1
+        assert metric_sum(text, label % "late_volume") == 0.5
+        assert metric_sum(text, label % "duplicate_trades") == 1
+        assert metric_sum(text, label % "trade_gaps") == 1
+        assert metric_sum(text, label % "consumption_forced") == 0
     finally:
         assert stop(proc) == 0
         r.close()

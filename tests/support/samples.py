@@ -67,6 +67,7 @@ SAMPLES: tuple[Message, ...] = (
         unfinished_high=True,
         unfinished_low=True,
         big_trades=[BigPrint(T0 + 1, 100.5, 4.0, Side.BUY)],
+        gapped=True,
     ),
     ProfileUpdate(
         scope="session",

@@ -165,6 +165,15 @@ def test_gap_marks_the_bar() -> None:
     b.step(state, Gap(MIN + 2, 0, "trades", "again"))
     assert state.gapped == [MIN]
     assert state.gaps == 2
+    partial = b.partial(state)
+    assert partial is not None
+    assert partial.gapped
+    (closed,) = b.step(state, tr(2 * MIN, 1.0, 1.0))
+    assert closed.final
+    assert closed.gapped
+    after = b.partial(state)
+    assert after is not None
+    assert not after.gapped
 
 
 def test_partial_snapshots() -> None:

@@ -211,6 +211,7 @@ class Bar(_Hot, tag="bar", frozen=True):
     unfinished_high: bool = False
     unfinished_low: bool = False
     big_trades: list[BigPrint] = msgspec.field(default_factory=list)
+    gapped: bool = False  # a Gap marker fell in this bar: trades may be missing from it
 
 
 class ProfileUpdate(_Rare, tag="profile", frozen=True):

@@ -33,6 +33,11 @@ LATENCY: Final = Histogram(
     ["service"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+FOLD_EVENTS: Final = Gauge(
+    "of_fold_events",
+    "Per-instrument tallies a stage's fold keeps in its state (late trades, gaps, duplicates, ...)",
+    ["service", "symbol", "name"],
+)
 OWNED: Final = Gauge("of_owned_instruments", "Instruments this worker owns", ["service"])
 CHECKPOINTS: Final = Counter(
     "of_checkpoints_total", "Checkpoints by outcome", ["service", "outcome"]

@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 from redis.exceptions import RedisError
@@ -36,6 +36,7 @@ from ofcommon.settings import OwnedStageSettings
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
 
 Output = tuple[str, Message] | tuple[str, Message, entry_ids.EntryId]
 """What a fold step returns per output: (stream kind, message), or with a third element, an
@@ -101,6 +102,14 @@ class Fold(Protocol[S]):
     def encode_state(self, state: S) -> bytes: ...
 
     def decode_state(self, data: bytes) -> S: ...
+
+
+@runtime_checkable
+class Tallies(Protocol[S_contra]):
+    """Optional for a fold: tallies kept in its state, exported as ``of_fold_events`` gauges at
+    every checkpoint (they are restored with the state, so a restart does not reset them)."""
+
+    def tallies(self, state: S_contra) -> Mapping[str, float]: ...
 
 
 class StructStateFold(Generic[S]):
@@ -302,6 +311,9 @@ class InstrumentWorker(Generic[S]):
         )
         await self._fence.checkpoint(snap)
         metrics.CHECKPOINTS.labels(self._service, "ok").inc()
+        if isinstance(self._fold, Tallies):
+            for name, value in self._fold.tallies(self._state).items():
+                metrics.FOLD_EVENTS.labels(self._service, self.symbol, name).set(value)
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
 

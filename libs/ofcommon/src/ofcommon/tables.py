@@ -60,6 +60,7 @@ bars_1m = Table(
     Column("unfinished_low", Boolean, nullable=False, server_default="false"),
     # [[ts_event, price, size, side], ...]: BigPrint
     Column("big_trades", JSONB, nullable=False, server_default="[]"),
+    Column("gapped", Boolean, nullable=False, server_default="false"),
     PrimaryKeyConstraint("symbol", "open_ts", name="pk_bars_1m"),
 )
 

@@ -13,8 +13,8 @@ Rules decided here (the service and the docs repeat them):
   ``late_volume`` (the service exports them as metrics) and emits nothing. Closed bars are final.
 * ``SizeKind.TICKS`` trades (MT5 quote counts) move OHLC and event time but never volume, delta,
   VWAP or the footprint; they are counted apart in the accumulator's ``tick_count``.
-* A ``Gap`` on the trades stream marks the open bar (or the next one to open) as gapped; the wire
-  ``Bar`` has no flag for it, so the open times of gapped bars are kept in ``BarsState.gapped``.
+* A ``Gap`` on the trades stream marks the open bar (or the next one to open) as gapped
+  (``Bar.gapped``; the bars composed from it inherit the flag).
 * Partial bars (``partial``) are non-final snapshots with ``rev=0``; the service throttles them.
 * Footprint rows are ``row_size`` high, a whole number of ticks: a price is snapped to the nearest
   tick (absorbing float error), then floored to its row. Rows are listed by ascending price. The bar
@@ -452,6 +452,7 @@ class BarBuilder:
             unfinished_high=unfinished_high,
             unfinished_low=unfinished_low,
             big_trades=list(acc.big),
+            gapped=acc.gap,
         )
 
     def _poc_row(self, acc: BarAcc, keys: list[int]) -> int:

@@ -125,6 +125,20 @@ class AnalyticsFold:
             return self._book_out(state.book.on_book(msg, at))
         return ()
 
+    def tallies(self, state: AnalyticsState) -> dict[str, float]:
+        """What the stage exports as ``of_fold_events{name=...}`` (see docs/analytics.md)."""
+        bars, profiler, book = state.bars, state.profiler, state.book
+        return {
+            "late_trades": bars.late_trades,
+            "late_volume": bars.late_volume,
+            "trade_gaps": bars.gaps,
+            "duplicate_trades": state.duplicates,
+            "profile_late_trades": profiler.late,
+            "profile_out_of_hours_trades": profiler.out_of_hours,
+            "consumption_forced": book.forced,
+            "consumption_prints_dropped": book.dropped_prints,
+        }
+
     def encode_state(self, state: AnalyticsState) -> bytes:
         snap = AnalyticsSnapshot(
             version=STATE_VERSION,
@@ -135,6 +149,7 @@ class AnalyticsFold:
             next_partial_ts=state.next_partial_ts,
             next_profile_ts=state.next_profile_ts,
             recent_trade_ids=list(state.recent_ids),
+            duplicates=state.duplicates,
         )
         return msgspec.msgpack.encode(snap)
 
@@ -150,6 +165,7 @@ class AnalyticsFold:
         state.next_profile_ts = snap.next_profile_ts
         state.recent_ids = deque(snap.recent_trade_ids)
         state.recent_set = set(snap.recent_trade_ids)
+        state.duplicates = snap.duplicates
         return state
 
     # --- internals --------------------------------------------------------------------------

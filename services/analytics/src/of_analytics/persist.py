@@ -73,6 +73,7 @@ def _bar_row(symbol: str, bar: Bar) -> dict[str, Any]:
         "unfinished_high": bar.unfinished_high,
         "unfinished_low": bar.unfinished_low,
         "big_trades": [[b.ts_event, b.price, b.size, int(b.side)] for b in bar.big_trades],
+        "gapped": bar.gapped,
     }
 
 
@@ -119,6 +120,7 @@ def _row_bar(row: Any) -> Bar:
         unfinished_high=row.unfinished_high,
         unfinished_low=row.unfinished_low,
         big_trades=msgspec.convert(row.big_trades, list[BigPrint]),
+        gapped=row.gapped,
     )
 
 

@@ -110,3 +110,4 @@ class AnalyticsSnapshot(msgspec.Struct, gc=False):
     next_partial_ts: int = 0
     next_profile_ts: int = 0
     recent_trade_ids: list[str] = msgspec.field(default_factory=list)
+    duplicates: int = 0

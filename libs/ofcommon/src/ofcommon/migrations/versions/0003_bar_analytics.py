@@ -34,6 +34,7 @@ _COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any], str], ...] = (
     ("unfinished_high", sa.Boolean(), "false"),
     ("unfinished_low", sa.Boolean(), "false"),
     ("big_trades", JSONB(), "[]"),
+    ("gapped", sa.Boolean(), "false"),
 )
 
 
