@@ -256,6 +256,29 @@ class BarBuilder:
         _merge(tmp, base)
         return self._to_bar(tmp, tf, final=False)
 
+    def seed(self, state: BarsState, closed: Iterable[Bar]) -> None:
+        """Install stored closed base bars (oldest first, none open) as if folded: the open
+        composed bars absorb them and event time stands at the last one's close. Outputs they
+        would cause were published before, so none are returned.
+
+        VWAP sums come back as ``vwap * volume``, equal to the folded sum up to rounding."""
+        discard: list[Bar] = []
+        for bar in closed:
+            if bar.timeframe != self.base or not bar.final:
+                raise ValueError(f"seed takes final {self.base} bars, got {bar.timeframe!r}")
+            acc = BarAcc(bar.open_ts, bar.close_ts, bar.open, bar.high, bar.low, bar.close)
+            acc.volume, acc.buy, acc.sell = bar.volume, bar.buy_volume, bar.sell_volume
+            acc.run_delta, acc.delta_min, acc.delta_max = bar.delta, bar.delta_min, bar.delta_max
+            acc.trades, acc.pv, acc.has_price = bar.trades, bar.vwap * bar.volume, True
+            for fp in bar.footprint:
+                cell = acc.rows.setdefault(self.row_of(fp.price), [0.0, 0.0, 0.0])
+                cell[_BID] += fp.bid_volume
+                cell[_ASK] += fp.ask_volume
+                cell[_N] += fp.trades
+            self._compose(state, acc, discard)
+            state.floor_ts = max(state.floor_ts, acc.close_ts)
+        self.advance(state, state.floor_ts)
+
     # --- internals ---------------------------------------------------------------------------
 
     def _late(self, state: BarsState, trade: Trade) -> list[Bar]:
