@@ -150,17 +150,16 @@ class AnalyticsRebuild:
             stream.from_start = True
             return stream
         chunk = stream.entries
+        trades_before = 0  # trades before the cut seen so far: the duplicate filter's memory
         while True:
             if len(chunk) < _CHUNK:
                 stream.from_start = True
                 return stream
-            before = sum(1 for _, m in stream.entries if cut is not None and (_ts(m) or 0) < cut)
-            if (
-                cut is not None
-                and all((_ts(m) or 0) < cut for _, m in chunk)
-                and before >= DEDUP_WINDOW
-            ):
-                return stream
+            if cut is not None:
+                early = [isinstance(m, Trade) for _, m in chunk if (_ts(m) or 0) < cut]
+                trades_before += sum(early)
+                if len(early) == len(chunk) and trades_before >= DEDUP_WINDOW:
+                    return stream
             chunk = await _chunk_before(redis, key, stream.entries[0][0], False)
             stream.entries[:0] = chunk
 
