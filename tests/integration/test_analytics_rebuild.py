@@ -298,3 +298,24 @@ async def test_stream_trimmed_past_the_stored_bars_marks_a_gap(
     state = await _state(redis, fold)
     assert state.bars.gaps == 1
     assert state.bars.gapped, "the first bar after the rebuild is marked gapped"
+
+
+async def test_rows_stored_by_unacknowledged_entries_are_not_counted_twice(
+    redis: aioredis.Redis, store: AnalyticsStore
+) -> None:
+    registry = load_registry()
+    fold = AnalyticsFold(registry)
+    rebuild = AnalyticsRebuild(fold, store, registry)
+    [before] = _split(_inputs())
+    await _write(redis, before[: len(before) // 2])
+    await _run(redis, fold, store, rebuild)
+    assert store.bars_between(SYMBOL, 0, 2**62)
+    # As if the worker had been killed before its first checkpoint: every entry it read (and
+    # whose bars it stored) is still pending, nothing is acknowledged.
+    await redis.delete(keys.snapshot(SYMBOL, fold.stage))
+    await redis.xgroup_setid(TRADES, fold.stage, "0")
+    await redis.xreadgroup(fold.stage, SYMBOL, {TRADES: ">"})
+    assert (await redis.xpending(TRADES, fold.stage))["pending"] > 0
+    # The pending entries are re-read from the start, so stored rows must not be installed too:
+    # the worker starts empty, as it would have without the rebuild.
+    assert await rebuild(SYMBOL, redis) is None

@@ -71,17 +71,18 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _consumed(redis: Redis, stream: str, group: str) -> str | None:
-    """The last entry ID whose processing the group has acknowledged (None: nothing yet)."""
+async def _consumed(redis: Redis, stream: str, group: str) -> tuple[str | None, bool]:
+    """The last entry ID whose processing the group has acknowledged (None: nothing yet), and
+    whether entries after it are pending (delivered, maybe stored, not acknowledged)."""
     info = next((g for g in await redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
     if info is None:
-        return None
+        return None, False
     if int(info["pending"]):
         oldest = _text((await redis.xpending(stream, group))["min"])
         before = await redis.xrevrange(stream, max=f"({oldest}", min="-", count=1)
-        return _text(before[0][0]) if before else None
+        return (_text(before[0][0]) if before else None), True
     last = _text(info["last-delivered-id"])
-    return None if last == "0-0" else last
+    return (None if last == "0-0" else last), False
 
 
 async def _delivered(redis: Redis, stream: str, group: str) -> str | None:
@@ -117,9 +118,13 @@ class AnalyticsRebuild:
     async def __call__(self, symbol: str, redis: Redis) -> Rebuilt[AnalyticsState] | None:
         trades = keys.stream(symbol, "trades")
         book = keys.stream(symbol, "book")
-        position = await _consumed(redis, trades, self._fold.stage)
+        position, pending = await _consumed(redis, trades, self._fold.stage)
         tail = await _chunk_before(redis, trades, position, True) if position else []
         reached = max((t for _, m in tail if (t := _ts(m)) is not None), default=None)
+        if reached is None and pending:
+            # Rows stored while folding the pending entries (a worker killed before its first
+            # checkpoint) would be counted twice when they are re-read: trust nothing stored.
+            reached = -1
         last = await asyncio.to_thread(
             self._store.last_bar, symbol, _FAR if reached is None else reached
         )
