@@ -267,6 +267,7 @@ async def test_lost_checkpoint_and_foreign_version_rebuild_the_uninterrupted_pro
     state = await _state(redis, fold)
     assert state.profiler.naked_pocs == reference.profiler.naked_pocs
     assert len(reference.profiler.naked_pocs) == naked
+    assert state.bars.gaps == 0, "the stream still covers the stored bars: no gap"
     actual_c, expected_c = state.profiler.composite_stats(), reference.profiler.composite_stats()
     assert (actual_c.poc, actual_c.vah, actual_c.val) == (
         expected_c.poc,

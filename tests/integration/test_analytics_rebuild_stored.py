@@ -124,10 +124,8 @@ async def test_sessions_naked_pocs_and_current_session_from_storage(
     assert state.bars.floor_ts == today + 2 * MINUTE
     assert state.bars.composed["5m"].volume == 5.0
     assert state.cvd.session_cvd == (2.0 - 1.5) + 1.5
-    # The stream holds nothing after the stored bars: a gap unless Redis (7+) can tell that
-    # nothing was ever trimmed from it.
-    info = await redis.xinfo_stream(keys.stream(SYMBOL, "trades"))
-    assert state.bars.gaps == (0 if "max-deleted-entry-id" in info else 1)
+    # Rows are stored but the group consumed nothing: Redis lost the stream, trades may be missing.
+    assert state.bars.gaps == 1
 
 
 async def test_footprint_rows_that_do_not_nest_in_profile_rows_are_not_used(

@@ -32,6 +32,7 @@ from of_analytics.bars import BarBuilder
 from of_analytics.delta import CumulativeDelta
 from of_analytics.fold import DEDUP_WINDOW, AnalyticsFold, AnalyticsState
 from of_analytics.persist import AnalyticsStore
+from of_analytics.profile import SessionProfiler
 from of_analytics.state import ClosedSessionState, NakedPocState, SessionState
 from ofcommon import keys
 from ofcommon.bus import Redis, decode_fields
@@ -171,17 +172,18 @@ class AnalyticsRebuild:
     async def _maybe_trimmed(
         self, redis: Redis, key: str, stream: _Stream, cut: int | None
     ) -> bool:
+        """Whether trades after the stored bars (or, with none stored, any) may be missing."""
+        info = await redis.xinfo_stream(key)
+        deleted = info.get("max-deleted-entry-id")  # Redis 7 knows whether it ever trimmed
+        trimmed = deleted is None or _text(deleted) != "0-0"
+        if cut is None:
+            return deleted is not None and trimmed
+        if stream.position is None:
+            return True  # rows are stored yet the group consumed nothing: Redis lost the stream
         if not stream.from_start:
             return False  # an entry before the cut is still there: nothing after it is missing
         first = next((t for _, m in stream.entries if (t := _ts(m)) is not None), None)
-        if cut is not None and first is not None and first < cut:
-            return False
-        info = await redis.xinfo_stream(key)
-        deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:  # Redis 7: it knows whether anything was ever trimmed
-            return _text(deleted) != "0-0"
-        # Older servers cannot tell: with stored bars before the stream's start, assume a gap.
-        return cut is not None
+        return (first is None or first >= cut) and trimmed
 
     def _fold_stream(
         self, state: AnalyticsState, stream: _Stream, cut: int | None, trimmed: bool
@@ -228,9 +230,11 @@ class AnalyticsRebuild:
         current = None
         if end > closed_end:
             mine = [b for b in bars if start <= b.open_ts < end]
-            current = self._current(symbol, inst, mine, start, end, profiler.config.period_ns)
+            current = self._current(inst, profiler, mine, start, end)
         vaps = [_vap(profiler.row_of, p.rows) for p in closed]
-        out_of_hours = self._out_of_hours(symbol, closed, start if current else cut)
+        out_of_hours = self._out_of_hours(
+            symbol, closed, start if current else cut, profiler.row_of
+        )
         naked = []
         for i, p in enumerate(closed):
             row = profiler.row_of(p.poc)
@@ -254,29 +258,24 @@ class AnalyticsRebuild:
         return [p for p in stored if p.scope == "session" and p.final and p.session_end <= reached]
 
     def _out_of_hours(
-        self, symbol: str, closed: Sequence[ProfileUpdate], until: int
+        self, symbol: str, closed: Sequence[ProfileUpdate], until: int, row_of: RowOf
     ) -> list[dict[int, float]]:
         """Per closed session, the volume at price traded after its close and before the next
         session's open (or ``until``): trades that can take a naked POC but are in no profile."""
-        profiler_row = self._fold.initial(symbol).profiler.row_of
         out = []
         for i, p in enumerate(closed):
             nxt = closed[i + 1].session_start if i + 1 < len(closed) else until
             bars = (
                 self._store.bars_between(symbol, p.session_end, nxt) if nxt > p.session_end else []
             )
-            out.append(_footprint_vap(profiler_row, bars))
+            out.append(_footprint_vap(row_of, bars))
         return out
 
+    @staticmethod
     def _current(
-        self,
-        symbol: str,
-        inst: Instrument,
-        bars: Sequence[Bar],
-        start: int,
-        end: int,
-        period_ns: int,
+        inst: Instrument, profiler: SessionProfiler, bars: Sequence[Bar], start: int, end: int
     ) -> SessionState | None:
+        """The current session from its stored bars, if their footprint rows sum exactly."""
         if not bars:
             return None
         tpr = inst.ticks_per_row
@@ -286,12 +285,13 @@ class AnalyticsRebuild:
             log.warning(
                 "%s: footprint rows (every %d ticks) do not nest in profile rows (%d ticks):"
                 " the current session's profile is rebuilt from the stream only",
-                symbol,
+                inst.symbol,
                 stored,
                 tpr,
             )
             return None
-        row = self._fold.initial(symbol).profiler.row_of
+        row = profiler.row_of
+        period_ns = profiler.config.period_ns
         vap = _footprint_vap(row, bars)
         periods: dict[int, tuple[int, int]] = {}
         for b in bars:
@@ -300,7 +300,7 @@ class AnalyticsRebuild:
                 p = (b.open_ts - start) // period_ns
                 lo, hi = periods.get(p, (min(rows), max(rows)))
                 periods[p] = (min(lo, *rows), max(hi, *rows))
-        sid = session_id(inst.session_spec, start)
+        sid = session_id(profiler.spec, start)
         # The last trade's time is not stored: the last bar's last nanosecond stands in for it.
         last_ts = bars[-1].close_ts - 1
         return SessionState(sid, start, end, start, period_ns, vap, periods, 0.0, [], last_ts)
