@@ -15,8 +15,9 @@ Used as ``ofcommon.stage.Rebuild`` when Redis lost the snapshot or it is of anot
   size); otherwise the current session starts from the stream alone and a warning says so.
 * Naked POCs. A stored session's POC row stays naked unless a later stored session's rows, an
   out-of-hours stored bar after it or the current session traded in that row.
-* Gaps. If the stream no longer holds entries back to ``B`` and may have been trimmed, a ``Gap``
-  is folded first (the next bar is marked gapped, ``BarsState.gaps`` counts it) and logged.
+* Gaps. If the stream no longer holds entries back to ``B`` and may have been trimmed, or the
+  group consumed nothing although bars are stored (Redis lost the stream), a ``Gap`` is folded
+  first (the next bar is marked gapped, ``BarsState.gaps`` counts it) and logged.
 """
 
 from __future__ import annotations
