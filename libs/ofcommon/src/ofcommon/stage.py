@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import msgspec
@@ -46,6 +47,10 @@ consumption event resolved when the other stream catches up) at the input that c
 their IDs do not depend on which input happened to release them."""
 
 OutputsHook = Callable[[str, list[tuple[str, Message]]], Awaitable[None]]
+"""Awaited with (symbol, a batch's outputs) before they are published and the batch is acked.
+
+Raising fails the instrument's worker, which restarts from its last checkpoint and so calls the
+hook again with the same outputs: at-least-once, so the hook must be idempotent."""
 
 
 def assign_ids(
@@ -75,10 +80,20 @@ def assign_ids(
     return result
 
 
-"""Awaited with (symbol, a batch's outputs) before they are published and the batch is acked.
+@dataclass(frozen=True, slots=True)
+class Rebuilt(Generic[S]):
+    """A fold state rebuilt from outside the checkpoint (a database, the streams).
 
-Raising fails the instrument's worker, which restarts from its last checkpoint and so calls the
-hook again with the same outputs: at-least-once, so the hook must be idempotent."""
+    ``positions`` maps input stream keys to the last entry ID already folded into ``state``; the
+    worker goes on after them (a stream left out is read from its pending list, as without state).
+    """
+
+    state: S
+    positions: dict[str, str]
+
+
+Rebuild = Callable[[str, Redis], Awaitable[Rebuilt[S] | None]]
+"""Awaited with (symbol, redis) when an instrument has no usable checkpoint; None = start empty."""
 
 
 class Fold(Protocol[S]):
@@ -143,9 +158,11 @@ class InstrumentWorker(Generic[S]):
         service: str,
         timing: StageTiming,
         on_outputs: OutputsHook | None = None,
+        rebuild: Rebuild[S] | None = None,
     ) -> None:
         self.symbol = lease.symbol
         self._on_outputs = on_outputs
+        self._rebuild = rebuild
         self._redis = redis
         self._fold = fold
         self._service = service
@@ -196,12 +213,35 @@ class InstrumentWorker(Generic[S]):
         for stream in self._inputs:
             await ensure_group(self._redis, stream, self._fold.stage)
         snap = await self._fence.load()
-        if snap is not None:
-            self._state = self._fold.decode_state(snap.state)
+        state = None if snap is None else self._decode(snap.state)
+        if snap is not None and state is not None:
+            self._state = state
             self._positions = dict(snap.positions)
             self._last_out = {k: entry_ids.parse(v) for k, v in snap.last_out.items()}
             self._entries = snap.entries
             log.info("%s restored at %s", self.symbol, snap.positions)
+        elif self._rebuild is not None:
+            rebuilt = await self._rebuild(self.symbol, self._redis)
+            if rebuilt is not None:
+                self._state = rebuilt.state
+                self._positions = {s: p for s, p in rebuilt.positions.items() if s in self._inputs}
+                log.warning("%s rebuilt without checkpoint, at %s", self.symbol, self._positions)
+                # At once, so that a crash right after does not pay for the rebuild again.
+                await self.checkpoint()
+
+    def _decode(self, data: bytes) -> S | None:
+        # A snapshot this code cannot read (another state version, a corrupt value) must not
+        # crash-loop the worker: it counts as no state, which the rebuild hook (if any) repairs.
+        try:
+            return self._fold.decode_state(data)
+        except (ValueError, msgspec.MsgspecError) as err:
+            log.warning(
+                "%s: unusable %s snapshot (%s), starting without it",
+                self.symbol,
+                self._fold.stage,
+                err,
+            )
+            return None
 
     async def _drain_pending(self, cursors: dict[str, str]) -> None:
         # Entries delivered to this instrument's consumer but not covered by the snapshot: the
@@ -333,9 +373,11 @@ class OwnedStage(Generic[S]):
         service: str,
         timing: StageTiming,
         on_outputs: OutputsHook | None = None,
+        rebuild: Rebuild[S] | None = None,
     ) -> None:
         self._redis = redis
         self._on_outputs = on_outputs
+        self._rebuild = rebuild
         self._fold = fold
         self._service = service
         self._timing = timing
@@ -356,6 +398,7 @@ class OwnedStage(Generic[S]):
                 service=self._service,
                 timing=self._timing,
                 on_outputs=self._on_outputs,
+                rebuild=self._rebuild,
             )
             self.workers[lease.symbol] = worker
             try:
@@ -409,11 +452,13 @@ async def run_owned(
     fold: Fold[Any] | None,
     *,
     on_outputs: OutputsHook | None = None,
+    rebuild: Rebuild[Any] | None = None,
 ) -> None:
     """Take part in the stage's ownership and fold every owned instrument until ``ctx.stop``.
 
     With ``fold`` None the worker only holds leases (a stage whose logic is not built yet).
-    ``on_outputs`` (see ``OutputsHook``) sees every batch's outputs before they are published.
+    ``on_outputs`` (see ``OutputsHook``) sees every batch's outputs before they are published;
+    ``rebuild`` (see ``Rebuild``) recovers an instrument that has no usable checkpoint.
     """
     settings = ctx.settings
     registry = load_registry(settings.registry_file or None)
@@ -427,7 +472,14 @@ async def run_owned(
     handlers: OwnedStage[Any] | _HoldOnly = (
         _HoldOnly()
         if fold is None
-        else OwnedStage(ctx.redis, fold, service=ctx.name, timing=timing, on_outputs=on_outputs)
+        else OwnedStage(
+            ctx.redis,
+            fold,
+            service=ctx.name,
+            timing=timing,
+            on_outputs=on_outputs,
+            rebuild=rebuild,
+        )
     )
     coordinator = Coordinator(
         ctx.redis,

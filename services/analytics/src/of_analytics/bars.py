@@ -353,6 +353,42 @@ class BarBuilder:
         tmp.cvd, tmp.cvd_total = base.cvd + base.run_delta, base.cvd_total + base.run_delta
         return self._to_bar(tmp, tf, final=False)
 
+    def seed(self, state: BarsState, closed: Iterable[Bar]) -> None:
+        """Install stored closed base bars (oldest first, none open) as if folded: the open
+        composed bars absorb them and event time stands at the last one's close. Outputs they
+        would cause were published before, so none are returned.
+
+        VWAP sums come back as ``vwap * volume``, equal to the folded sum up to rounding; the
+        cumulative deltas are the stored bars' own."""
+        discard: list[Bar] = []
+        for bar in closed:
+            if bar.timeframe != self.base or not bar.final:
+                raise ValueError(f"seed takes final {self.base} bars, got {bar.timeframe!r}")
+            acc = BarAcc(bar.open_ts, bar.close_ts, bar.open, bar.high, bar.low, bar.close)
+            acc.volume, acc.buy, acc.sell = bar.volume, bar.buy_volume, bar.sell_volume
+            acc.run_delta, acc.delta_min, acc.delta_max = bar.delta, bar.delta_min, bar.delta_max
+            acc.trades, acc.pv, acc.has_price = bar.trades, bar.vwap * bar.volume, True
+            # The stored bar carries both cumulative deltas as of its close: exact, not re-summed.
+            acc.cvd, acc.cvd_total = bar.cvd - bar.delta, bar.cvd_total - bar.delta
+            self._cvd.enter(state.cvd, bar.open_ts)
+            state.cvd.session_cvd, state.cvd.cvd = bar.cvd, bar.cvd_total
+            state.cvd.last_open_ts = bar.open_ts
+            for fp in bar.footprint:
+                cell = acc.rows.setdefault(self.row_of(fp.price), [0.0, 0.0, 0.0])
+                cell[_BID] += fp.bid_volume
+                cell[_ASK] += fp.ask_volume
+                cell[_N] += fp.trades
+            self._compose(state, acc, discard)
+            state.floor_ts = max(state.floor_ts, acc.close_ts)
+        self.advance(state, state.floor_ts)
+
+    def observe(self, state: BarsState, trade: Trade) -> None:
+        """Feed a trade already counted in stored bars to the big-trade window only, as folding it
+        did (a rebuild replaying the stream before its cut; a trade that was late then is fed
+        too, the one way this differs from the fold)."""
+        if trade.size_kind is SizeKind.REAL:
+            self._big.on_trade(state.big, trade)
+
     # --- internals ---------------------------------------------------------------------------
 
     def _roll(self, state: BarsState, trade: Trade) -> tuple[list[Bar], BarAcc | None]:

@@ -280,3 +280,15 @@ class AnalyticsStore:
         )
         with self._engine.connect() as connection:
             return [_row_profile(row) for row in connection.execute(query)]
+
+    def last_bar(self, symbol: str, closed_by_ns: int) -> Bar | None:
+        """The latest stored bar with ``close_ts <= closed_by_ns``, or None."""
+        query = (
+            select(bars_1m)
+            .where(bars_1m.c.symbol == symbol, bars_1m.c.close_ts <= closed_by_ns)
+            .order_by(bars_1m.c.open_ts.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _row_bar(row)

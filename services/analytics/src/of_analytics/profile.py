@@ -562,6 +562,36 @@ class SessionProfiler:
         self.out_of_hours = state.out_of_hours
         self.ignored = state.ignored
 
+    def install(
+        self,
+        closed: Sequence[ClosedSessionState],
+        current: SessionState | None,
+        naked: Iterable[NakedPocState],
+    ) -> None:
+        """Replace the sessions by ones rebuilt from storage (closed oldest first); counters and
+        anything not given start empty. The current session's POC candidates are recomputed."""
+        self._current = None
+        if current is not None:
+            prof = VolumeProfile(current.origin_ns, current.period_ns)
+            prof.vap = {r: v for r, v in current.vap.items() if v > 0}
+            prof.periods = dict(current.periods)
+            if prof.vap:
+                prof._max_vol = max(prof.vap.values())
+                prof._max_rows = {r for r, v in prof.vap.items() if v == prof._max_vol}
+                self._current = _Session(
+                    current.sid, current.start, current.end, prof, current.last_ts
+                )
+        self._closed.clear()
+        self._closed.extend(_Closed(c.sid, c.start, c.end, dict(c.vap)) for c in closed)
+        self._closed_end = closed[-1].end if closed else -1
+        self._naked = {}
+        for n in naked:
+            self._naked.setdefault(n.row, []).append(NakedPoc(n.session_id, n.price, n.row))
+
+    def row_of(self, price: float) -> int:
+        """The profile row of ``price``."""
+        return row_of(price, self._tick, self._tpr)
+
     # -- output --
 
     def developing(self) -> list[ProfileUpdate]:

@@ -3,7 +3,8 @@ Each owned instrument runs ``AnalyticsFold`` under ``ofcommon.stage.run_owned`` 
 
 Closed 1-minute bars and final profiles are also upserted into PostgreSQL (``AnalyticsStore``)
 before the batch that produced them is published and acknowledged, so a crash-restart replays
-them into the same rows. The schema is applied by ``ofx migrate``, not here.
+them into the same rows. An instrument without a usable checkpoint is rebuilt from those rows and
+the trades stream (``AnalyticsRebuild``). The schema is applied by ``ofx migrate``, not here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from of_analytics.fold import AnalyticsFold
 from of_analytics.persist import BAR_TIMEFRAME, AnalyticsStore
+from of_analytics.rebuild import AnalyticsRebuild
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bar, Message, ProfileUpdate
 from ofcommon.service import Service, ServiceContext
@@ -72,7 +74,13 @@ async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
     registry = load_registry(ctx.settings.registry_file or None)
     store = AnalyticsStore(ctx.settings.database_url.get())
     try:
-        await run_owned(ctx, AnalyticsFold(registry), on_outputs=persist_hook(store))
+        fold = AnalyticsFold(registry)
+        await run_owned(
+            ctx,
+            fold,
+            on_outputs=persist_hook(store),
+            rebuild=AnalyticsRebuild(fold, store, registry),
+        )
     finally:
         store.close()
 
