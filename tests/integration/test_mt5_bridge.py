@@ -239,7 +239,9 @@ async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
     assert [_key(t) for t in fx_trades] == [_key(t) for t in expected_fx]  # none lost, none twice
     assert all(t.size_kind is SizeKind.TICKS and t.size == 1.0 for t in fx_trades)
     history = [t for t in fx_trades if t.backfill]
-    assert 150 < len(history) < len(fx_trades)  # ~200 quotes lay before the feed started
+    # Quotes before the feed's start come as history, the rest live; where the split falls
+    # depends on how long the start took (wall clock), so only that both parts exist is fixed.
+    assert 0 < len(history) < len(fx_trades)
     assert fx_trades[: len(history)] == history
     beats = [m for m in fx if isinstance(m, Heartbeat)]
     assert beats
