@@ -17,7 +17,7 @@ Measured, in one run:
     derived from the Heartbeat's entry ID (so every trade was folded, persisted and published);
   - raw: XREADGROUP COUNT 1000 + ``codec.decode`` of every entry of the same stream by a
     separate group, before and after the service;
-  - latency: with the service still running, trades paced at ``--rate`` per second for
+  - latency: with the service still running, trades paced at each ``--rate`` per second for
     ``--seconds``, explicit entry IDs, the wall time recorded as each XADD batch is sent; a reader
     on ``of:{BTCUSDT}:bars`` maps every bar entry back to its trade (``entry_ids.derive``).
 """
@@ -341,6 +341,7 @@ async def through_service(
 
 @dataclass
 class Latency:
+    asked: float
     sent: int = 0
     send_seconds: float = 0.0
     updates_ns: list[int] = field(default_factory=list)  # one per trade that caused bar entries
@@ -415,7 +416,7 @@ async def measure_latency(
         await asyncio.sleep(0.2)
         sent, seconds = await paced(writer, keys.stream(SYMBOL, "trades"), trades, rate)
         last = max(sent)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         # done when the service's checkpoint covers the last trade (or it went quiet)
         while time.monotonic() < deadline:
             check_alive(proc, log_file)
@@ -429,7 +430,7 @@ async def measure_latency(
     finally:
         await writer.aclose()
         await reader.aclose()
-    res = Latency(sent=len(sent), send_seconds=seconds, bar_entries=len(seen))
+    res = Latency(rate, sent=len(sent), send_seconds=seconds, bar_entries=len(seen))
     first: dict[entry_ids.EntryId, int] = {}
     for eid, t_ns in seen:
         cause = caused_by(eid)
@@ -456,7 +457,7 @@ class Results:
     hot_cumulative: list[HotSpot] = field(default_factory=list)
     service: Samples = field(default_factory=Samples)
     raw: Samples = field(default_factory=Samples)
-    latency: Latency | None = None
+    latency: list[Latency] = field(default_factory=list)
     database: str = ""
 
 
@@ -490,14 +491,18 @@ async def service_phase(args: argparse.Namespace, url: str, tape: Tape, res: Res
                 log(f"  service end to end: {fmt_rate(res.service.best)} trades/s")
                 res.raw.add(*await raw_read(r, stream, "bench-raw-2"))
                 log(f"  raw read + decode (after): {fmt_rate(res.raw.rates[-1])} entries/s")
-                late = tape.trades(tape.passes(args.n) + 1, int(args.rate * args.seconds))
-                harness.settle()
-                res.latency = lat = await measure_latency(url, proc, log_file, late, args.rate)
-                log(
-                    f"  latency at {fmt_rate(lat.rate)} trades/s: {len(lat.updates_ns):,} bar"
-                    f" updates, p50 {lat.quantile_ms(0.5):.2f} ms, p99 {lat.quantile_ms(0.99):.2f}"
-                    f" ms, max {lat.quantile_ms(1.0):.2f} ms"
-                )
+                first_pass = tape.passes(args.n) + 1
+                for rate in args.rate:
+                    late = tape.trades(first_pass, int(rate * args.seconds))
+                    first_pass += tape.passes(len(late)) + 1
+                    harness.settle()
+                    lat = await measure_latency(url, proc, log_file, late, rate)
+                    res.latency.append(lat)
+                    log(
+                        f"  latency at {fmt_rate(lat.rate)} trades/s: {len(lat.updates_ns):,}"
+                        f" bar updates, p50 {lat.quantile_ms(0.5):.2f} ms, p99"
+                        f" {lat.quantile_ms(0.99):.2f} ms, max {lat.quantile_ms(1.0):.2f} ms"
+                    )
             finally:
                 stop(proc)
             if args.profile_service:
@@ -570,18 +575,21 @@ def throughput_table(args: argparse.Namespace, res: Results) -> str:
     return "\n".join(lines)
 
 
-def latency_table(args: argparse.Namespace, lat: Latency) -> str:
-    p99 = lat.quantile_ms(0.99)
-    return "\n".join(
-        [
-            "| paced rate (asked · reached) | trades sent | bar entries read | bar updates"
-            " timed | p50 ms | p99 ms | max ms | target |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| {fmt_rate(args.rate)} · {fmt_rate(lat.rate)} | {lat.sent:,} | {lat.bar_entries:,}"
+def latency_table(results: list[Latency]) -> str:
+    lines = [
+        "| paced rate (asked · reached) | trades sent | bar entries read | bar updates timed"
+        " | p50 ms | p99 ms | max ms | target |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lat in results:
+        p99 = lat.quantile_ms(0.99)
+        target = f"p99 < 5 ms ({'met' if p99 < 5 else 'missed'})" if lat.asked >= 20_000 else ""
+        lines.append(
+            f"| {fmt_rate(lat.asked)} · {fmt_rate(lat.rate)} | {lat.sent:,} | {lat.bar_entries:,}"
             f" | {len(lat.updates_ns):,} | {lat.quantile_ms(0.5):.2f} | {p99:.2f}"
-            f" | {lat.quantile_ms(1.0):.2f} | p99 < 5 ms ({'met' if p99 < 5 else 'missed'}) |",
-        ]
-    )
+            f" | {lat.quantile_ms(1.0):.2f} | {target} |"
+        )
+    return "\n".join(lines)
 
 
 def hot_table(res: Results) -> str:
@@ -628,12 +636,18 @@ def report(
         " a closing Heartbeat appended after the last trade: every trade folded, its closed bars"
         " upserted and every output published. Beside it the raw bus rate of the same stream in"
         " the same run: plain redis-py XREADGROUP COUNT 1,000 plus `codec.decode` per entry."
-        f" Latency: with the service caught up, trades XADDed at {fmt_rate(args.rate)}/s for"
+        f" Latency: with the service caught up, trades XADDed at"
+        f" {' then '.join(fmt_rate(x) for x in args.rate)}/s for"
         f" {args.seconds:g} s (explicit entry IDs; the clock is read as each XADD batch is sent,"
         " so the figure includes that round trip) and a reader blocking on `of:{BTCUSDT}:bars`;"
         " each bar entry maps back to the trade that caused it (output IDs derive from input"
         " IDs). Partial bars are published at most once per 250 ms of event time, so latency is"
-        " measured per bar update (per trade that caused one), not per trade. The machine's 2"
+        " measured per bar update (per trade that caused one), not per trade. The file holds about"
+        " 28 trades per second of event time, so every run here compresses event time (20,000"
+        " trades/s replay about 700 s of market per wall second): the outputs throttled by event"
+        " time (partial bars, developing profiles every second, bar closes and their PostgreSQL"
+        " upserts) are that much denser per trade than on a live feed at the same trade rate."
+        " The machine's 2"
         " cores were shared with four other engineers' work while this ran (see the load"
         " averages): figures are noisy, read them as orders of magnitude."
     )
@@ -646,8 +660,8 @@ def report(
         "",
         throughput_table(args, res),
     ]
-    if res.latency is not None:
-        body += ["", latency_table(args, res.latency)]
+    if res.latency:
+        body += ["", latency_table(res.latency)]
     body += ["", hot_table(res)]
     body += ["", reading(res)]
     return "\n".join(body)
@@ -685,7 +699,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=1_000_000, help="trades (the file looped)")
     p.add_argument("--repeat", type=int, default=3, help="in-process fold runs")
     p.add_argument("--profile-n", type=int, default=200_000, help="trades in the cProfile pass")
-    p.add_argument("--rate", type=float, default=20_000, help="paced trades/s for the latency")
+    p.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        help="paced trades/s of a latency run (repeatable; default 20,000 then 5,000)",
+    )
     p.add_argument("--seconds", type=float, default=15, help="paced seconds for the latency")
     p.add_argument("--timeout", type=float, default=900, help="seconds the service may take")
     p.add_argument("--no-service", action="store_true", help="in-process fold only")
@@ -694,6 +713,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, help="write/replace the section in this markdown file")
     args = p.parse_args(argv)
+    args.rate = args.rate or [20_000.0, 5_000.0]
     if (args.no_service or args.profile_service) and args.out:
         p.error("--no-service / --profile-service write no file (drop --out)")
     return args
