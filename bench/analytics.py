@@ -699,27 +699,28 @@ Where the time goes (code with digest {profiled}; the fold tables above, and one
 `--profile-service` run, the whole service under cProfile over the same 1 M trades plus the
 latency runs, 170 s profiled). The fold's bound is the developing profiles: `developing()` runs
 once per second of event time, which this compressed replay reaches every ≈28 trades, and each
-call computes the session and the composite profile's stats (`compute_stats` ≈330 µs a call
-under the profiler, `_nodes_smoothed` 58% of it, with the builtins `round`/`max`/`all` it calls
-≈5 times a trade): ≈54% of the fold's time. Without it a trade costs ≈5 µs (≈200 k/s), spread (under the
-profiler, which inflates each) over `_on_trade` itself (the dedup deque/set, the output list;
-≈4.5 µs own), `BarBuilder.on_trade` (≈3.2 µs) and `SessionProfiler.on_trade` (≈5 µs). To approach 500 k/s the
-developing profile must be incremental (or computed on demand by readers) rather than recomputed
-from every row, and the per-trade path needs batching (per-row accumulation in arrays, no
-per-trade Python objects); neither fits a one-line fix. In the service the fold is 46% of the
+call computes the session and the composite profile's stats (`compute_stats` ≈330 µs a call under
+the profiler, `_nodes_smoothed` 58% of it, with the builtins `round`/`max`/`all` it calls ≈5 times
+a trade): ≈54% of the fold's time. Without it a trade costs ≈5 µs (≈200 k/s), spread (under the
+profiler, which inflates each) over `_on_trade` itself (the dedup deque/set, the output list; ≈4.5
+µs own), `BarBuilder.on_trade` (≈3.2 µs) and `SessionProfiler.on_trade` (≈5 µs). To approach 500
+k/s the developing profile must be incremental (or computed on demand by readers) rather than
+recomputed from every row, and the per-trade path needs batching (per-row accumulation in arrays,
+no per-trade Python objects); neither fits a one-line fix. In the service the fold is 46% of the
 profiled time (developing profiles 25%); the stage wiring adds per input entry: three
 `entry_ids.parse` calls in `InstrumentWorker._process` (3.9 M calls, 7%: the position compare
 re-parses both IDs every entry; keeping the positions as parsed `EntryId`s would remove two), the
 latency histogram `observe` per entry plus two counter `inc`s (≈6%: observing once per batch, or
 sampling, would do), `decode_value` (3%) and publishing the outputs (`Producer.flush` 9%, 0.14
 outputs a trade). Persistence is small here (the PostgreSQL hook 0.4%, checkpoints 2%), and 14%
-was spent idle in epoll. At 20 k trades/s paced the service does not keep up: batches shrink to
-a few dozen entries, so the per-batch costs (fenced Lua read, output pipeline, lag report,
-checkpoint) are paid far more often than in the bulk run, the benchmark's own producer and
-reader take CPU beside it, and the latency measured is mostly queueing behind a growing
-backlog (p50 in seconds), not the pipeline's own delay. At 5 k trades/s it keeps up and the median bar update takes a few ms; the tail comes from
-stalls of a few hundred ms (checkpoint, PostgreSQL upserts, other engineers' processes on the 2
-shared cores). The load averages show how busy the machine was.
+was spent idle in epoll. At 20 k trades/s paced the service does not keep up: batches shrink to a
+few dozen entries, so the per-batch costs (fenced Lua read, output pipeline, lag report,
+checkpoint) are paid far more often than in the bulk run, the benchmark's own producer and reader
+take CPU beside it, and the latency measured is mostly queueing behind a growing backlog (p50 in
+seconds), not the pipeline's own delay. At 5 k trades/s it keeps up and the median bar update
+takes a few ms; the tail comes from stalls of a few hundred ms (checkpoint, PostgreSQL upserts,
+other engineers' processes on the 2 shared cores). The load averages show how busy the machine
+was.
 """
 
 
