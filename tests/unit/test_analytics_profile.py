@@ -385,8 +385,19 @@ def test_naked_poc_lifecycle() -> None:
     ]
     p.on_trade(trade(ns(2024, 1, 3, 7), 110.0, 1))  # late: belongs to a closed session
     assert len(p.naked_pocs) == 2
+    # every published update carries them, with the nodes of its own histogram
+    assert [u.naked_pocs for u in p.developing()] == [[100.0, 110.0], [100.0, 110.0]]
     p.on_trade(trade(ns(2024, 1, 4, 6), 100.4, 1))  # a print in the POC's row touches it
     assert [(n.session_id, n.price) for n in p.naked_pocs] == [("2024-01-03", 110.0)]
+    session, composite = p.developing()
+    assert session.naked_pocs == composite.naked_pocs == [110.0]
+    stats, comp = p.stats(), p.composite_stats()
+    assert (session.hvn, session.lvn, session.single_prints) == (
+        list(stats.hvn),
+        list(stats.lvn),
+        list(stats.single_prints),
+    )
+    assert (composite.hvn, composite.lvn) == (list(comp.hvn), list(comp.lvn))
 
 
 def test_seed_config_modes() -> None:

@@ -229,6 +229,10 @@ class ProfileUpdate(_Rare, tag="profile", frozen=True):
     rows: list[Level] = msgspec.field(default_factory=list)
     shape: str = ""
     final: bool = False
+    hvn: list[float] = msgspec.field(default_factory=list)  # high-volume nodes (row prices)
+    lvn: list[float] = msgspec.field(default_factory=list)  # low-volume nodes
+    single_prints: list[float] = msgspec.field(default_factory=list)  # session scope only
+    naked_pocs: list[float] = msgspec.field(default_factory=list)  # prior POCs not traded since
 
 
 class BookStats(_Rare, tag="book_stats", frozen=True):

@@ -82,6 +82,11 @@ session_profiles = Table(
     Column("final", Boolean, nullable=False),
     # event time of the update stored in this row: decides which of two updates is newer
     Column("ts_event", BigInteger, nullable=False),
+    # [price, ...]: ProfileUpdate.hvn / lvn / single_prints / naked_pocs (migration 0003)
+    Column("hvn", JSONB, nullable=False, server_default="[]"),
+    Column("lvn", JSONB, nullable=False, server_default="[]"),
+    Column("single_prints", JSONB, nullable=False, server_default="[]"),
+    Column("naked_pocs", JSONB, nullable=False, server_default="[]"),
     PrimaryKeyConstraint("symbol", "scope", "session_id", name="pk_session_profiles"),
 )
 

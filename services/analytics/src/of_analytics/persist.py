@@ -139,6 +139,10 @@ def _profile_row(symbol: str, update: ProfileUpdate) -> dict[str, Any]:
         "rows": [[price, size] for price, size in update.rows],
         "final": update.final,
         "ts_event": update.ts_event,
+        "hvn": update.hvn,
+        "lvn": update.lvn,
+        "single_prints": update.single_prints,
+        "naked_pocs": update.naked_pocs,
     }
 
 
@@ -156,6 +160,10 @@ def _row_profile(row: Any) -> ProfileUpdate:
         rows=msgspec.convert(row.rows, list[Level]),
         shape=row.shape,
         final=row.final,
+        hvn=msgspec.convert(row.hvn, list[float]),
+        lvn=msgspec.convert(row.lvn, list[float]),
+        single_prints=msgspec.convert(row.single_prints, list[float]),
+        naked_pocs=msgspec.convert(row.naked_pocs, list[float]),
     )
 
 

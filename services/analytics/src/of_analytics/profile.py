@@ -648,18 +648,28 @@ class SessionProfiler:
 
     def _update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
         st = self._stats(cur.profile.vap, cur.profile.periods)
-        return _message("session", cur.sid, cur.start, cur.end, ts, st, final)
+        return _message("session", cur.sid, cur.start, cur.end, ts, st, final, self._naked_prices())
 
     def _composite_update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
         closed = self._composite_closed()
         st = self._stats(merge([*(c.vap for c in closed), cur.profile.vap]), None)
         start = closed[0].start if closed else cur.start
         scope = f"composite:{self.config.composite_sessions}"
-        return _message(scope, cur.sid, start, cur.end, ts, st, final)
+        return _message(scope, cur.sid, start, cur.end, ts, st, final, self._naked_prices())
+
+    def _naked_prices(self) -> list[float]:
+        return sorted(p.price for ps in self._naked.values() for p in ps)
 
 
 def _message(
-    scope: str, sid: str, start: int, end: int, ts: int, st: ProfileStats, final: bool
+    scope: str,
+    sid: str,
+    start: int,
+    end: int,
+    ts: int,
+    st: ProfileStats,
+    final: bool,
+    naked: list[float],
 ) -> ProfileUpdate:
     return ProfileUpdate(
         scope=scope,
@@ -674,4 +684,8 @@ def _message(
         rows=list(st.rows),
         shape=st.shape,
         final=final,
+        hvn=list(st.hvn),
+        lvn=list(st.lvn),
+        single_prints=list(st.single_prints),
+        naked_pocs=naked,
     )

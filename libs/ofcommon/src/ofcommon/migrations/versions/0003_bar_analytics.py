@@ -1,5 +1,6 @@
 """Bar analytics: delta at the extremes, cumulative deltas, imbalances, stacked runs, unfinished
-auctions and big trades of each closed 1-minute bar (wire version 2 of ``Bar``).
+auctions and big trades of each closed 1-minute bar, and the nodes of each stored profile (wire
+version 2 of ``Bar`` and ``ProfileUpdate``).
 
 Revision ID: 0003_bar_analytics
 Revises: 0002_analytics
@@ -36,6 +37,8 @@ _COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any], str], ...] = (
     ("big_trades", JSONB(), "[]"),
     ("gapped", sa.Boolean(), "false"),
 )
+# The profile nodes of ProfileUpdate (wire version 2).
+_PROFILE_COLUMNS: tuple[str, ...] = ("hvn", "lvn", "single_prints", "naked_pocs")
 
 
 def _set_schema_version(version: str) -> None:
@@ -49,10 +52,16 @@ def _set_schema_version(version: str) -> None:
 def upgrade() -> None:
     for name, type_, default in _COLUMNS:
         op.add_column("bars_1m", sa.Column(name, type_, nullable=False, server_default=default))
+    for name in _PROFILE_COLUMNS:
+        op.add_column(
+            "session_profiles", sa.Column(name, JSONB(), nullable=False, server_default="[]")
+        )
     _set_schema_version(SCHEMA_VERSION)
 
 
 def downgrade() -> None:
+    for name in reversed(_PROFILE_COLUMNS):
+        op.drop_column("session_profiles", name)
     for name, _, _ in reversed(_COLUMNS):
         op.drop_column("bars_1m", name)
     _set_schema_version(PREVIOUS_SCHEMA_VERSION)
