@@ -72,19 +72,22 @@ def _expected(r: sync_redis.Redis, symbol: str) -> dict[str, Entries]:
 
     Bars and profiles depend on the trades stream only, book stats on the book stream only, and
     consumption events are resolved by both streams' event time and anchored at their book entry
-    (``of_analytics.book``), so folding one stream after the other gives what any interleaving of
-    the two gives.
+    (``of_analytics.book``): any interleaving of the two streams within the engine's skew bound
+    gives the same outputs, and the stage folds them in entry-ID order.
     """
     fold = AnalyticsFold(load_registry())
     state = fold.initial(symbol)
     last: dict[str, entry_ids.EntryId] = {}
     out: dict[str, Entries] = {k: [] for k in OUTPUTS}
-    for kind in fold.inputs:
-        for entry_id, fields in r.xrange(keys.stream(symbol, kind)):
-            at = entry_ids.parse(entry_id)
-            outputs = fold.step(state, kind, codec.decode(fields[b"d"]), at)
-            for out_kind, out_id, result in assign_ids(outputs, at, last):
-                out[out_kind].append((str(out_id), codec.encode(result)))
+    entries = sorted(
+        (entry_ids.parse(entry_id), n, kind, fields[b"d"])
+        for n, kind in enumerate(fold.inputs)
+        for entry_id, fields in r.xrange(keys.stream(symbol, kind))
+    )
+    for at, _, kind, data in entries:  # in entry-ID order, as the stage merges its inputs
+        outputs = fold.step(state, kind, codec.decode(data), at)
+        for out_kind, out_id, result in assign_ids(outputs, at, last):
+            out[out_kind].append((str(out_id), codec.encode(result)))
     return out
 
 

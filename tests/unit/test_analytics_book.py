@@ -415,3 +415,14 @@ def test_stream_order_within_the_window_does_not_change_consumption(
         assert 0 <= c.traded <= c.removed
     traded_total = sum(c.traded for c in a)
     assert traded_total <= sum(t.size for t in trades) + 1e-9
+
+
+def test_an_instrument_without_a_book_keeps_only_a_minute_of_prints() -> None:
+    eng = BookEngine(params())  # no snapshot, no book message at all: the book watermark is 0
+    for i in range(6_000):  # ten minutes of event time, ten prints a second
+        eng.on_trade(trade(T0 + i * 100 * MS, 100.0, 1.0, Side.BUY, str(i)))
+    prints = eng.to_state().prints
+    window = eng.params.max_skew_ns + eng.params.match_window_ns
+    assert 0 < len(prints) <= window // (100 * MS) + 1
+    assert prints[0].ts >= eng.trades_now - window
+    assert eng.dropped_prints == 0  # pruned as useless, not dropped by the count cap

@@ -7,9 +7,11 @@ across crashes: fenced reads, outputs with IDs derived from inputs, fenced check
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -28,6 +30,7 @@ from ofcommon.bus import (
     observe_lag,
 )
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
+from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Message
 from ofcommon.ownership import Coordinator, Lease
@@ -168,6 +171,8 @@ class InstrumentWorker(Generic[S]):
         self._service = service
         self._timing = timing
         self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
+        self._order = {s: n for n, s in enumerate(self._inputs)}  # ties of equal IDs: input order
+        self._held: list[tuple[EntryId, str, str, Any]] = []
         self._fence = Fence(
             redis,
             symbol=lease.symbol,
@@ -180,6 +185,7 @@ class InstrumentWorker(Generic[S]):
         self._stopping = asyncio.Event()
         self._state: S = fold.initial(lease.symbol)
         self._positions: dict[str, str] = {}
+        self._position_ids: dict[str, EntryId] = {}
         self._last_out: dict[str, entry_ids.EntryId] = {}
         self._out_streams: dict[str, str] = {}
         self._entries = 0
@@ -217,6 +223,7 @@ class InstrumentWorker(Generic[S]):
         if snap is not None and state is not None:
             self._state = state
             self._positions = dict(snap.positions)
+            self._position_ids = {s: entry_ids.parse(p) for s, p in self._positions.items()}
             self._last_out = {k: entry_ids.parse(v) for k, v in snap.last_out.items()}
             self._entries = snap.entries
             log.info("%s restored at %s", self.symbol, snap.positions)
@@ -225,6 +232,7 @@ class InstrumentWorker(Generic[S]):
             if rebuilt is not None:
                 self._state = rebuilt.state
                 self._positions = {s: p for s, p in rebuilt.positions.items() if s in self._inputs}
+                self._position_ids = {s: entry_ids.parse(p) for s, p in self._positions.items()}
                 log.warning("%s rebuilt without checkpoint, at %s", self.symbol, self._positions)
                 # At once, so that a crash right after does not pay for the rebuild again.
                 await self.checkpoint()
@@ -261,7 +269,7 @@ class InstrumentWorker(Generic[S]):
         cursors = dict.fromkeys(self._inputs, ">")
         while not self._stopping.is_set():
             batch = await self._fence.read(cursors, self._timing.read_count)
-            if batch:
+            if batch or self._held:  # held entries go as soon as nothing older can come
                 await self._process(batch)
             else:
                 await self._maybe_checkpoint()
@@ -286,23 +294,51 @@ class InstrumentWorker(Generic[S]):
         if waiter in done:
             waiter.result()
 
+    def _release(self, batch: list[tuple[str, str, Any]]) -> list[tuple[EntryId, str, str, Any]]:
+        """The entries to fold now, in entry-ID order across the input streams.
+
+        A stream that filled its read (``read_count`` entries) may hold more: entries of the other
+        streams past its last one wait (``_held``, read but not acknowledged) until it has been
+        read that far. So a backlog is folded in the order it arrived, as live data is, and the
+        event time of one input never runs far ahead of another's (folds that relate two inputs,
+        like trades and book, need that); a single input is folded as read.
+        """
+        entries = [(entry_ids.parse(i), s, i, f) for s, i, f in batch]
+        if len(self._inputs) == 1:
+            return entries
+        limit: EntryId | None = None
+        counts = Counter(s for s, _, _ in batch)
+        for stream, n in counts.items():
+            if n >= self._timing.read_count:
+                last = max(e[0] for e in entries if e[1] == stream)
+                limit = last if limit is None or last < limit else limit
+        merged = self._held + entries
+        merged.sort(key=lambda e: (e[0], self._order[e[1]]))
+        if limit is None:
+            self._held = []
+            return merged
+        cut = bisect.bisect_right(merged, limit, key=lambda e: e[0])
+        self._held = merged[cut:]
+        return merged[:cut]
+
     async def _process(self, batch: list[tuple[str, str, Any]]) -> None:
-        if not batch:
+        released = self._release(batch)
+        if not released:
             return
         arrival_ms = []
         produced: list[tuple[str, Message]] = []
-        for stream, entry_id, fields in batch:
-            position = self._positions.get(stream)
-            if position is not None and entry_ids.parse(entry_id) <= entry_ids.parse(position):
+        for input_id, stream, entry_id, fields in released:
+            position = self._position_ids.get(stream)
+            if position is not None and input_id <= position:
                 continue  # already folded into the snapshot
             self._positions[stream] = entry_id
+            self._position_ids[stream] = input_id
             self._entries += 1
             self._since_checkpoint += 1
             msg, raw, reason = decode_value(fields)
             if msg is None:
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
-            input_id = entry_ids.parse(entry_id)
             try:
                 outputs = self._fold.step(self._state, self._inputs[stream], msg, input_id)
             except Exception as err:  # a bug or a message the fold rejects: never fatal
@@ -316,7 +352,7 @@ class InstrumentWorker(Generic[S]):
                 self._producer.add(out_stream, out, str(out_id))
             produced.extend((o[0], o[1]) for o in outputs)
             arrival_ms.append(input_id.ms)
-        metrics.MESSAGES_IN.labels(self._service, "input").inc(len(batch))
+        metrics.MESSAGES_IN.labels(self._service, "input").inc(len(released))
         if self._on_outputs is not None and produced:
             await self._on_outputs(self.symbol, produced)
         await self._producer.flush()

@@ -56,6 +56,9 @@ class BookParams:
     dead_band: float = 0.15  # |imbalance| below this: no path of least resistance (seed §7)
     max_pending: int = 50_000  # removals waiting for the trades stream; beyond, the oldest resolve
     max_prints: int = 200_000  # prints waiting for the book stream; beyond, the oldest are dropped
+    # Prints this far (event time) behind the trades stream are dropped even if the book stream
+    # lags further: a trades-only instrument must not keep every print in its checkpoint.
+    max_skew_ns: int = 60_000_000_000
 
     def __post_init__(self) -> None:
         if not self.row > 0:
@@ -149,7 +152,10 @@ class BookEngine:
       ``Consumption.side`` is the aggressor side that takes such a level (``SELL`` for a bid,
       ``BUY`` for an ask), like ``Trade.side``. A stream that stops advancing (no trades and no
       heartbeats) holds removals back; beyond ``max_pending`` the oldest resolve with what has
-      been seen and ``forced`` counts them (likewise ``max_prints`` and ``dropped_prints``).
+      been seen and ``forced`` counts them (likewise ``max_prints`` and ``dropped_prints``), and
+      prints more than ``max_skew_ns`` behind the trades stream are dropped when the book stream
+      lags that far (an instrument without a book keeps one minute of prints, not all of them).
+      Within those bounds nothing depends on how the two streams interleave.
     """
 
     def __init__(self, params: BookParams) -> None:
@@ -441,9 +447,10 @@ class BookEngine:
         while self._pending and self._pending[0].ts + w < both:
             out.append(self._resolve(self._pending.popleft()))
         # No print older than this can explain a pending removal or a future one (the book stream
-        # is in event-time order, so future removals are at or after its watermark).
-        oldest = self._pending[0].ts if self._pending else self.book_now
-        horizon = min(oldest, self.book_now) - w
+        # is in event-time order, so future removals are at or after its watermark) - unless the
+        # book stream lags the trades stream by more than max_skew_ns.
+        book = max(self.book_now, self.trades_now - self.params.max_skew_ns)
+        horizon = (min(self._pending[0].ts, book) if self._pending else book) - w
         while self._prints and self._prints[0].ts < horizon:
             self._drop_oldest_print()
         return out

@@ -5,8 +5,9 @@ What each input causes (outputs in this order within one step):
 
 * trades stream ``Trade``: closed bars (``bars``, final), final session / composite profiles of a
   session it closed (``profile``), then at most one partial 1-minute bar per ``partial_ns`` of
-  event time (``bars``, non-final) and at most one developing session + composite profile per
-  ``profile_ns`` of event time (``profile``). A trade whose ``trade_id`` was seen among the last
+  event time (``bars``, non-final), at most one developing session profile per ``profile_ns``
+  of event time and with it, at most once per ``composite_ns``, the developing composite
+  (``profile``). A trade whose ``trade_id`` was seen among the last
   ``dedup_window`` trades is a feed's retried write and is dropped.
 * trades stream ``Heartbeat``: closes bars and sessions that event time has passed.
 * trades stream ``Gap``: marks the open (or next) bar as gapped.
@@ -40,6 +41,8 @@ __all__ = ["AnalyticsFold", "AnalyticsState"]
 _MS: Final = 1_000_000
 PARTIAL_NS: Final = 250 * _MS
 PROFILE_NS: Final = 1000 * _MS
+# The composite spans several sessions and moves slowly; it costs the most to recompute.
+COMPOSITE_NS: Final = 5000 * _MS
 DEDUP_WINDOW: Final = 4096
 
 Outputs = list[Output]
@@ -55,6 +58,7 @@ class AnalyticsState:
     book: BookEngine
     next_partial_ts: int = 0
     next_profile_ts: int = 0
+    next_composite_ts: int = 0
     recent_ids: deque[str] = field(default_factory=deque)
     recent_set: set[str] = field(default_factory=set)
     duplicates: int = 0
@@ -78,12 +82,14 @@ class AnalyticsFold:
         *,
         partial_ns: int = PARTIAL_NS,
         profile_ns: int = PROFILE_NS,
+        composite_ns: int = COMPOSITE_NS,
         dedup_window: int = DEDUP_WINDOW,
         consumption: bool = True,
     ) -> None:
         self._registry = registry if registry is not None else load_registry()
         self._partial_ns = partial_ns
         self._profile_ns = profile_ns
+        self._composite_ns = composite_ns
         self._dedup = dedup_window
         self._consumption = consumption
         self._engines: dict[str, _Engines] = {}
@@ -148,6 +154,7 @@ class AnalyticsFold:
             book=state.book.to_state(),
             next_partial_ts=state.next_partial_ts,
             next_profile_ts=state.next_profile_ts,
+            next_composite_ts=state.next_composite_ts,
             recent_trade_ids=list(state.recent_ids),
             duplicates=state.duplicates,
         )
@@ -163,6 +170,7 @@ class AnalyticsFold:
         state.book.restore(snap.book)
         state.next_partial_ts = snap.next_partial_ts
         state.next_profile_ts = snap.next_profile_ts
+        state.next_composite_ts = snap.next_composite_ts
         state.recent_ids = deque(snap.recent_trade_ids)
         state.recent_set = set(snap.recent_trade_ids)
         state.duplicates = snap.duplicates
@@ -181,9 +189,17 @@ class AnalyticsFold:
                 state.recent_set.discard(state.recent_ids.popleft())
         eng = self._engines_of(state.symbol)
         out: Outputs = []
-        out.extend(("bars", bar) for bar in eng.bars.on_trade(state.bars, t))
-        out.extend(("profile", u) for u in state.profiler.on_trade(t))
-        out.extend(self._book_out(state.book.on_trade(t)))
+        # Most trades cause no closed bar, no closed session and no consumption: test before
+        # building generators (this is the fold's hot path).
+        closed = eng.bars.on_trade(state.bars, t)
+        if closed:
+            out.extend(("bars", bar) for bar in closed)
+        finals = state.profiler.on_trade(t)
+        if finals:
+            out.extend(("profile", u) for u in finals)
+        resolved = state.book.on_trade(t)
+        if resolved:
+            out.extend(self._book_out(resolved))
         ts = t.ts_event
         if ts >= state.next_partial_ts:
             bar = eng.bars.partial(state.bars)
@@ -191,10 +207,13 @@ class AnalyticsFold:
                 out.append(("bars", bar))
                 state.next_partial_ts = ts + self._partial_ns
         if ts >= state.next_profile_ts:
-            updates = state.profiler.developing()
+            composite = ts >= state.next_composite_ts
+            updates = state.profiler.developing(composite=composite)
             if updates:
                 out.extend(("profile", u) for u in updates)
                 state.next_profile_ts = ts + self._profile_ns
+                if composite:
+                    state.next_composite_ts = ts + self._composite_ns
         return out
 
     def _on_time(self, state: AnalyticsState, ts: int) -> Outputs:

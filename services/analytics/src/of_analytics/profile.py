@@ -198,11 +198,14 @@ def value_area(vols: Sequence[float], poc: int, pct: float, step: int) -> tuple[
 def _smooth(vols: Sequence[float], width: int) -> list[float]:
     h = width // 2
     n = len(vols)
-    out = []
-    for i in range(n):
-        window = vols[max(0, i - h) : min(n, i + h + 1)]
-        out.append(math.fsum(window) / len(window))
-    return out
+    fsum = math.fsum
+    # Interior windows all have ``width`` rows; only the edges are shorter.
+    return [
+        fsum(vols[i - h : i + h + 1]) / width
+        if h <= i < n - h
+        else fsum(vols[max(0, i - h) : i + h + 1]) / (min(n, i + h + 1) - max(0, i - h))
+        for i in range(n)
+    ]
 
 
 def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int], list[int]]:
@@ -211,24 +214,25 @@ def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int
         return [], []
     s = _smooth(vols, cfg.smooth_rows)
     mean = math.fsum(s) / n
+    hvn_floor = cfg.hvn_min_ratio * mean
+    lvn_ceiling = cfg.lvn_max_ratio * mean
     k = cfg.node_window
     hvn: list[int] = []
     lvn: list[int] = []
+    # max/min over the neighbour slices, the cheap tests first: this runs on every developing
+    # profile, once a second of event time per instrument.
     for i, v in enumerate(s):
-        left = s[max(0, i - k) : i]
-        right = s[i + 1 : i + 1 + k]
-        # Strict against the left and loose against the right: a flat top or bottom counts once.
-        if all(x < v for x in left) and all(x <= v for x in right) and v > cfg.hvn_min_ratio * mean:
-            hvn.append(i)
-        if (
-            left
-            and right
-            and all(x > v for x in left)
-            and all(x >= v for x in right)
-            and any(x > v for x in right)
-            and v < cfg.lvn_max_ratio * mean
-        ):
-            lvn.append(i)
+        if v > hvn_floor:
+            left = s[max(0, i - k) : i]
+            right = s[i + 1 : i + 1 + k]
+            # Strict against the left and loose against the right: a flat top counts once.
+            if (not left or max(left) < v) and (not right or max(right) <= v):
+                hvn.append(i)
+        if v < lvn_ceiling and 0 < i < n - 1:
+            left = s[max(0, i - k) : i]
+            right = s[i + 1 : i + 1 + k]
+            if min(left) > v and min(right) >= v and max(right) > v:
+                lvn.append(i)
     return hvn, lvn
 
 
@@ -594,13 +598,13 @@ class SessionProfiler:
 
     # -- output --
 
-    def developing(self) -> list[ProfileUpdate]:
+    def developing(self, *, composite: bool = True) -> list[ProfileUpdate]:
         """The developing session profile (and composite) now; [] before the first trade."""
         cur = self._current
         if cur is None:
             return []
         out = [self._update(cur, cur.last_ts, final=False)]
-        if self.config.composite_sessions > 1:
+        if composite and self.config.composite_sessions > 1:
             out.append(self._composite_update(cur, cur.last_ts, final=False))
         return out
 

@@ -109,5 +109,6 @@ class AnalyticsSnapshot(msgspec.Struct, gc=False):
     book: BookState
     next_partial_ts: int = 0
     next_profile_ts: int = 0
+    next_composite_ts: int = 0
     recent_trade_ids: list[str] = msgspec.field(default_factory=list)
     duplicates: int = 0
