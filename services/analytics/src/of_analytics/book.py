@@ -237,7 +237,22 @@ class BookEngine:
         return out
 
     def on_trade(self, t: Trade) -> list[BookOutput]:
-        out = self.advance_trades(t.ts_event)
+        ts = t.ts_event
+        if ts > self.trades_now:
+            self.trades_now = ts
+        # The fast path of the fold's hottest call: nothing to resolve or prune, nothing to do.
+        pending, prints = self._pending, self._prints
+        w = self.params.match_window_ns
+        now = self.trades_now
+        # A superset of what _settle resolves or prunes: when true, _settle decides exactly.
+        if (pending and pending[0].ts + w < min(now, self.book_now)) or (
+            prints and prints[0].ts < max(self.book_now, now - self.params.max_skew_ns) - w
+        ):
+            out = self._settle(ts)
+        else:
+            out = []
+            if ts > self.now:
+                self.now = ts
         if t.size_kind == SizeKind.REAL and t.size > 0:
             p = _Print(t.ts_event, t.price, t.side, t.size)
             self._prints.append(p)
