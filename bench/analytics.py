@@ -647,9 +647,9 @@ def report(
         " trades/s replay about 700 s of market per wall second): the outputs throttled by event"
         " time (partial bars, developing profiles every second, bar closes and their PostgreSQL"
         " upserts) are that much denser per trade than on a live feed at the same trade rate."
-        " The machine's 2"
-        " cores were shared with four other engineers' work while this ran (see the load"
-        " averages): figures are noisy, read them as orders of magnitude."
+        " The benchmark's producer, reader, Redis and PostgreSQL share the machine's 2 cores with"
+        " the service (see the load averages): figures are noisy, read them as orders of"
+        " magnitude."
     )
     body = [
         textwrap.fill(intro, width=100, break_long_words=False, break_on_hyphens=False),
@@ -692,36 +692,30 @@ def reading(res: Results) -> str:
 
 
 # harness.code_digest(MEASURED) of the code that WHERE below was profiled on
-PROFILED_DIGEST: Final = "03cabeb6163d"
+PROFILED_DIGEST: Final = "c9334128b7e0"
 
 WHERE = """
 Where the time goes (code with digest {profiled}; the fold tables above, and one
-`--profile-service` run, the whole service under cProfile over the same 1 M trades plus the
-latency runs, 170 s profiled). The fold's bound is the developing profiles: `developing()` runs
-once per second of event time, which this compressed replay reaches every ≈28 trades, and each
-call computes the session and the composite profile's stats (`compute_stats` ≈330 µs a call under
-the profiler, `_nodes_smoothed` 58% of it, with the builtins `round`/`max`/`all` it calls ≈5 times
-a trade): ≈54% of the fold's time. Without it a trade costs ≈5 µs (≈200 k/s), spread (under the
-profiler, which inflates each) over `_on_trade` itself (the dedup deque/set, the output list; ≈4.5
-µs own), `BarBuilder.on_trade` (≈3.2 µs) and `SessionProfiler.on_trade` (≈5 µs). To approach 500
-k/s the developing profile must be incremental (or computed on demand by readers) rather than
-recomputed from every row, and the per-trade path needs batching (per-row accumulation in arrays,
-no per-trade Python objects); neither fits a one-line fix. In the service the fold is 46% of the
-profiled time (developing profiles 25%); the stage wiring adds per input entry: three
-`entry_ids.parse` calls in `InstrumentWorker._process` (3.9 M calls, 7%: the position compare
-re-parses both IDs every entry; keeping the positions as parsed `EntryId`s would remove two), the
-latency histogram `observe` per entry plus two counter `inc`s (≈6%: observing once per batch, or
-sampling, would do), `decode_value` (3%) and publishing the outputs (`Producer.flush` 9%, 0.14
-outputs a trade). Persistence is small here (the PostgreSQL hook 0.4%, checkpoints 2%), and 14%
-was spent idle in epoll. At 20 k trades/s paced the service runs at or past its capacity (the bulk
-rate ranged 20–32 k trades/s over four runs today): small batches (not measured: about 20 trades
-arrive per ms) mean the per-batch costs (fenced Lua read, output pipeline, lag report, checkpoint)
-are paid far more often than in the bulk run, the benchmark's own producer and reader take CPU
-beside it, and the latency measured is mostly queueing behind a backlog (p50 ranged from 45 ms to
-3 s across runs), not the pipeline's own delay. At 5 k trades/s it keeps up: the median bar update
-takes a few ms (3–12 ms across runs) and the tail (p99 22–200 ms) comes from stalls (checkpoints,
-PostgreSQL upserts, other engineers' processes on the 2 shared cores). The load averages show how
-busy the machine was.
+`--profile-service` run: the whole service under cProfile over the same 1 M trades plus a 5 k/s
+latency run, 80 s profiled). In the fold no single part dominates any more: per trade,
+`BarBuilder.on_trade` (footprint cell, big-trade window), `SessionProfiler.on_trade`,
+`BookEngine.on_trade` (the print kept for consumption matching) and the fold's own dispatch and
+trade-ID dedup each cost about 1-2 µs of plain Python; the event-time throttled outputs add the
+rest: the developing session profile once per second of event time (≈28 trades here; `compute_stats`
+over every row, HVN/LVN included), the composite every 5 s, and a partial bar with its footprint
+analytics every 250 ms (≈7 trades here). An earlier version of this fold ran at 62 k trades/s; the
+HVN/LVN search without generator `all()`, the composite's own 5 s cadence and a fast path in the
+book's trade intake brought it here. 500 k/s (2 µs a trade) is out of reach for one Python object
+graph per trade: it needs the per-trade accumulation batched into arrays (or compiled) and the
+developing profile kept incrementally instead of recomputed from every row. In the service the fold
+is 43% of the profiled time; 18% is idle in epoll (the worker waits for its fenced reads); the stage
+adds per entry its read, `entry_ids.parse` for the merge order (3%), the latency histogram
+`observe` and two counters (≈5%), `decode_value`, and publishing the outputs (`Producer.flush`
+9%). At 20 k trades/s paced the service runs past its capacity, so that latency is queueing behind
+a backlog, not the pipeline's own delay; at 5 k trades/s it keeps up with a median bar update of a
+few ms. Because this replay compresses event time (see above), the throttled outputs and the
+PostgreSQL upserts of closed bars are tens of times denser per trade than on a live feed at the
+same trade rate: the service figures are pessimistic for live use.
 """
 
 
