@@ -180,6 +180,7 @@ def test_path_of_least_resistance_down_and_invalid() -> None:
     eng = BookEngine(params())
     eng.on_snapshot(snap(bids=[(99.0, 1.0)], asks=[(101.0, 50.0)]))
     assert least_resistance(eng.stats(T0)) == Direction.SHORT
+    assert eng.stats(T0).least_resistance == Direction.SHORT  # published with the stats
     assert least_resistance(BookStats(ts_event=T0, valid=False)) == Direction.NEUTRAL
 
 

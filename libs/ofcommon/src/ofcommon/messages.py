@@ -248,6 +248,8 @@ class BookStats(_Rare, tag="book_stats", frozen=True):
     imbalance: float = 0.0
     thin_levels: list[float] = msgspec.field(default_factory=list)
     walls: list[Level] = msgspec.field(default_factory=list)
+    # The side price moves to most easily: LONG when asks are thinner than bids in the window.
+    least_resistance: Direction = Direction.NEUTRAL
 
 
 class Consumption(_Rare, tag="consumption", frozen=True):

@@ -73,11 +73,13 @@ class BookParams:
 
 def least_resistance(stats: BookStats, dead_band: float = 0.15) -> Direction:
     """The side price moves to most easily: towards the side with less resting size."""
-    if not stats.valid:
-        return Direction.NEUTRAL
-    if stats.imbalance > dead_band:
+    return _direction(stats.imbalance, dead_band) if stats.valid else Direction.NEUTRAL
+
+
+def _direction(imbalance: float, dead_band: float) -> Direction:
+    if imbalance > dead_band:
         return Direction.LONG  # more bids than asks: less to trade through above
-    if stats.imbalance < -dead_band:
+    if imbalance < -dead_band:
         return Direction.SHORT
     return Direction.NEUTRAL
 
@@ -130,7 +132,7 @@ class BookEngine:
     * **Path of least resistance** (``least_resistance``): price moves most easily towards the side
       with less resting size to trade through inside the window. Fewer asks than bids (imbalance
       above ``+dead_band``) → ``LONG`` (up); fewer bids (below ``-dead_band``) → ``SHORT``; else
-      ``NEUTRAL``. It is derived from ``BookStats`` because the wire type has no field for it.
+      ``NEUTRAL``. Published as ``BookStats.least_resistance``.
     * **Throttle.** At most one valid ``BookStats`` per ``throttle_ns`` of *event time*: the first
       book update at or past ``last_published + throttle_ns`` publishes. State changes (broken,
       revalidated by a snapshot) publish at once, so a consumer never trusts a stale ``valid=True``.
@@ -365,6 +367,7 @@ class BookEngine:
         thin_cut = self.params.thin_fraction * avg
         wall_cut = self.params.wall_multiple * avg
         near = [*bids, *asks]
+        imbalance = (bid_depth - ask_depth) / total if total > 0 else 0.0
         return BookStats(
             ts_event=ts_event,
             valid=True,
@@ -373,9 +376,10 @@ class BookEngine:
             spread=round(ask - bid, 12),  # float prices: drop subtraction noise
             bid_depth=bid_depth,
             ask_depth=ask_depth,
-            imbalance=(bid_depth - ask_depth) / total if total > 0 else 0.0,
+            imbalance=imbalance,
             thin_levels=[p for p, s in near if s < thin_cut],
             walls=[(p, s) for p, s in near if s > wall_cut],
+            least_resistance=_direction(imbalance, self.params.dead_band),
         )
 
     # --- internals --------------------------------------------------------------------------
