@@ -6,6 +6,7 @@ NX with a TTL, renewed by compare-and-set) make ownership exclusive while views 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -185,8 +186,8 @@ class Coordinator:
     async def leave(self) -> None:
         """Hand back every instrument (checkpointed by ``on_release``) and leave the stage."""
         released = sorted(self.owned)
-        for symbol in released:
-            await self._give_back(symbol)
+        # All at once: each instrument's final checkpoint waits on its own worker, not on others.
+        await asyncio.gather(*(self._give_back(symbol) for symbol in released))
         if released:
             log.info("left the stage, released %s", ",".join(released))
         await self._beat(leaving=True)

@@ -419,14 +419,16 @@ class OwnedStage(Generic[S]):
         self._timing = timing
         self.workers: dict[str, InstrumentWorker[S]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._released: dict[str, asyncio.Event] = {}
 
     async def on_acquire(self, lease: Lease) -> None:
+        released = self._released[lease.symbol] = asyncio.Event()
         self._tasks[lease.symbol] = asyncio.create_task(
-            self._supervise(lease), name=f"{self._fold.stage}:{lease.symbol}"
+            self._supervise(lease, released), name=f"{self._fold.stage}:{lease.symbol}"
         )
 
-    async def _supervise(self, lease: Lease) -> None:
-        while True:
+    async def _supervise(self, lease: Lease, released: asyncio.Event) -> None:
+        while not released.is_set():
             worker = InstrumentWorker(
                 self._redis,
                 self._fold,
@@ -446,11 +448,17 @@ class OwnedStage(Generic[S]):
                 log.exception(
                     "%s/%s crashed; restarting from checkpoint", self._fold.stage, lease.symbol
                 )
-                await asyncio.sleep(1.0)
+                # A pause before the restart, cut short by a release: a crash-looping worker
+                # (say, its database is not migrated) must not hold up a clean stop.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), 1.0)
 
     async def on_release(self, lease: Lease) -> None:
         worker = self.workers.pop(lease.symbol, None)
         task = self._tasks.pop(lease.symbol, None)
+        released = self._released.pop(lease.symbol, None)
+        if released is not None:
+            released.set()
         if worker is not None:
             worker.stop()
         if task is not None:
@@ -463,6 +471,7 @@ class OwnedStage(Generic[S]):
 
     async def on_lost(self, lease: Lease) -> None:
         self.workers.pop(lease.symbol, None)
+        self._released.pop(lease.symbol, None)
         task = self._tasks.pop(lease.symbol, None)
         if task is not None:
             task.cancel()

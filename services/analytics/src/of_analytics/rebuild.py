@@ -174,10 +174,12 @@ class AnalyticsRebuild:
     ) -> bool:
         """Whether trades after the stored bars (or, with none stored, any) may be missing."""
         info = await redis.xinfo_stream(key)
-        deleted = info.get("max-deleted-entry-id")  # Redis 7 knows whether it ever trimmed
-        trimmed = deleted is None or _text(deleted) != "0-0"
+        # Redis 7 counts every entry ever added: fewer left means some were trimmed or deleted
+        # (its max-deleted-entry-id is not moved by a trim). Redis 6 cannot tell.
+        added = info.get("entries-added")
+        trimmed = added is None or int(added) > int(info["length"])
         if cut is None:
-            return deleted is not None and trimmed
+            return added is not None and trimmed
         if stream.position is None:
             return True  # rows are stored yet the group consumed nothing: Redis lost the stream
         if not stream.from_start:
