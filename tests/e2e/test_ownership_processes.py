@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -76,10 +77,17 @@ def test_three_workers_share_and_recover(service_env: dict[str, str], tmp_path: 
         live = ["w1", "w2", "w4"]
         wait_for(lambda: _balanced(r, live, [10, 10, 10]), 30, "a joining worker's share")
     finally:
-        codes = {}
-        for n, p in procs.items():
-            if p.poll() is None:
+        # Every worker gets its SIGTERM at once, and one that hangs is killed without leaving the
+        # others running (an orphan would keep consuming the next tests' streams).
+        alive = {n: p for n, p in procs.items() if p.poll() is None}
+        for p in alive.values():
+            p.terminate()
+        codes: dict[str, int | str] = {}
+        for n, p in alive.items():
+            try:
                 codes[n] = stop(p)
+            except subprocess.TimeoutExpired:
+                codes[n] = "did not stop in time: killed"
         left = _lease_owners(r)
         r.close()
     assert all(code == 0 for code in codes.values()), codes
