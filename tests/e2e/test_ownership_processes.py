@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
-from tests.support.servers import spawn_service, stop, wait_for
+from tests.support.servers import spawn_service, wait_for
 
 from ofcommon import keys
 from ofcommon.instruments import load_registry
@@ -85,8 +85,10 @@ def test_three_workers_share_and_recover(service_env: dict[str, str], tmp_path: 
         codes: dict[str, int | str] = {}
         for n, p in alive.items():
             try:
-                codes[n] = stop(p)
+                codes[n] = p.wait(20)  # one SIGTERM only: a second one means "stop now"
             except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
                 codes[n] = "did not stop in time: killed"
         left = _lease_owners(r)
         r.close()
