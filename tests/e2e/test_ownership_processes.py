@@ -17,7 +17,7 @@ from ofcommon.instruments import load_registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 
-STAGE = "analytics"
+STAGE = "patterns"  # a lease-only stage: ownership needs no database
 SYMBOLS = [i.symbol for i in load_registry().all()][:30]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from of_analytics.fold import AnalyticsFold
 from of_analytics.persist import BAR_TIMEFRAME, AnalyticsStore
 from of_analytics.rebuild import AnalyticsRebuild
+from ofcommon.db import current_revision, head_revision
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bar, Message, ProfileUpdate
 from ofcommon.service import Service, ServiceContext
@@ -69,9 +70,32 @@ def persist_hook(store: AnalyticsStore) -> OutputsHook:
     return on_outputs
 
 
+class SchemaError(RuntimeError):
+    """The database is reachable but not at the schema this code writes."""
+
+
+async def require_schema(url: str) -> None:
+    """Refuse to start on a database that is not migrated to this code's head revision.
+
+    An unreachable database is only a warning: the writes retry, and an instrument whose worker
+    needs the database restarts from its checkpoint until it answers (nothing is lost)."""
+    try:
+        current = await asyncio.to_thread(current_revision, url)
+    except (OSError, DBAPIError) as err:
+        log.warning("PostgreSQL not reachable at start (%s); writes will retry", err)
+        return
+    head = head_revision()
+    if current != head:
+        raise SchemaError(
+            f"the database schema is at {current or 'nothing'}, analytics needs {head}:"
+            " run `ofx migrate` (make run and docker compose do it first)"
+        )
+
+
 async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
     # The same registry file the ownership layer reads, so instrument parameters agree.
     registry = load_registry(ctx.settings.registry_file or None)
+    await require_schema(ctx.settings.database_url.get())
     store = AnalyticsStore(ctx.settings.database_url.get())
     try:
         fold = AnalyticsFold(registry)
