@@ -1,7 +1,8 @@
 """A stateful stage: folds each owned instrument's input streams, publishes, checkpoints.
 
 The fold is pure (state, message) -> outputs; this module is the wiring that makes it exactly-once
-across crashes: fenced reads, outputs with IDs derived from inputs, fenced checkpoint + ack.
+across crashes: fenced reads, inputs folded in entry-ID order, outputs with IDs derived from inputs
+(or anchored), fenced checkpoint + ack.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 S_contra = TypeVar("S_contra", contravariant=True)
 
-Output = tuple[str, Message] | tuple[str, Message, entry_ids.EntryId]
+Output = tuple[str, Message] | tuple[str, Message, EntryId]
 """What a fold step returns per output: (stream kind, message), or with a third element, an
 *anchor*: the output's ID is then the anchor (or the next ID above the stream's last) instead of
 one derived from the input entry. A fold anchors outputs that a later input may release (e.g. a
@@ -58,10 +59,10 @@ hook again with the same outputs: at-least-once, so the hook must be idempotent.
 
 def assign_ids(
     outputs: Iterable[Output],
-    input_id: entry_ids.EntryId,
-    last: dict[str, entry_ids.EntryId],
+    input_id: EntryId,
+    last: dict[str, EntryId],
     stream_of: Callable[[str], str] = str,
-) -> list[tuple[str, entry_ids.EntryId, Message]]:
+) -> list[tuple[str, EntryId, Message]]:
     """The entry IDs of one input's outputs, as (output stream, ID, message); ``last`` holds each
     output stream's last ID and is updated. Pure: a re-run from a checkpoint repeats the IDs.
 
@@ -114,7 +115,7 @@ class Fold(Protocol[S]):
     def initial(self, symbol: str) -> S: ...
 
     def step(
-        self, state: S, kind: str, msg: Message, at: entry_ids.EntryId = entry_ids.ZERO
+        self, state: S, kind: str, msg: Message, at: EntryId = entry_ids.ZERO
     ) -> Sequence[Output]: ...
 
     def encode_state(self, state: S) -> bytes: ...
@@ -186,7 +187,7 @@ class InstrumentWorker(Generic[S]):
         self._state: S = fold.initial(lease.symbol)
         self._positions: dict[str, str] = {}
         self._position_ids: dict[str, EntryId] = {}
-        self._last_out: dict[str, entry_ids.EntryId] = {}
+        self._last_out: dict[str, EntryId] = {}
         self._out_streams: dict[str, str] = {}
         self._entries = 0
         self._since_checkpoint = 0
