@@ -411,3 +411,69 @@ def test_seed_config_modes() -> None:
         ProfileConfig(value_area_pct=0)
     with pytest.raises(ValueError, match="smooth_rows"):
         ProfileConfig(smooth_rows=2)
+
+
+# --- plateau-aware nodes (issue 8 §2.3) ------------------------------------------------------
+
+
+def _middle_of_runs(vols: list[float], value: float) -> list[int]:
+    """Middle row (the lower of two middles) of every run of ``value`` in ``vols``: a reference
+    written out here, independent of the engine's smoothing and window."""
+    out: list[int] = []
+    i = 0
+    while i < len(vols):
+        if vols[i] == value:
+            j = i
+            while j + 1 < len(vols) and vols[j + 1] == value:
+                j += 1
+            out.append((i + j) // 2)
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+@pytest.mark.parametrize(
+    "vols",
+    [
+        [10, 12, 14, 12, 10, 0, 0, 0, 0, 0, 10, 12, 14, 12, 10],  # the issue's empty valley
+        [10, 12, 14, 12, 10, 2, 2, 2, 2, 2, 2, 10, 12, 14, 12, 10],  # flat, even width
+        [9, 12, 14, 12, 10, 0, 0, 0, 0, 0, 0, 0, 0, 10, 12, 14, 12, 9],  # far wider than 2k+1
+    ],
+)
+def test_lvn_in_a_flat_valley_wider_than_the_window(vols: list[int]) -> None:
+    floor = float(min(vols))
+    # The smoothing widens a valley's walls but keeps its flat floor centred where the raw one is.
+    inner = [float(v) for v in vols]
+    (expected,) = _middle_of_runs(inner, floor)
+    assert stats_of(dict(enumerate(map(float, vols)))).lvn == (float(expected),)
+
+
+def test_hvn_on_a_flat_top_is_its_middle_row() -> None:
+    vols = [1.0, 2.0, 9.0, 9.0, 9.0, 9.0, 9.0, 2.0, 1.0, 0.0, 1.0, 2.0, 9.0, 9.0, 2.0, 1.0]
+    # Smoothed over 3 rows the first top keeps its three middle rows flat (3..5), the second
+    # (12, 13) none: its two rows stay tied at (2 + 9 + 9) / 3, so it is a flat top of two rows.
+    first = (3 + 5) // 2
+    second = (12 + 13) // 2
+    s = stats_of(dict(enumerate(vols)))
+    assert s.hvn == (float(first), float(second))
+    assert s.lvn == (9.0,)
+
+
+# --- pre-open prints after the open (issue 8 §2.5) -------------------------------------------
+
+
+def test_pre_open_print_arriving_after_the_first_session_trade_is_out_of_hours() -> None:
+    p = SessionProfiler(NAS)
+    # Friday 2024-03-08, EST: the NY cash open is 14:30 UTC.
+    inside = [trade(ns(2024, 3, 8, 14, 31), 18000.0, 2), trade(ns(2024, 3, 8, 14, 40), 18001.0, 3)]
+    pre_open = trade(ns(2024, 3, 8, 14, 29), 17990.0, 7)  # arrives after the first in-hours trade
+    p.on_trade(inside[0])
+    p.on_trade(pre_open)
+    p.on_trade(inside[1])
+    assert (p.out_of_hours, p.late) == (1, 0)
+    expected_rows = sorted((t.price, t.size) for t in inside)
+    (session,) = p.developing(composite=False)
+    assert session.rows == expected_rows
+    assert session.volume == sum(t.size for t in inside)
+    assert session.session_start == ns(2024, 3, 8, 14, 30)

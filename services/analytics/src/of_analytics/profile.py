@@ -37,9 +37,11 @@ from ofcommon.sessions import SessionSpec, session_bounds, session_date
 #   ``value_area_pct``; ``ProfileConfig.seed()`` gives the seed's 68 %).
 # * HVN/LVN (``NodeMode.SMOOTHED``): the dense profile is smoothed by a centred moving average of
 #   ``smooth_rows`` rows; an HVN is a row whose smoothed volume is the greatest within
-#   ±``node_window`` rows (a plateau counts once, at its lowest row) and above ``hvn_min_ratio``
-#   × the mean; an LVN is the mirror (least within the window, strictly below a higher row on
-#   each side) and below ``lvn_max_ratio`` × the mean. ``NodeMode.SEED`` is the seed's σ rule for
+#   ±``node_window`` rows and above ``hvn_min_ratio`` × the mean; an LVN is the mirror (least
+#   within the window, strictly below a higher row on each side) and below ``lvn_max_ratio`` ×
+#   the mean. The test runs on plateaus (runs of equal smoothed rows, the window counted from
+#   their ends), so a flat top or a flat or empty valley of any width is one node, reported at
+#   its middle row (the lower middle of an even run). ``NodeMode.SEED`` is the seed's σ rule for
 #   LVNs and no HVNs.
 # * Single prints: rows covered by the price range of exactly one TPO period (``period_ns``, 30 min
 #   from the session start) when the session has at least two periods.
@@ -50,7 +52,8 @@ from ofcommon.sessions import SessionSpec, session_bounds, session_date
 # * Sessions: the instrument's registry session in its zone (``ofcommon.sessions``, DST-correct).
 #   Only trades inside [open, close) build the profile; a trade or ``on_time`` at or past the close
 #   finalises it (``final=True``, ``ts_event`` = the close). Trades before the open are counted in
-#   ``out_of_hours``; trades of an already closed session are counted in ``late`` and not folded in.
+#   ``out_of_hours``, also when they arrive after the session's first trade; trades of an already
+#   closed session are counted in ``late`` and not folded in.
 # * Composite ``composite:N`` = the current session plus the N − 1 sessions closed before it.
 # * Naked POC: a closed session's final POC row, until a later trade (of the profiled size kind,
 #   in or out of hours) prints in that row.
@@ -208,6 +211,17 @@ def _smooth(vols: Sequence[float], width: int) -> list[float]:
     ]
 
 
+def _runs(s: Sequence[float]) -> list[tuple[int, int]]:
+    """(first, last) index of every run of equal values in ``s``."""
+    out: list[tuple[int, int]] = []
+    first = 0
+    for i in range(1, len(s) + 1):
+        if i == len(s) or s[i] != s[first]:
+            out.append((first, i - 1))
+            first = i
+    return out
+
+
 def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int], list[int]]:
     n = len(vols)
     if n < 3:
@@ -219,20 +233,19 @@ def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int
     k = cfg.node_window
     hvn: list[int] = []
     lvn: list[int] = []
-    # max/min over the neighbour slices, the cheap tests first: this runs on every developing
-    # profile, once a second of event time per instrument.
-    for i, v in enumerate(s):
-        if v > hvn_floor:
-            left = s[max(0, i - k) : i]
-            right = s[i + 1 : i + 1 + k]
-            # Strict against the left and loose against the right: a flat top counts once.
-            if (not left or max(left) < v) and (not right or max(right) <= v):
-                hvn.append(i)
-        if v < lvn_ceiling and 0 < i < n - 1:
-            left = s[max(0, i - k) : i]
-            right = s[i + 1 : i + 1 + k]
-            if min(left) > v and min(right) >= v and max(right) > v:
-                lvn.append(i)
+    # The extremum test runs on plateaus (runs of equal smoothed rows), their window counted from
+    # their ends: a flat or empty valley wider than the window is still one LVN, at its middle.
+    for first, last in _runs(s):
+        v = s[first]
+        mid = (first + last) // 2
+        left = s[max(0, first - k) : first]
+        right = s[last + 1 : last + 1 + k]
+        # Strict against the left and loose against the right: equal extremes within one window
+        # count once, at the first.
+        if v > hvn_floor and (not left or max(left) < v) and (not right or max(right) <= v):
+            hvn.append(mid)
+        if v < lvn_ceiling and left and right and min(left) > v and min(right) >= v:
+            lvn.append(mid)
     return hvn, lvn
 
 
@@ -482,6 +495,10 @@ class SessionProfiler:
         if self._naked and row in self._naked:
             del self._naked[row]
         cur = self._current
+        if cur is not None and ts < cur.start:
+            # A pre-open print that arrives after the session's first trade (issue 8 §2.5).
+            self.out_of_hours += 1
+            return out
         if cur is None:
             start, end = session_bounds(self.spec, ts)
             if ts < start:
