@@ -5,12 +5,16 @@ Hypothesis checks the value area against an independent two-row implementation w
 from __future__ import annotations
 
 import random
+import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from of_analytics.fold import AnalyticsFold
 from of_analytics.profile import (
     NodeMode,
     PocTieRule,
@@ -23,8 +27,8 @@ from of_analytics.profile import (
     row_of,
     value_area,
 )
-from ofcommon.instruments import Instrument
-from ofcommon.messages import Side, SizeKind, Trade
+from ofcommon.instruments import Instrument, Registry, RegistryConfigError, load_registry
+from ofcommon.messages import ProfileUpdate, Side, SizeKind, Trade
 
 NAS = Instrument(
     symbol="NAS100USDT", group="indices", tick_size=0.1, row_size=1.0, session="NY_CASH"
@@ -477,3 +481,90 @@ def test_pre_open_print_arriving_after_the_first_session_trade_is_out_of_hours()
     assert session.rows == expected_rows
     assert session.volume == sum(t.size for t in inside)
     assert session.session_start == ns(2024, 3, 8, 14, 30)
+
+
+# --- the registry's profile settings reach the engine (issue 8 §2.4) -------------------------
+
+
+def _registry_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "instruments.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _fold_profile(registry: Registry, symbol: str, trades: list[Trade]) -> ProfileUpdate:
+    fold = AnalyticsFold(registry)
+    state = fold.initial(symbol)
+    for t in trades:
+        fold.step(state, "trades", t)
+    (session,) = state.profiler.developing(composite=False)
+    return session
+
+
+# BTCUSDT rows are 10 apart. From the POC (40) the lower pair (19 + 10) takes the area to 69 % of
+# 100: enough for 68 %, one pair short of 70 %, which then adds the upper pair (13 + 7).
+_VA_LADDER: Final = [(100, 7), (110, 10), (120, 19), (130, 40), (140, 13), (150, 7), (160, 4)]
+
+
+def _ladder_trades(ladder: list[tuple[int, int]]) -> list[Trade]:
+    t0 = ns(2024, 1, 2, 1)
+    return [trade(t0 + i, float(p), float(v)) for i, (p, v) in enumerate(ladder)]
+
+
+def test_registry_value_area_pct_is_honoured(tmp_path: Path) -> None:
+    prices = [p // 10 for p, _ in _VA_LADDER]  # the reference works on a unit ladder
+    vols = [v for _, v in _VA_LADDER]
+    val68, poc68, vah68 = (10 * x for x in reference_two_row(prices, vols, 0.68))
+    val70, _, vah70 = (10 * x for x in reference_two_row(prices, vols, 0.70))
+    assert (val68, vah68) != (val70, vah70)  # the ladder tells the two apart
+    path = _registry_file(
+        tmp_path,
+        """
+        [instruments.BTCUSDT.profile]
+        value_area_pct = 0.68
+        """,
+    )
+    got = _fold_profile(load_registry(path), "BTCUSDT", _ladder_trades(_VA_LADDER))
+    assert (got.val, got.poc, got.vah) == (val68, poc68, vah68)
+    # The registry's default is the professional 70 %.
+    default = _fold_profile(load_registry(), "BTCUSDT", _ladder_trades(_VA_LADDER))
+    assert (default.val, default.vah) == (val70, vah70)
+
+
+def _sigma_lvns(vols: list[float], factor: float) -> list[int]:
+    """The seed's LVN rule written out: a local minimum below max(mean - f·σ, 0.2·mean)."""
+    mean = sum(vols) / len(vols)
+    std = (sum((v - mean) ** 2 for v in vols) / len(vols)) ** 0.5
+    cut = max(mean - factor * std, 0.2 * mean)
+    return [
+        i for i in range(1, len(vols) - 1) if vols[i - 1] > vols[i] < vols[i + 1] and vols[i] < cut
+    ]
+
+
+def test_registry_lvn_stddev_factor_is_honoured_with_seed_nodes(tmp_path: Path) -> None:
+    vols = [10.0, 10.0, 1.0, 10.0, 10.0, 6.0, 10.0, 10.0]
+    ladder = [(100 + 10 * i, int(v)) for i, v in enumerate(vols)]
+    expected = [float(100 + 10 * i) for i in _sigma_lvns(vols, 0.5)]
+    assert expected != [float(100 + 10 * i) for i in _sigma_lvns(vols, 1.5)]
+    path = _registry_file(
+        tmp_path,
+        """
+        [instruments.BTCUSDT.profile]
+        nodes = "seed"
+        lvn_stddev_factor = 0.5
+        """,
+    )
+    got = _fold_profile(load_registry(path), "BTCUSDT", _ladder_trades(ladder))
+    assert got.lvn == expected
+
+
+def test_registry_rejects_a_profile_field_the_engine_would_not_use(tmp_path: Path) -> None:
+    path = _registry_file(
+        tmp_path,
+        """
+        [instruments.BTCUSDT.profile]
+        lvn_stddev_factor = 2.0
+        """,
+    )
+    with pytest.raises(RegistryConfigError, match=r"lvn_stddev_factor.*nodes = .seed."):
+        load_registry(path)

@@ -4,6 +4,7 @@ Pure event-time code: trades in, ``ProfileUpdate`` messages out; no I/O and no c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +13,7 @@ from enum import StrEnum
 from typing import Final
 
 from of_analytics.state import ClosedSessionState, NakedPocState, ProfilerState, SessionState
-from ofcommon.instruments import Instrument
+from ofcommon.instruments import Instrument, ProfileParams
 from ofcommon.messages import ProfileUpdate, SizeKind, Trade
 from ofcommon.sessions import SessionSpec, session_bounds, session_date
 
@@ -122,6 +123,18 @@ class ProfileConfig:
             raise ValueError(f"smooth_rows must be a positive odd number, got {self.smooth_rows}")
         if self.node_window < 1 or self.period_ns <= 0 or self.composite_sessions < 1:
             raise ValueError("node_window, period_ns and composite_sessions must be positive")
+
+    @classmethod
+    def from_registry(cls, params: ProfileParams) -> ProfileConfig:
+        """The engine's rules with the instrument's registry ``profile`` settings applied."""
+        cfg = cls(
+            value_area_pct=params.value_area_pct,
+            node_mode=NodeMode.SEED if params.nodes == "seed" else NodeMode.SMOOTHED,
+            composite_sessions=params.merge_max_days,
+        )
+        if params.lvn_stddev_factor is None:
+            return cfg
+        return dataclasses.replace(cfg, lvn_stddev_factor=params.lvn_stddev_factor)
 
     @classmethod
     def seed(cls, value_area_pct: float = 0.68, lvn_stddev_factor: float = 1.5) -> ProfileConfig:
