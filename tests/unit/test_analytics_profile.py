@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import pytest
 from hypothesis import given, settings, strategies as st
+from tests.support.fake_mt5_data import eurusd_quotes, fx_ticks, parse_ticks
 
-from of_analytics.fold import AnalyticsFold
+from of_analytics.fold import AnalyticsFold, AnalyticsState
 from of_analytics.profile import (
     NodeMode,
     PocTieRule,
@@ -568,3 +570,104 @@ def test_registry_rejects_a_profile_field_the_engine_would_not_use(tmp_path: Pat
     )
     with pytest.raises(RegistryConfigError, match=r"lvn_stddev_factor.*nodes = .seed."):
         load_registry(path)
+
+
+# --- tick-volume profiles of quote-only instruments (issue 8 §2.7) ---------------------------
+
+
+def _fold_all(symbol: str, trades: list[Trade]) -> tuple[AnalyticsState, list[ProfileUpdate]]:
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial(symbol)
+    out: list[ProfileUpdate] = []
+    for t in trades:
+        out += [m for k, m, *_ in fold.step(state, "trades", t) if isinstance(m, ProfileUpdate)]
+    return state, out
+
+
+def test_real_eurusd_quotes_give_a_tick_volume_profile() -> None:
+    registry = load_registry()
+    eurusd = registry.get("EURUSD")
+    trades = parse_ticks(registry, "EURUSD", fx_ticks(eurusd_quotes()))
+    assert trades
+    assert {t.size_kind for t in trades} == {SizeKind.TICKS}
+    # HistData's 2020-01-01 17:00-23:00 EST: 22:00-04:00 UTC, across a FULL_DAY (UTC) boundary.
+    midnight = ns(2020, 1, 2)
+    tick, per_row = 0.00001, 50  # EURUSD's registry tick and 0.0005 row, written out
+
+    def counts(ts: list[Trade]) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for t in ts:
+            row = round(t.price / tick) // per_row
+            out[row] = out.get(row, 0.0) + t.size
+        return out
+
+    day1 = counts([t for t in trades if t.ts_event < midnight])
+    day2 = counts([t for t in trades if t.ts_event >= midnight])
+    assert day1
+    assert day2
+    state, updates = _fold_all("EURUSD", trades)
+
+    def row(price: float) -> int:
+        return round(price / eurusd.row_size)
+
+    def check(u: ProfileUpdate, ref: dict[int, float]) -> None:
+        assert u.volume_kind is SizeKind.TICKS
+        assert {row(p): n for p, n in u.rows} == ref
+        assert u.volume == sum(ref.values())
+        rows = sorted(ref)
+        val, poc, vah = reference_two_row(rows, [int(ref[r]) for r in rows], 0.70)
+        assert (row(u.val), row(u.poc), row(u.vah)) == (val, poc, vah)
+
+    (final,) = [u for u in updates if u.final and u.scope == "session"]
+    assert final.session_id == "2020-01-01"
+    check(final, day1)
+    session, composite = state.profiler.developing()
+    assert session.session_id == "2020-01-02"
+    check(session, day2)
+    both = {r: day1.get(r, 0.0) + day2.get(r, 0.0) for r in {*day1, *day2}}
+    check(composite, both)
+    day1_poc = row(final.poc)
+    # Day 1's POC is naked unless a day-2 quote printed in its row.
+    assert [row(p) for p in session.naked_pocs] == ([] if day1_poc in day2 else [day1_poc])
+
+
+def test_followed_kind_switches_to_real_volume_for_good() -> None:
+    p = SessionProfiler(UNIT, size_kind=None)
+    day1, day2 = ns(2024, 1, 2, 5), ns(2024, 1, 3, 5)
+    p.on_trade(trade(day1, 100.0, 1, SizeKind.TICKS))
+    p.on_trade(trade(day1 + 1, 100.0, 1, SizeKind.TICKS))
+    p.on_trade(trade(day2, 101.0, 1, SizeKind.TICKS))  # closes day 1, a tick-volume session
+    session, composite = p.developing()
+    assert (session.volume_kind, session.rows) == (SizeKind.TICKS, [(101.0, 1.0)])
+    assert composite.rows == [(100.0, 2.0), (101.0, 1.0)]
+    real = [trade(day2 + 1, 102.0, 0.5), trade(day2 + 2, 103.0, 2.5)]
+    p.on_trade(real[0])
+    p.on_trade(trade(day2 + 3, 104.0, 1, SizeKind.TICKS))  # a quote count beside real volume
+    p.on_trade(real[1])
+    session, composite = p.developing()
+    expected = [(t.price, t.size) for t in real]
+    assert (session.volume_kind, session.rows) == (SizeKind.REAL, expected)
+    assert (composite.volume_kind, composite.rows) == (SizeKind.REAL, expected)  # no tick counts
+    assert session.session_start == ns(2024, 1, 3)
+    assert p.ignored == 1
+    assert [n.price for n in p.naked_pocs] == [100.0]  # day 1's POC is still a price
+
+
+def test_checkpoint_keeps_the_volume_kind() -> None:
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial("EURUSD")
+    t0 = ns(2024, 1, 2, 5)
+    fold.step(state, "trades", trade(t0, 1.1, 1, SizeKind.TICKS))
+    restored = fold.decode_state(fold.encode_state(state))
+    fold.step(restored, "trades", trade(t0 + 1, 1.1006, 1, SizeKind.TICKS))  # the next row
+    (session,) = restored.profiler.developing(composite=False)
+    assert session.volume_kind is SizeKind.TICKS
+    assert sorted(n for _, n in session.rows) == [1.0, 1.0]
+    # A snapshot from before the field holds a real-volume profile: it stays real.
+    btc = fold.initial("BTCUSDT")
+    fold.step(btc, "trades", trade(t0, 42000.0, 0.5))
+    old = msgspec.structs.replace(btc.profiler.to_state(), size_kind=None)
+    btc.profiler.restore(old)
+    fold.step(btc, "trades", trade(t0 + 1, 42000.0, 1, SizeKind.TICKS))
+    (session,) = btc.profiler.developing(composite=False)
+    assert (session.volume_kind, session.volume) == (SizeKind.REAL, 0.5)

@@ -110,7 +110,8 @@ class AnalyticsFold:
         return AnalyticsState(
             symbol=symbol,
             bars=BarBuilder.initial(),
-            profiler=SessionProfiler(inst, config),
+            # The kind follows the trades: tick volume for a quote-only instrument.
+            profiler=SessionProfiler(inst, config, size_kind=None),
             book=BookEngine(BookParams(row=inst.tick_size)),
         )
 

@@ -57,9 +57,15 @@ from ofcommon.sessions import SessionSpec, session_bounds, session_date
 #   closed session are counted in ``late`` and not folded in.
 # * Composite ``composite:N`` = the current session plus the N − 1 sessions closed before it.
 # * Naked POC: a closed session's final POC row, until a later trade (of the profiled size kind,
-#   in or out of hours) prints in that row.
-# * Size kinds: an engine profiles one ``SizeKind``. The default, REAL, ignores TICKS trades (quote
-#   counts, not volume) and counts them in ``ignored``; a TICKS engine keeps such counts apart.
+#   in or out of hours) prints in that row. A switch to real volume keeps them: they are prices.
+# * Size kinds: a histogram counts one ``SizeKind``, named on every update (``volume_kind``).
+#   An engine built for REAL ignores TICKS trades (quote counts, not volume) and counts them in
+#   ``ignored``; one built for TICKS is the mirror. The stage's engine follows the trades
+#   (``size_kind=None``): a tick-volume profile (TICKS, one count per quote change) for a
+#   quote-only instrument (MT5 FX and CFDs), until the first real print, which switches it to real
+#   volume for good: the tick counts of the open session and of the closed sessions kept for the
+#   composite are then dropped, since a histogram never mixes the two. Zero-size prints are
+#   ignored (they would create an empty row that shifts the range and the POC ties).
 # * Cost: ``on_trade`` is O(1) (dict add, incremental POC candidates); the value area, nodes and
 #   shape are computed in O(rows) only when an update is requested, at the caller's rate.
 
@@ -472,12 +478,14 @@ class SessionProfiler:
         self,
         instrument: Instrument,
         config: ProfileConfig | None = None,
-        size_kind: SizeKind = SizeKind.REAL,
+        size_kind: SizeKind | None = SizeKind.REAL,
         spec: SessionSpec | None = None,
     ) -> None:
         self.instrument = instrument
         self.config = config or ProfileConfig()
-        self.size_kind = size_kind
+        # None: the kind follows the trades (module docstring), tick volume until a real print.
+        self.auto = size_kind is None
+        self.size_kind = SizeKind.TICKS if size_kind is None else size_kind
         self.spec = spec or instrument.session_spec
         self._tick = instrument.tick_size
         self._tpr = instrument.ticks_per_row
@@ -497,10 +505,14 @@ class SessionProfiler:
         """Fold one trade in; returns the final updates of any session it closed."""
         ts = trade.ts_event
         out = self.on_time(ts)
-        # A zero-size print would create an empty row that shifts the range and the POC ties.
-        if trade.size_kind is not self.size_kind or not trade.size > 0:
+        if not trade.size > 0:
             self.ignored += 1
             return out
+        if trade.size_kind is not self.size_kind:
+            if not (self.auto and trade.size_kind is SizeKind.REAL):
+                self.ignored += 1
+                return out
+            self._to_real()
         if ts < self._closed_end:
             self.late += 1
             return out
@@ -541,6 +553,12 @@ class SessionProfiler:
         self._current = None
         return out
 
+    def _to_real(self) -> None:
+        """Real volume supersedes tick volume for good; the tick histograms are dropped."""
+        self.size_kind = SizeKind.REAL
+        self._current = None
+        self._closed.clear()
+
     # -- checkpoint --
 
     def to_state(self) -> ProfilerState:
@@ -573,6 +591,7 @@ class SessionProfiler:
             late=self.late,
             out_of_hours=self.out_of_hours,
             ignored=self.ignored,
+            size_kind=self.size_kind,
         )
 
     def restore(self, state: ProfilerState) -> None:
@@ -595,15 +614,24 @@ class SessionProfiler:
         self.late = state.late
         self.out_of_hours = state.out_of_hours
         self.ignored = state.ignored
+        if self.auto:
+            kind = state.size_kind
+            if kind is None and (state.current is not None or state.closed):
+                kind = SizeKind.REAL  # a snapshot from before the field profiled real volume only
+            self.size_kind = SizeKind.TICKS if kind is None else kind
 
     def install(
         self,
         closed: Sequence[ClosedSessionState],
         current: SessionState | None,
         naked: Iterable[NakedPocState],
+        size_kind: SizeKind | None = None,
     ) -> None:
-        """Replace the sessions by ones rebuilt from storage (closed oldest first); counters and
-        anything not given start empty. The current session's POC candidates are recomputed."""
+        """Replace the sessions by ones rebuilt from storage (closed oldest first), histograms of
+        ``size_kind`` (None: the engine's kind as it is); counters and anything not given start
+        empty. The current session's POC candidates are recomputed."""
+        if self.auto and size_kind is not None:
+            self.size_kind = size_kind
         self._current = None
         if current is not None:
             prof = VolumeProfile(current.origin_ns, current.period_ns)
@@ -682,14 +710,18 @@ class SessionProfiler:
 
     def _update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
         st = self._stats(cur.profile.vap, cur.profile.periods)
-        return _message("session", cur.sid, cur.start, cur.end, ts, st, final, self._naked_prices())
+        naked = self._naked_prices()
+        return _message(
+            "session", cur.sid, cur.start, cur.end, ts, st, final, naked, self.size_kind
+        )
 
     def _composite_update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
         closed = self._composite_closed()
         st = self._stats(merge([*(c.vap for c in closed), cur.profile.vap]), None)
         start = closed[0].start if closed else cur.start
         scope = f"composite:{self.config.composite_sessions}"
-        return _message(scope, cur.sid, start, cur.end, ts, st, final, self._naked_prices())
+        naked = self._naked_prices()
+        return _message(scope, cur.sid, start, cur.end, ts, st, final, naked, self.size_kind)
 
     def _naked_prices(self) -> list[float]:
         return sorted(p.price for ps in self._naked.values() for p in ps)
@@ -704,6 +736,7 @@ def _message(
     st: ProfileStats,
     final: bool,
     naked: list[float],
+    kind: SizeKind,
 ) -> ProfileUpdate:
     return ProfileUpdate(
         scope=scope,
@@ -722,4 +755,5 @@ def _message(
         lvn=list(st.lvn),
         single_prints=list(st.single_prints),
         naked_pocs=naked,
+        volume_kind=kind,
     )
