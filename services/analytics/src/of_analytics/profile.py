@@ -254,17 +254,21 @@ def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int
     lvn: list[int] = []
     # The extremum test runs on plateaus (runs of equal smoothed rows), their window counted from
     # their ends: a flat or empty valley wider than the window is still one LVN, at its middle.
+    # The cheap threshold tests come first: this runs on every developing profile, once a second
+    # of event time per instrument.
     for first, last in _runs(s):
         v = s[first]
-        mid = (first + last) // 2
+        high, low = v > hvn_floor, v < lvn_ceiling
+        if not (high or low):
+            continue
         left = s[max(0, first - k) : first]
         right = s[last + 1 : last + 1 + k]
         # Strict against the left and loose against the right: equal extremes within one window
         # count once, at the first.
-        if v > hvn_floor and (not left or max(left) < v) and (not right or max(right) <= v):
-            hvn.append(mid)
-        if v < lvn_ceiling and left and right and min(left) > v and min(right) >= v:
-            lvn.append(mid)
+        if high and (not left or max(left) < v) and (not right or max(right) <= v):
+            hvn.append((first + last) // 2)
+        if low and left and right and min(left) > v and min(right) >= v:
+            lvn.append((first + last) // 2)
     return hvn, lvn
 
 
