@@ -63,11 +63,11 @@ async def test_explicit_ids_make_repeated_writes_duplicates(redis: aioredis.Redi
     ids = [str(entry_ids.EntryId(1000, i)) for i in range(5)]
     for m, i in zip(msgs, ids, strict=True):
         producer.add(stream, m, i)
-    assert await producer.flush() == (5, 0)
+    assert await producer.flush() == (5, 0, 0)
     for m, i in zip(msgs, ids, strict=True):  # a replay after a crash writes the same again
         producer.add(stream, m, i)
     producer.add(stream, msgs[0], str(entry_ids.EntryId(1000, 5)))
-    assert await producer.flush() == (1, 5)
+    assert await producer.flush() == (1, 5, 0)
     assert await redis.xlen(stream) == 6
 
 
