@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from ofcommon import codec, entry_ids, keys, metrics, retention
 from ofcommon.messages import Gap, Message
@@ -26,6 +26,8 @@ LAG_COUNT_CAP: Final = 10_000  # lag and pending metrics, per stream, at most th
 # entries a producer keeps while Redis refuses writes (~60 B each on the wire, a few 100 B here)
 MAX_BUFFER: Final = 200_000
 _GAP_KINDS: Final = frozenset({"trades", "book"})  # the streams a Gap marker exists for
+_DEAD_LETTER_IDENTITY: Final = (b"origin", b"origin_id", b"stage")
+_DLQ_SCAN: Final = 20_000  # dead letters looked through for an earlier copy of one
 
 
 class Entry(NamedTuple):
@@ -77,9 +79,9 @@ def symbol_of(stream: str) -> str | None:
         return None
 
 
-class WriteRefused(RuntimeError):
-    """Redis refused some writes of a flush (OOM, MISCONF, READONLY, ...). Every unwritten entry
-    is still buffered, in order, for the next flush."""
+class WriteRefused(RedisError, RuntimeError):
+    """Redis refused some writes (OOM, MISCONF, READONLY, ...). A producer still buffers every
+    unwritten entry, in order, for the next flush."""
 
 
 class _Loss:
@@ -361,7 +363,11 @@ class DeadLetters:
     """Writes entries that cannot be decoded or processed to the instrument's dead-letter stream.
 
     Each dead letter keeps the reason, the origin stream and ID, the stage and the raw bytes, so it
-    can be inspected (``ofx tail of:{SYM}:dlq``) and replayed by hand.
+    can be inspected (``ofx tail of:{SYM}:dlq``) and replayed by hand. Its ID is derived from the
+    origin's (an origin ID ``ms-seq`` is used as is) so a re-run after a crash does not repeat it:
+    a dead letter of the same origin entry by the same stage found at or above that ID is a
+    duplicate. When the derived ID cannot go in (the stream's top is above it and it is not there)
+    the dead letter takes an automatic ID, which a re-run finds the same way.
     """
 
     def __init__(self, redis: Redis, service: str) -> None:
@@ -377,16 +383,56 @@ class DeadLetters:
             codec.FIELD: raw if raw is not None else b"",
         }
 
-    async def send(self, origin: str, origin_id: str, reason: str, raw: bytes | None) -> None:
+    async def send(
+        self,
+        origin: str,
+        origin_id: str,
+        reason: str,
+        raw: bytes | None,
+        *,
+        entry_id: str | None = None,
+    ) -> bool:
+        """Write the dead letter; False when it was already there (a re-run). ``entry_id``
+        overrides the ID derived from ``origin_id``."""
         stream = keys.dead_letters(symbol_of(origin))
-        await self._redis.xadd(
-            stream,
-            self.fields(origin, origin_id, reason, raw),
-            maxlen=retention.for_kind("dlq").maxlen,
-            approximate=True,
-        )
+        fields = self.fields(origin, origin_id, reason, raw)
+        wanted = entry_id if entry_id is not None else _dead_letter_id(origin_id)
+        maxlen = retention.for_kind("dlq").maxlen
+        try:
+            await self._redis.xadd(stream, fields, id=wanted, maxlen=maxlen, approximate=True)
+        except ResponseError as err:
+            if _DUPLICATE_ID not in str(err):
+                raise WriteRefused(f"dead letter to {stream} refused: {err}") from err
+            if await self._already_sent(stream, wanted, fields):
+                metrics.DUPLICATES.labels(self._service, "dlq").inc()
+                return False
+            await self._redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
         metrics.DEAD_LETTERS.labels(self._service, reason.split(":")[0]).inc()
         log.warning("dead-lettered %s %s: %s", origin, origin_id, reason, extra={"stream": stream})
+        return True
+
+    async def _already_sent(self, stream: str, since: str, fields: Mapping[bytes, bytes]) -> bool:
+        """Whether a dead letter of the same origin entry by the same stage sits at or above
+        ``since`` (at most ``_DLQ_SCAN`` entries are looked at: dead letters are few)."""
+        start, seen = since, 0
+        while seen < _DLQ_SCAN:
+            batch = await self._redis.xrange(stream, min=start, max="+", count=1000) or []
+            for entry_id, old in batch:
+                if old and all(old.get(k) == fields[k] for k in _DEAD_LETTER_IDENTITY):
+                    return True
+                start = f"({_s(entry_id or b'0-0')}"
+            seen += len(batch)
+            if len(batch) < 1000:
+                return False
+        log.warning("%s: no earlier copy among %d dead letters; writing it again", stream, seen)
+        return False
+
+
+def _dead_letter_id(origin_id: str) -> str:
+    try:
+        return str(entry_ids.parse(origin_id))
+    except ValueError:  # not an entry ID (a feed's frame): nothing to derive from
+        return "*"
 
 
 def decode_fields(fields: Mapping[bytes, bytes] | None) -> tuple[Message | None, bytes | None, str]:
