@@ -88,6 +88,7 @@ async def test_a_refused_flush_keeps_every_entry_and_the_retry_writes_them_in_or
     with pytest.raises(WriteRefused, match="maxmemory"):
         await producer.flush()
     assert len(producer) == 25  # nothing was dropped with the error
+    assert counter("of_producer_backlog_entries", service="faults-keep") == 25
     assert await own.exists(TRADES, BOOK) == 0
     with pytest.raises(WriteRefused):  # still refusing: still all kept
         await producer.flush()
@@ -97,6 +98,7 @@ async def test_a_refused_flush_keeps_every_entry_and_the_retry_writes_them_in_or
     assert (result.added, result.duplicates, result.holes, len(producer)) == (25, 0, 0, 0)
     assert [m for _, m in await stream_messages(own, TRADES)] == tape
     assert [m for _, m in await stream_messages(own, BOOK)] == deltas
+    assert counter("of_producer_backlog_entries", service="faults-keep") == 0
     assert counter("of_write_errors_total", service="faults-keep", kind="trades") == 40
 
 

@@ -130,6 +130,7 @@ class Producer:
         self._written: set[str] = set()
         self._next_trim = time.monotonic() + _TRIM_INTERVAL_S
         self._targets: dict[str, tuple[bytes, bytes, str]] = {}  # stream -> key, maxlen, kind
+        self._backlog = 0  # what this producer adds to the backlog gauge
         self.holes = 0  # refused entries that were not duplicates, since this producer started
         self.dropped = 0  # entries the bounded buffer gave up, since this producer started
 
@@ -162,10 +163,12 @@ class Producer:
                 dups, holes = await self._sort_refused([(stream, entry_id, data)])
                 return FlushResult(0, dups, holes)
             self._buf.append((stream, entry_id, data))
+            self._note_backlog()
             metrics.WRITE_ERRORS.labels(self._service, kind).inc()
             raise WriteRefused(f"1 XADD refused, on {stream}: {err}") from err
         except BaseException:
             self._buf.append((stream, entry_id, data))  # as in flush: a retry loses nothing
+            self._note_backlog()
             raise
         metrics.MESSAGES_OUT.labels(self._service, kind).inc()
         self._written.add(stream)
@@ -185,14 +188,18 @@ class Producer:
         for stream, entry_id, data in batch:
             key, maxlen, _ = self._target(stream)
             command(b"XADD", key, b"MAXLEN", b"~", maxlen, entry_id, codec.FIELD, data)
-        # a connection error raises here, with the buffer and the losses untouched
-        results = await pipe.execute(raise_on_error=False)
+        try:  # a connection error raises here, with the buffer and the losses untouched
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            self._note_backlog()
+            raise
         keep, refused, failures, added = self._sort_results(batch, len(gaps), results)
         self._buf = keep + buf[n:]
         self._written.update(added)
         for stream, count in added.items():
             metrics.MESSAGES_OUT.labels(self._service, self._target(stream)[2]).inc(count)
         dups, holes = await self._sort_refused(refused) if refused else (0, 0)
+        self._note_backlog()
         if failures:
             for stream, _ in failures:
                 metrics.WRITE_ERRORS.labels(self._service, self._target(stream)[2]).inc()
@@ -204,6 +211,13 @@ class Producer:
         if self._trim_by_age and time.monotonic() >= self._next_trim:
             await self.trim_by_age()
         return FlushResult(sum(added.values()), dups, holes)
+
+    def _note_backlog(self) -> None:
+        """Keep the backlog gauge at what failed flushes left (summed over the process)."""
+        n = len(self._buf)
+        if n != self._backlog:
+            metrics.BACKLOG.labels(self._service).inc(n - self._backlog)
+            self._backlog = n
 
     def _sort_results(
         self, batch: Sequence[tuple[str, str, bytes]], n_gaps: int, results: Sequence[Any]

@@ -28,6 +28,11 @@ WRITE_ERRORS: Final = Counter(
     "Outputs Redis refused to write (OOM, MISCONF, READONLY...); kept for the next flush",
     ["service", "kind"],
 )
+BACKLOG: Final = Gauge(
+    "of_producer_backlog_entries",
+    "Outputs a failed flush left buffered for the next one (all producers of the process)",
+    ["service"],
+)
 DROPPED: Final = Counter(
     "of_producer_dropped_total",
     "Outputs a producer's full buffer gave up while Redis refused writes (reported by a Gap)",
