@@ -180,21 +180,21 @@ class Producer:
         if not self._buf and not self._lost:
             return FlushResult(0, 0)
         gaps = self._loss_gaps()
-        buf = self._buf
+        buf, self._buf = self._buf, []  # what is added during the round trip waits behind it
         batch = gaps + buf
-        n = len(buf)  # entries added while the round trip is under way stay for the next flush
         pipe = self._redis.pipeline(transaction=False)
         command = pipe.execute_command
         for stream, entry_id, data in batch:
             key, maxlen, _ = self._target(stream)
             command(b"XADD", key, b"MAXLEN", b"~", maxlen, entry_id, codec.FIELD, data)
-        try:  # a connection error raises here, with the buffer and the losses untouched
+        try:  # a connection error raises here: everything goes back, the losses stay recorded
             results = await pipe.execute(raise_on_error=False)
         except BaseException:
+            self._buf = buf + self._buf
             self._note_backlog()
             raise
         keep, refused, failures, added = self._sort_results(batch, len(gaps), results)
-        self._buf = keep + buf[n:]
+        self._buf = keep + self._buf
         self._written.update(added)
         for stream, count in added.items():
             metrics.MESSAGES_OUT.labels(self._service, self._target(stream)[2]).inc(count)
