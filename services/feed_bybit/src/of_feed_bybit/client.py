@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from of_feed_bybit.parser import BybitParser, Pong, Resubscribe, SubscribeResult, UnknownTopic
 from of_feed_bybit.rest import BybitRest, RestError
+from of_feed_bybit.venueclock import VenueClock
 from ofcommon import keys
 from ofcommon.clock import Clock
 from ofcommon.instruments import Instrument
@@ -293,8 +294,7 @@ class BybitClient:
         self.reconnect_reasons: dict[str, int] = {}
         self.last_close = ""
         self.last_frame_mono = 0.0
-        self.last_event_ns = 0  # newest exchange timestamp published
-        self.last_event_recv_ns = 0  # our receive time of that frame
+        self.venue_clock = VenueClock()  # newest exchange time per stream, for the heartbeats
         self.connected_since_ns = 0
         self._session: _Session | None = None
         self._requests: dict[str, _Request] = {}
@@ -582,9 +582,7 @@ class BybitClient:
                 self.counters["gaps"] += 1
                 GAPS.labels(self.category, msg.stream).inc()
             elif isinstance(msg, Trade | BookDelta | BookSnapshot):
-                if msg.ts_event >= self.last_event_ns:
-                    self.last_event_ns = msg.ts_event
-                    self.last_event_recv_ns = msg.ts_recv
+                self.venue_clock.observe(p.kind, msg.ts_event, msg.ts_recv)
                 if isinstance(msg, BookSnapshot):
                     bt = self._book_topic.get(p.symbol)
                     if bt is not None:

@@ -4,9 +4,11 @@ Trades and books of the registry's Bybit instruments go to ``of:{SYM}:trades`` /
 Heartbeats: every ``OF_BYBIT_HEARTBEAT_S`` each instrument gets a ``Heartbeat`` on both streams
 while its connection is up. Its ``ts_event`` is the newest exchange timestamp seen on that
 connection (any instrument) advanced by the wall time elapsed since that frame arrived: venue
-time keeps moving through a quiet market. It never goes below the last ``ts_event`` published
-on the stream, so event time on a stream never runs backwards. No heartbeats while disconnected:
-the ``Gap`` marker says data may be missing, and a guessed clock must not close bars over it.
+time keeps moving through a quiet market. On the trades streams only trades count: a book frame,
+stamped after the trades it shows, must not move a trades heartbeat past a trade still in flight
+(``venueclock.py``). It never goes below the last ``ts_event`` published on the stream, so event
+time on a stream never runs backwards. No heartbeats while disconnected: the ``Gap`` marker says
+data may be missing, and a guessed clock must not close bars over it.
 """
 
 from __future__ import annotations
@@ -225,12 +227,14 @@ class Publisher:
 
     def _heartbeats(self) -> None:
         c = self._client
-        if not c.connected or not c.last_event_ns:
+        if not c.connected:
             return
         now = self._ctx.clock.now_ns()
-        venue_now = c.last_event_ns + max(0, now - c.last_event_recv_ns)
         for symbol in self._symbols:
             for kind in ("trades", "book"):
+                venue_now = c.venue_clock.now(kind, now)
+                if venue_now is None:
+                    continue  # nothing of this kind on the connection yet: no venue time
                 if kind == "trades" and c.holding(symbol):
                     continue  # live trades wait behind a backfill; they are older than now
                 ts = max(venue_now, self._last_ts.get((symbol, kind), 0))
