@@ -53,6 +53,7 @@ MISMATCHES = Gauge(
 
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 _RESUME_SCAN: Final = 2000  # newest trades-stream entries read at start (>= any REST page)
+_FIRST_CHECK_S: Final = 5.0  # how long the connections wait for the first instruments-info
 
 
 class BybitSettings(BaseSettings, kw_only=True, frozen=True):
@@ -297,8 +298,11 @@ async def _instrument_check(
     ctx: ServiceContext[BybitSettings],
     rest: BybitRest,
     by_category: dict[str, list[Instrument]],
+    clients: Sequence[BybitClient] = (),
+    first: asyncio.Event | None = None,
 ) -> None:
-    """instruments-info at start and every refresh interval; mismatches go to log and health."""
+    """instruments-info at start and every refresh interval; mismatches go to log and health,
+    the venue's facts to the clients (``InstrumentSpec``); ``first`` is set after the first pass."""
     status: dict[str, object] = {}
     ctx.status["instruments"] = status
     while not ctx.stop.is_set():
@@ -309,6 +313,9 @@ async def _instrument_check(
                 log.warning("bybit instruments-info %s failed: %s", category, err)
                 status[category] = {"error": str(err)}
                 continue
+            for client in clients:
+                if client.category == category:
+                    client.instruments_info(infos)
             mismatches = check_instruments(instruments, infos)
             for problem in ("tick_size", "not_listed", "status"):
                 n = sum(1 for m in mismatches if m.problem == problem)
@@ -322,6 +329,8 @@ async def _instrument_check(
                 "venue": describe_infos([i for i in infos if i.symbol in wanted]),
             }
         with contextlib.suppress(TimeoutError):
+            if first is not None:
+                first.set()
             await asyncio.wait_for(ctx.stop.wait(), ctx.settings.bybit_instruments_refresh_s)
 
 
@@ -366,7 +375,14 @@ async def main(ctx: ServiceContext[BybitSettings]) -> None:
         )
         clients.append(client)
         publishers.append(Publisher(ctx, client, outbox, [i.symbol for i in instruments]))
-    check = asyncio.create_task(_instrument_check(ctx, rest, by_category), name="bybit-check")
+    checked = asyncio.Event()
+    check = asyncio.create_task(
+        _instrument_check(ctx, rest, by_category, clients, checked), name="bybit-check"
+    )
+    # The venue's tick goes out before the first trade when REST answers in time (analytics then
+    # adopts it at once); otherwise the clients start anyway and it follows when REST answers.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(checked.wait(), _FIRST_CHECK_S)
     client_tasks = [asyncio.create_task(_supervise(c, client_stop)) for c in clients]
     pub_tasks = [asyncio.create_task(p.run(published), name="bybit-publisher") for p in publishers]
     status_task = asyncio.create_task(_status_loop(ctx, clients, publishers, recorders))
