@@ -42,16 +42,17 @@ def test_instruments_info_becomes_one_spec_per_instrument_on_its_trades_stream()
     assert len(out) == 2
 
 
-def test_a_repeat_is_silent_a_change_or_a_reconnect_publishes_again() -> None:
+def test_every_check_is_published_with_the_current_facts() -> None:
     parser = BybitParser("linear", REGISTRY)
     assert len(parser.parse(1, _frame())) == 2
-    assert parser.parse(2, _frame()) == []  # the periodic check found nothing new
+    assert len(parser.parse(2, _frame())) == 2  # the hourly check: kept in a trimmed stream
     changed = [instrument_row("BTCUSDT", "0.50", "0.001"), ROWS[1]]
-    (p,) = parser.parse(3, _frame(changed))
-    assert isinstance(p.msg, InstrumentSpec)
-    assert p.msg.tick_size == 0.50
-    parser.disconnected(4)
-    assert len(parser.parse(5, _frame(changed))) == 2  # the new connection states it again
+    ticks = {
+        p.symbol: p.msg.tick_size
+        for p in parser.parse(3, _frame(changed))
+        if isinstance(p.msg, InstrumentSpec)
+    }
+    assert ticks == {"BTCUSDT": 0.50, "UKOIL": 0.001}
 
 
 def test_a_malformed_spec_frame_is_a_bad_frame() -> None:

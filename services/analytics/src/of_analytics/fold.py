@@ -251,7 +251,12 @@ class AnalyticsFold:
         out.extend(self._book_out(state.book.advance_trades(ts)))
         return out
 
-    def _on_spec(self, state: AnalyticsState, spec: InstrumentSpec) -> None:
+    def adopt_spec(self, state: AnalyticsState, spec: InstrumentSpec) -> None:
+        """Take ``spec``'s tick at once, open bars or not: for a state rebuilt from storage whose
+        stored bars were built after the spec (``rebuild.py``)."""
+        self._on_spec(state, spec, at_once=True)
+
+    def _on_spec(self, state: AnalyticsState, spec: InstrumentSpec, at_once: bool = False) -> None:
         registry = self._engines_of(state.symbol).instrument
         tick = venuespec.accept(state.spec, registry, spec)
         if tick is None:
@@ -268,7 +273,8 @@ class AnalyticsFold:
         # mixes two row grids: at once on a fresh state (the feeds publish the spec before their
         # trades), else once every open bar has closed (in practice the next UTC day).
         closes = venuespec.open_until(state.bars)
-        if closes is None:
+        if closes is None or at_once:
+            state.spec.pending = 0.0
             self._switch(state, target)
         else:
             state.spec.pending = tick

@@ -318,8 +318,8 @@ class BybitClient:
 
     def instruments_info(self, infos: Sequence[InstrumentInfo]) -> None:
         """The venue's instruments-info rows: published as ``InstrumentSpec`` on the trades
-        streams now (when changed) and at every new connection, through the parser like any frame
-        so that a recording replays them."""
+        streams now and at every new connection, through the parser like any frame so that a
+        recording replays them."""
         wanted = set(self.venue_symbols.values())
         mine = [i for i in infos if i.symbol in wanted]
         self._spec_frame = spec_frame(self.category, mine, self.clock.now_ns() // 1_000_000)

@@ -13,7 +13,7 @@ import msgspec
 from of_feed_bybit.book import L2Book, parse_decimal, parse_levels
 from of_feed_bybit.spec import SPEC_TOPIC, parse_spec_frame
 from ofcommon.instruments import Registry
-from ofcommon.messages import BookDelta, BookSnapshot, Gap, InstrumentSpec, Side, SideSource, Trade
+from ofcommon.messages import BookDelta, BookSnapshot, Gap, Side, SideSource, Trade
 from ofcommon.venue import BadFrame, Published
 
 __all__ = [
@@ -273,7 +273,6 @@ class BybitParser:
             self._book_topics[book_topic] = bt
             self.topics += [trade_topic, book_topic]
         self._venue_symbols = venue_symbols
-        self._specs: dict[str, InstrumentSpec] = {}  # last published per symbol (no repeats)
         self._allowed_depths = allowed
         self.events: list[Event] = []
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -291,7 +290,6 @@ class BybitParser:
 
     def disconnected(self, recv_ns: int) -> list[Published]:
         """The connection dropped: every book is void and trades may be missing until backfill."""
-        self._specs.clear()  # the next connection's spec frame is published again
         out: list[Published] = []
         for bt in self._book_topics.values():
             last_u = bt.last_u if bt.valid else 0
@@ -392,18 +390,9 @@ class BybitParser:
         return []
 
     def _spec(self, recv_ns: int, env: _Frame) -> list[Published]:
-        # Published when new or changed, and again after a disconnect (a new connection's first).
-        out = []
-        for p in parse_spec_frame(self.category, self._venue_symbols, recv_ns, env.ts, env.data):
-            assert isinstance(p.msg, InstrumentSpec)
-            last = self._specs.get(p.symbol)
-            if last is None or (last.tick_size, last.size_step) != (
-                p.msg.tick_size,
-                p.msg.size_step,
-            ):
-                self._specs[p.symbol] = p.msg
-                out.append(p)
-        return out
+        # Every check is published, not only changes: a stream trimmed by age must still hold one
+        # for a rebuild, and the fold counts a mismatch once per change anyway.
+        return parse_spec_frame(self.category, self._venue_symbols, recv_ns, env.ts, env.data)
 
     def _other_depth(self, topic: str) -> _BookTopic | None:
         # A recording made at another depth than this parser subscribes to (replay of a depth-200
