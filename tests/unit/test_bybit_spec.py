@@ -4,16 +4,21 @@ frame of our own that the parser turns into specs, once per change and again aft
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tests.support.fake_bybit import instrument_row
 
 from of_analytics.fold import AnalyticsFold
+from of_feed_bybit.client import BybitClient, Outbox
 from of_feed_bybit.parser import BybitParser
 from of_feed_bybit.rest import parse_instrument
 from of_feed_bybit.spec import spec_frame
+from ofcommon.clock import LiveClock
 from ofcommon.instruments import Registry, default_instruments
 from ofcommon.messages import BookSnapshot, BookStats, InstrumentSpec
-from ofcommon.venue import BadFrame
+from ofcommon.recording import RecordingWriter, read_recording
+from ofcommon.venue import BadFrame, Published
 
 REGISTRY = Registry(default_instruments())
 MS = 1_000_000
@@ -76,3 +81,28 @@ def test_the_fold_fed_by_the_parser_uses_the_venue_tick_for_the_book_window() ->
     assert stats.bid_depth == pytest.approx(10.0)
     assert stats.ask_depth == pytest.approx(10.0)
     assert fold.tallies(state)["venue_tick_mismatches"] == 1
+
+
+def test_a_recording_replays_the_spec_the_live_client_published(tmp_path: Path) -> None:
+    recorder = RecordingWriter(tmp_path, "bybit", "linear")
+    outbox = Outbox(100)
+    client = BybitClient(
+        url="ws://unused",
+        category="linear",
+        parser=BybitParser("linear", REGISTRY),
+        instruments=list(REGISTRY),
+        clock=LiveClock(),
+        outbox=outbox,
+        recorder=recorder,
+    )
+    client.instruments_info([parse_instrument("linear", r) for r in ROWS])
+    recorder.close()
+    live = [item.msg for item in outbox.take(100) if isinstance(item, Published)]
+    (path,) = tmp_path.iterdir()
+    replay_parser = BybitParser("linear", REGISTRY)  # a fresh parser, as replay uses
+    replayed = [
+        p.msg for recv, frame in read_recording(path) for p in replay_parser.parse(recv, frame)
+    ]
+    assert live
+    assert replayed == live
+    assert {m.tick_size for m in live if isinstance(m, InstrumentSpec)} == {0.10, 0.001}
