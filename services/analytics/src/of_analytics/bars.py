@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Final
 
 import msgspec
@@ -55,6 +54,7 @@ from of_analytics.footprint import (
     rows_unfinished,
     stacked_imbalances,
 )
+from ofcommon.grid import row_label, tick_decimals
 from ofcommon.instruments import Instrument
 from ofcommon.messages import (
     Bar,
@@ -140,11 +140,6 @@ class BarsState(msgspec.Struct, gc=False):
     big: BigTradeState = msgspec.field(default_factory=BigTradeState)
 
 
-def _decimals(x: float) -> int:
-    exp = Decimal(repr(x)).normalize().as_tuple().exponent
-    return max(0, -exp) if isinstance(exp, int) else 0
-
-
 class BarBuilder:
     """Builds bars of one instrument; all methods are pure functions of (state, input)."""
 
@@ -178,8 +173,8 @@ class BarBuilder:
         self._tpr = int(tpr)
         self._inv_tick = 1.0 / tick_size
         self._row_size = row_size
-        # Row prices are index * row_size, rounded to the tick's decimals to drop float noise.
-        self._digits = _decimals(tick_size) + 1
+        # Row labels follow the one rule of ofcommon.grid (the tick's own decimals).
+        self._digits = tick_decimals(tick_size)
         self.base = base
         self._period = TIMEFRAMES[base]
         self.composed = tuple(composed)
@@ -235,7 +230,7 @@ class BarBuilder:
         return round(price * self._inv_tick) // self._tpr
 
     def row_price(self, row: int) -> float:
-        return round(row * self._row_size, self._digits)
+        return row_label(row, self._row_size, self._digits)
 
     # --- inputs ------------------------------------------------------------------------------
 
