@@ -8,6 +8,9 @@ Rules decided here (the service and the docs repeat them):
   ``close_ts`` arrives; the closed bar is emitted once, ``final=True``, ``rev=1``. Minutes without
   trades produce no bar. Higher timeframes (5m, 15m, 1h, 4h, 1D) are merged from closed base bars
   and close on the same event-time rule, so they equal bars built from the trades directly.
+* ``open`` / ``close`` are the earliest / latest trade by event time, ties by arrival (the first
+  to arrive opens, the last to arrive closes): a print that arrives out of order inside the bar
+  moves high, low and the footprint but sets neither.
 * Late trades: a trade older than the open bar (or, with no bar open, older than the last closed or
   heartbeat-passed bar) is never folded in: it is counted in ``BarsState.late_trades`` /
   ``late_volume`` (the service exports them as metrics) and emits nothing. Closed bars are final.
@@ -121,6 +124,9 @@ class BarAcc(msgspec.Struct, gc=False):
     cvd: float = 0.0
     cvd_total: float = 0.0
     big: list[BigPrint] = msgspec.field(default_factory=list)
+    # Event times of the trades that set ``open`` / ``close``: the earliest and the latest.
+    open_at: int = 0
+    close_at: int = 0
 
 
 class BarsState(msgspec.Struct, gc=False):
@@ -253,11 +259,7 @@ class BarBuilder:
             if acc is None:
                 return out
         price = trade.price
-        if price > acc.high:
-            acc.high = price
-        elif price < acc.low:
-            acc.low = price
-        acc.close = price
+        _move_price(acc, ts, price)
         if trade.size_kind is SizeKind.TICKS:
             acc.tick_count += 1
             return out
@@ -405,6 +407,7 @@ class BarBuilder:
     def _open_base(self, state: BarsState, ts: int, price: float) -> BarAcc:
         start = ts - ts % self._period
         acc = BarAcc(start, start + self._period, price, price, price, price, has_price=True)
+        acc.open_at = acc.close_at = ts
         state.base = acc
         cvd = state.cvd
         self._cvd.enter(cvd, start)
@@ -495,6 +498,21 @@ class BarBuilder:
         # Twice the middle row index, so that a middle between two rows stays an integer.
         mid2 = self.row_of(acc.high) + self.row_of(acc.low)
         return min(tied, key=lambda k: (abs(2 * k - mid2), k))
+
+
+def _move_price(acc: BarAcc, ts: int, price: float) -> None:
+    """High, low, and open / close by event time, ties by arrival (an out-of-order print inside
+    the bar sets neither open nor close)."""
+    if price > acc.high:
+        acc.high = price
+    elif price < acc.low:
+        acc.low = price
+    if ts >= acc.close_at:
+        acc.close = price
+        acc.close_at = ts
+    elif ts < acc.open_at:
+        acc.open = price
+        acc.open_at = ts
 
 
 def _ratio(dominant: float, opposite: float) -> float:
