@@ -387,13 +387,13 @@ def test_registry_footprint_table_sets_the_bar_builders_parameters(tmp_path: Pat
     t0 = 1_700_000_040 * 1_000_000_000
     # 5.0 at the ask one row above 2.5 at the bid: 2x, an imbalance for ATAS (1.5x, and above its
     # minimum volume of 2) but not for the default 3x
-    sizes = [(5.0, Side.BUY, 100.0 + inst.row_size), (2.5, Side.SELL, 100.0)]
+    sizes = [(5.0, Side.BUY, 100.0 + inst.footprint_row), (2.5, Side.SELL, 100.0)]
     for i, (size, side, price) in enumerate(sizes):
         builder.on_trade(state, Trade(t0 + i, t0 + i, price, size, side, f"r{i}"))
     bar = builder.partial(state)
     assert bar is not None
     assert [(b.size, b.side) for b in bar.big_trades] == [(5.0, Side.BUY)]  # fixed size 5
-    assert [(x.price, x.side) for x in bar.imbalances] == [(100.0 + inst.row_size, Side.BUY)]
+    assert [(x.price, x.side) for x in bar.imbalances] == [(100.0 + inst.footprint_row, Side.BUY)]
     default = BarBuilder.for_instrument(load_registry().get("BTCUSDT"))
     dstate = default.initial()
     for i, (size, side, price) in enumerate(sizes):

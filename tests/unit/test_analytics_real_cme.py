@@ -57,8 +57,10 @@ def rows() -> list[Row]:
 def es(row_size: float) -> Instrument:
     """The registry's S&P 500 entry with the E-mini's real tick (the CFD entry quotes 0.1)."""
     sp500 = load_registry().get("SP500")
+    # Bars and profile at the same row here: footprint rows of row_size / 0.25 ticks.
+    fp = msgspec.structs.replace(sp500.footprint, row_ticks=round(row_size / 0.25))
     return msgspec.structs.replace(
-        sp500, symbol="ESH4", tick_size=0.25, row_size=row_size, mt5=None
+        sp500, symbol="ESH4", tick_size=0.25, row_size=row_size, mt5=None, footprint=fp
     )
 
 

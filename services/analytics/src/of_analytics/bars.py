@@ -19,9 +19,11 @@ Rules decided here (the service and the docs repeat them):
 * A ``Gap`` on the trades stream marks the open bar (or the next one to open) as gapped
   (``Bar.gapped``; the bars composed from it inherit the flag).
 * Partial bars (``partial``) are non-final snapshots with ``rev=0``; the service throttles them.
-* Footprint rows are ``row_size`` high, a whole number of ticks: a price is snapped to the nearest
-  tick (absorbing float error), then floored to its row. Rows are listed by ascending price. The bar
-  POC is the row of most volume; ties go to the row closest to the bar's middle, then the lower.
+* Footprint rows are ``row_size`` high, a whole number of ticks (``for_instrument``: the
+  registry's ``footprint.row_ticks`` ticks of the Instrument's tick, not the profile row). A price
+  is snapped to the nearest tick (absorbing float error), then floored to its row. Rows are
+  listed by ascending price. The bar POC is the row of most volume; ties go to the row closest to
+  the bar's middle, then the lower.
 * ``delta_min`` / ``delta_max`` are the extremes of the running delta after each real trade.
 
 Footprint analytics (wire version 2) ride on every bar, partial, final and composed:
@@ -220,7 +222,7 @@ class BarBuilder:
             )
         return cls(
             inst.tick_size,
-            inst.row_size,
+            inst.footprint_row,
             composed=composed,
             session=inst.session_spec,
             imbalance=imbalance,
