@@ -129,6 +129,8 @@ class BarAcc(msgspec.Struct, gc=False):
     # Event times of the trades that set ``open`` / ``close``: the earliest and the latest.
     open_at: int = 0
     close_at: int = 0
+    # Delta of the bar's in-session trades: what it adds to the session CVD.
+    sess_delta: float = 0.0
 
 
 class BarsState(msgspec.Struct, gc=False):
@@ -275,12 +277,16 @@ class BarBuilder:
         if trade.side is Side.BUY:
             acc.buy += size
             cell[_ASK] += size
-            d = acc.run_delta + size
+            signed = size
         else:
             acc.sell += size
             cell[_BID] += size
-            d = acc.run_delta - size
+            signed = -size
         cell[_N] += 1.0
+        d = acc.run_delta + signed
+        cvd = state.cvd
+        # Out-of-hours trades go into the continuous CVD only (no branch: a hot path).
+        acc.sess_delta += signed * (cvd.session_start <= ts < cvd.session_end)
         acc.run_delta = d
         if acc.trades == 0:
             acc.delta_min = acc.delta_max = d
@@ -318,7 +324,7 @@ class BarBuilder:
             state.base = None
             state.floor_ts = acc.close_ts
             cvd = state.cvd
-            cvd.session_cvd = acc.cvd + acc.run_delta
+            cvd.session_cvd = acc.cvd + acc.sess_delta
             cvd.cvd = acc.cvd_total + acc.run_delta
             cvd.last_open_ts = acc.open_ts
             out.append(self._to_bar(acc, self.base, final=True))
@@ -349,7 +355,7 @@ class BarBuilder:
         if c is not None:
             _merge(tmp, c)
         _merge(tmp, base)
-        tmp.cvd, tmp.cvd_total = base.cvd + base.run_delta, base.cvd_total + base.run_delta
+        tmp.cvd, tmp.cvd_total = base.cvd + base.sess_delta, base.cvd_total + base.run_delta
         return self._to_bar(tmp, tf, final=False)
 
     def seed(self, state: BarsState, closed: Iterable[Bar]) -> None:
@@ -368,8 +374,11 @@ class BarBuilder:
             acc.run_delta, acc.delta_min, acc.delta_max = bar.delta, bar.delta_min, bar.delta_max
             acc.trades, acc.pv, acc.has_price = bar.trades, bar.vwap * bar.volume, True
             # The stored bar carries both cumulative deltas as of its close: exact, not re-summed.
-            acc.cvd, acc.cvd_total = bar.cvd - bar.delta, bar.cvd_total - bar.delta
+            # A base bar lies wholly in or out of the session (sessions open on the minute).
             self._cvd.enter(state.cvd, bar.open_ts)
+            in_session = state.cvd.session_start <= bar.open_ts
+            acc.sess_delta = bar.delta if in_session else 0.0
+            acc.cvd, acc.cvd_total = bar.cvd - acc.sess_delta, bar.cvd_total - bar.delta
             state.cvd.session_cvd, state.cvd.cvd = bar.cvd, bar.cvd_total
             state.cvd.last_open_ts = bar.open_ts
             for fp in bar.footprint:
@@ -438,7 +447,7 @@ class BarBuilder:
                 start = acc.open_ts - acc.open_ts % period
                 c = state.composed[tf] = BarAcc(start, start + period)
             _merge(c, acc)
-            c.cvd, c.cvd_total = acc.cvd + acc.run_delta, acc.cvd_total + acc.run_delta
+            c.cvd, c.cvd_total = acc.cvd + acc.sess_delta, acc.cvd_total + acc.run_delta
 
     def _to_bar(self, acc: BarAcc, timeframe: str, *, final: bool) -> Bar:
         rows = acc.rows
@@ -451,7 +460,7 @@ class BarBuilder:
             poc = rp(self._poc_row(acc, keys))
         vwap = acc.pv / acc.volume if acc.volume > 0 else acc.close
         if timeframe == self.base:
-            cvd, cvd_total = acc.cvd + acc.run_delta, acc.cvd_total + acc.run_delta
+            cvd, cvd_total = acc.cvd + acc.sess_delta, acc.cvd_total + acc.run_delta
         else:
             cvd, cvd_total = acc.cvd, acc.cvd_total
         at_high, at_low = rows_delta_at_extremes(fp)
