@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from tests.support.binance_frames import binance_lines
 from tests.support.fake_bybit import instrument_row
+from tests.support.plain_footprint import diagonal_imbalances, stacked_runs
 from tests.support.real_data import BINANCE_SPOT, require
 
 from of_analytics.bars import BarBuilder
@@ -122,34 +123,6 @@ def _plain_cells(row: Decimal) -> dict[int, dict[int, list[float]]]:
     return cells
 
 
-def _plain_imbalances(c: dict[int, list[float]], ratio: float = 3.0) -> set[tuple[int, int]]:
-    """Diagonal, zeros skipped: buy at p if ask(p) >= 3 bid(p-1), sell if bid(p) >= 3 ask(p+1)."""
-    lo, hi = min(c), max(c)
-    out: set[tuple[int, int]] = set()
-    for k in range(lo, hi + 1):
-        bid, ask = c.get(k, [0.0, 0.0])
-        below = c.get(k - 1, [0.0, 0.0])[0]
-        above = c.get(k + 1, [0.0, 0.0])[1]
-        if k > lo and ask > 0 and below > 0 and ask >= ratio * below:
-            out.add((k, 1))
-        if k < hi and bid > 0 and above > 0 and bid >= ratio * above:
-            out.add((k, -1))
-    return out
-
-
-def _plain_runs(found: set[tuple[int, int]], min_rows: int = 3) -> list[tuple[int, int, int]]:
-    runs = []
-    for side in (1, -1):
-        ks = sorted(k for k, s in found if s == side)
-        start = 0
-        for j in range(1, len(ks) + 1):
-            if j == len(ks) or ks[j] != ks[j - 1] + 1:
-                if j - start >= min_rows:
-                    runs.append((side, ks[start], ks[j - 1]))
-                start = j
-    return runs
-
-
 def test_real_tick_level_footprints_equal_a_plain_per_row_aggregation() -> None:
     tick = Decimal("0.01")
     bars = _bars(1, 0.01)
@@ -169,11 +142,11 @@ def test_real_tick_level_footprints_equal_a_plain_per_row_aggregation() -> None:
         assert bar.delta_at_high == pytest.approx(top[1] - top[0], abs=1e-9)
         assert bar.delta_at_low == pytest.approx(bottom[1] - bottom[0], abs=1e-9)
         extremes_differ += bar.delta_at_high != bar.delta_at_low
-        found = _plain_imbalances(c)
+        found = diagonal_imbalances(c)
         ours = {(int(Decimal(str(i.price)) / tick), int(i.side)) for i in bar.imbalances}
         assert ours == found
         imbalanced += bool(found)
-        runs = _plain_runs(found)
+        runs = stacked_runs(found)
         assert sorted(
             (int(s.side), int(Decimal(str(s.low)) / tick), int(Decimal(str(s.high)) / tick))
             for s in bar.stacked
