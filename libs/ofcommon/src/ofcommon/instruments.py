@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from ofcommon.sessions import SESSIONS, SessionName, SessionSpec
+from ofcommon.tradingday import TRADING_DAYS, TradingDay, TradingDayName
 
 __all__ = [
     "GROUPS",
@@ -169,6 +170,8 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     divergence: DivergenceParams = msgspec.field(default_factory=DivergenceParams)
     profile: ProfileParams = msgspec.field(default_factory=ProfileParams)
     footprint: FootprintParams = msgspec.field(default_factory=FootprintParams)
+    # Where 1D (and 4h) bars roll over; None: the default of the group and session (day_spec).
+    trading_day: TradingDayName | None = None
 
     def __post_init__(self) -> None:
         if not _SYMBOL_RE.match(self.symbol):
@@ -186,6 +189,19 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return SESSIONS[self.session]
 
     @property
+    def day_spec(self) -> TradingDay:
+        """The trading day of the 1D and 4h bars: ``trading_day`` if set, else 17:00 New York
+        for FX and the CME-traded markets (metals, energy, the New York index CFDs), the UTC day
+        for FULL_DAY instruments (crypto), else the local midnight of the session's exchange."""
+        if self.trading_day is not None:
+            return TRADING_DAYS[self.trading_day]
+        if self.group in ("forex", "metals", "energy") or (
+            self.group == "indices" and self.session == "NY_CASH"
+        ):
+            return TRADING_DAYS["NY_1700"]
+        return TRADING_DAYS[_SESSION_DAYS[self.session]]
+
+    @property
     def footprint_row(self) -> float:
         """The footprint row in price: ``footprint.row_ticks`` ticks of this instrument's tick."""
         return self.footprint.row_ticks * self.tick_size
@@ -195,6 +211,14 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         n = _ticks_per_row(self.row_size, self.tick_size)
         assert n is not None  # checked in __post_init__
         return n
+
+
+_SESSION_DAYS: Final[Mapping[str, TradingDayName]] = {
+    "FULL_DAY": "UTC",
+    "NY_CASH": "NY",
+    "LONDON": "LONDON",
+    "ASIAN": "TOKYO",
+}
 
 
 def _ticks_per_row(row_size: float, tick_size: float) -> int | None:

@@ -3,11 +3,14 @@ Pure and deterministic (no clock, no I/O); the state is a msgspec Struct snapsho
 
 Rules decided here (the service and the docs repeat them):
 
-* Bars are ``[open_ts, close_ts)`` aligned on the UTC epoch (1D bars are UTC days; session-aligned
-  days are the profiles' business). A bar closes when the first trade or heartbeat at or past its
-  ``close_ts`` arrives; the closed bar is emitted once, ``final=True``, ``rev=1``. Minutes without
-  trades produce no bar. Higher timeframes (5m, 15m, 1h, 4h, 1D) are merged from closed base bars
-  and close on the same event-time rule, so they equal bars built from the trades directly.
+* Bars are ``[open_ts, close_ts)`` aligned on the UTC epoch, except 1D and 4h: they align to the
+  instrument's trading day (``Instrument.day_spec``, ofcommon.tradingday; without one, UTC days).
+  A 1D bar is one trading day (23 or 25 hours across a DST change); 4h bars start at the day's
+  roll every 4 hours, the last one cut at the next roll. A bar closes when the first trade or
+  heartbeat at or past its ``close_ts`` arrives; the closed bar is emitted once, ``final=True``,
+  ``rev=1``. Minutes without trades produce no bar. Higher timeframes (5m, 15m, 1h, 4h, 1D) are
+  merged from closed base bars and close on the same event-time rule, so they equal bars built
+  from the trades directly.
 * ``open`` / ``close`` are the earliest / latest trade by event time, ties by arrival (the first
   to arrive opens, the last to arrive closes): a print that arrives out of order inside the bar
   moves high, low and the footprint but sets neither.
@@ -74,6 +77,7 @@ from ofcommon.messages import (
     Trade,
 )
 from ofcommon.sessions import SESSIONS, SessionSpec
+from ofcommon.tradingday import TradingDay, day_bounds
 
 __all__ = [
     "TIMEFRAMES",
@@ -92,6 +96,8 @@ TIMEFRAMES: Final[dict[str, int]] = {
     "1D": 86400 * _NS,
 }
 COMPOSED: Final[tuple[str, ...]] = ("5m", "15m", "1h", "4h", "1D")
+# Aligned to the instrument's trading day rather than to the epoch.
+DAY_ALIGNED: Final[frozenset[str]] = frozenset({"4h", "1D"})
 _MAX_GAPPED: Final = 64  # open times of gapped bars kept in state (bounded)
 
 # Footprint cell layout: [bid volume (sell aggressors), ask volume (buy aggressors), trade count].
@@ -156,6 +162,7 @@ class BarBuilder:
     __slots__ = (
         "_big",
         "_cvd",
+        "_day",
         "_digits",
         "_imb",
         "_inv_tick",
@@ -176,6 +183,7 @@ class BarBuilder:
         session: SessionSpec | None = None,
         imbalance: ImbalanceParams = DEFAULT,
         big_trades: BigTradeParams | None = None,
+        day: TradingDay | None = None,
     ) -> None:
         tpr = round(row_size / tick_size)
         if tpr < 1 or abs(row_size / tick_size - tpr) > 1e-6:
@@ -195,6 +203,7 @@ class BarBuilder:
         self._cvd = CumulativeDelta(session or SESSIONS["FULL_DAY"])
         self._imb = imbalance
         self._big = BigTrades(big_trades)
+        self._day = day
 
     @classmethod
     def for_instrument(
@@ -229,11 +238,22 @@ class BarBuilder:
             session=inst.session_spec,
             imbalance=imbalance,
             big_trades=big_trades,
+            day=inst.day_spec,
         )
 
     @staticmethod
     def initial() -> BarsState:
         return BarsState()
+
+    def bucket(self, timeframe: str, ts: int) -> tuple[int, int]:
+        """[open_ts, close_ts) of the ``timeframe`` bar containing ``ts``."""
+        period = TIMEFRAMES[timeframe]
+        if self._day is None or timeframe not in DAY_ALIGNED:
+            start = ts - ts % period
+            return start, start + period
+        day_start, day_end = day_bounds(self._day, ts)
+        start = day_start + (ts - day_start) // period * period
+        return start, min(start + period, day_end)
 
     def row_of(self, price: float) -> int:
         """The footprint row index of ``price``: nearest tick, then floor to the row."""
@@ -329,7 +349,7 @@ class BarBuilder:
             cvd.last_open_ts = acc.open_ts
             out.append(self._to_bar(acc, self.base, final=True))
             self._compose(state, acc, out)
-        bucket = ts - ts % self._period
+        bucket = self.bucket(self.base, ts)[0]
         if bucket > state.floor_ts and state.base is None:
             state.floor_ts = bucket
         for tf in self.composed:
@@ -349,9 +369,7 @@ class BarBuilder:
         if base is None:
             return None if c is None else self._to_bar(c, tf, final=False)
         # The composed bar plus the open base bar: a throwaway merge, not stored in state.
-        period = TIMEFRAMES[tf]
-        tmp = BarAcc(base.open_ts - base.open_ts % period, 0)
-        tmp.close_ts = tmp.open_ts + period
+        tmp = BarAcc(*self.bucket(tf, base.open_ts))
         if c is not None:
             _merge(tmp, c)
         _merge(tmp, base)
@@ -416,8 +434,8 @@ class BarBuilder:
         return []
 
     def _open_base(self, state: BarsState, ts: int, price: float) -> BarAcc:
-        start = ts - ts % self._period
-        acc = BarAcc(start, start + self._period, price, price, price, price, has_price=True)
+        start, end = self.bucket(self.base, ts)
+        acc = BarAcc(start, end, price, price, price, price, has_price=True)
         acc.open_at = acc.close_at = ts
         state.base = acc
         cvd = state.cvd
@@ -437,15 +455,13 @@ class BarBuilder:
 
     def _compose(self, state: BarsState, acc: BarAcc, out: list[Bar]) -> None:
         for tf in self.composed:
-            period = TIMEFRAMES[tf]
             c = state.composed.get(tf)
             if c is not None and acc.open_ts >= c.close_ts:
                 del state.composed[tf]
                 out.append(self._to_bar(c, tf, final=True))
                 c = None
             if c is None:
-                start = acc.open_ts - acc.open_ts % period
-                c = state.composed[tf] = BarAcc(start, start + period)
+                c = state.composed[tf] = BarAcc(*self.bucket(tf, acc.open_ts))
             _merge(c, acc)
             c.cvd, c.cvd_total = acc.cvd + acc.sess_delta, acc.cvd_total + acc.run_delta
 
