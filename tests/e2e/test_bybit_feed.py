@@ -51,7 +51,7 @@ bybit = { category = "spot", symbol = "BTCUSDT" }
 """
 INSTRUMENTS = {
     "linear": [
-        instrument_row("BTCUSDT", "0.10", "0.001"),  # registry says 0.01: reported, on grid
+        instrument_row("BTCUSDT", "0.50", "0.001"),  # registry says 0.10: reported, on grid
         instrument_row("XRPUSDT", "0.0001", "1"),
         *(instrument_row(f"FILL{i}USDT", "0.01", "1") for i in range(5)),  # forces pages
     ],
