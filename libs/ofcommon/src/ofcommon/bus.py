@@ -13,7 +13,7 @@ from typing import Any, Final, NamedTuple
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ofcommon import codec, keys, metrics, retention
+from ofcommon import codec, entry_ids, keys, metrics, retention
 from ofcommon.messages import Message
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ Redis = aioredis.Redis
 _DUPLICATE_ID: Final = "equal or smaller than the target stream top item"
 _TRIM_INTERVAL_S: Final = 60.0
 LAG_REPORT_S: Final = 5.0
+MAX_DELIVERIES: Final = 5  # deliveries without ack before an entry counts as poison
 LAG_COUNT_CAP: Final = 10_000  # lag and pending metrics, per stream, at most this often
 
 
@@ -227,6 +228,42 @@ async def ensure_group(redis: Redis, stream: str, group: str, start_id: str = "0
             raise
 
 
+def poison_reason(deliveries: int) -> str:
+    return f"poison: delivered {deliveries} times without ack"
+
+
+async def over_delivered(
+    redis: Redis,
+    group: str,
+    consumer: str,
+    entries: Sequence[tuple[str, str]],
+    max_deliveries: int,
+) -> dict[tuple[str, str], int]:
+    """The (stream, id) of ``entries`` (pending for ``consumer``) that the group delivered more
+    than ``max_deliveries`` times, with their delivery counts: XPENDING ranges per stream."""
+    by_stream: dict[str, list[str]] = {}
+    for stream, entry_id in entries:
+        by_stream.setdefault(stream, []).append(entry_id)
+    out: dict[tuple[str, str], int] = {}
+    for stream, ids in by_stream.items():
+        wanted = set(ids)
+        lo, hi = min(ids, key=entry_ids.parse), str(max(entry_ids.parse(i) for i in ids))
+        page = max(len(ids), 100)
+        while True:
+            info: list[dict[str, Any]] = await redis.xpending_range(
+                stream, group, min=lo, max=hi, count=page, consumername=consumer
+            )
+            for item in info:
+                entry_id = _s(item["message_id"])
+                times = int(item["times_delivered"])
+                if entry_id in wanted and times > max_deliveries:
+                    out[(stream, entry_id)] = times
+            if len(info) < page:
+                break
+            lo = f"({_s(info[-1]['message_id'])}"
+    return out
+
+
 class GroupReader:
     """Consumer-group reading for stateless consumers (alerts, journal writers).
 
@@ -247,7 +284,7 @@ class GroupReader:
         count: int = 100,
         block_ms: int = 1000,
         claim_idle_ms: int = 60_000,
-        max_deliveries: int = 5,
+        max_deliveries: int = MAX_DELIVERIES,
     ) -> None:
         self._redis = redis
         self._streams = list(streams)
@@ -330,7 +367,9 @@ class GroupReader:
         for stream, entry_id, _ in raw:
             if stream in self._pending_cursor:
                 self._pending_cursor[stream] = entry_id
-        return await self._decode(raw)
+        # Re-reading its own pending list counts as a delivery: an entry that kills the consumer
+        # each time it is read would otherwise come back at every restart, forever.
+        return await self._decode(await self._drop_poison(raw))
 
     async def reclaim(self) -> list[Entry]:
         """XAUTOCLAIM entries idle longer than the claim threshold from any consumer."""
@@ -351,30 +390,36 @@ class GroupReader:
             claimed.extend((stream, _s(entry_id), None) for entry_id in deleted)
         if not claimed:
             return []
-        poison = await self._over_delivered(claimed)
+        keep = await self._drop_poison(claimed)
+        log.info("reclaimed %d pending entries from idle consumers", len(keep))
+        return await self._decode(keep)
+
+    async def _drop_poison(
+        self, entries: list[tuple[str, str, Mapping[bytes, bytes] | None]]
+    ) -> list[tuple[str, str, Mapping[bytes, bytes] | None]]:
+        """Dead-letter and ack the entries delivered more than ``max_deliveries`` times; the
+        rest, in order."""
+        if not entries:
+            return entries
+        poison = await over_delivered(
+            self._redis,
+            self._group,
+            self._consumer,
+            [(s, i) for s, i, _ in entries],
+            self._max_deliveries,
+        )
+        if not poison:
+            return entries
         keep = []
-        for stream, entry_id, fields in claimed:
+        for stream, entry_id, fields in entries:
             if (stream, entry_id) in poison:
                 raw = fields.get(codec.FIELD) if fields else None
-                reason = f"poison: delivered {poison[(stream, entry_id)]} times without ack"
+                reason = poison_reason(poison[(stream, entry_id)])
                 await self._dead.send(stream, entry_id, reason, raw)
                 await self._redis.xack(stream, self._group, entry_id)
             else:
                 keep.append((stream, entry_id, fields))
-        log.info("reclaimed %d pending entries from idle consumers", len(keep))
-        return await self._decode(keep)
-
-    async def _over_delivered(
-        self, claimed: Iterable[tuple[str, str, Any]]
-    ) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        for stream, entry_id, _ in claimed:
-            info = await self._redis.xpending_range(
-                stream, self._group, min=entry_id, max=entry_id, count=1
-            )
-            if info and int(info[0]["times_delivered"]) > self._max_deliveries:
-                out[(stream, entry_id)] = int(info[0]["times_delivered"])
-        return out
+        return keep
 
     async def _decode(
         self, raw: Iterable[tuple[str, str, Mapping[bytes, bytes] | None]]

@@ -23,12 +23,14 @@ from redis.exceptions import RedisError
 from ofcommon import entry_ids, keys, metrics
 from ofcommon.bus import (
     LAG_REPORT_S,
+    MAX_DELIVERIES,
     DeadLetters,
     Producer,
     Redis,
     decode_value,
     ensure_group,
     observe_lag,
+    poison_reason,
 )
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
 from ofcommon.entry_ids import EntryId
@@ -148,6 +150,7 @@ class StageTiming(msgspec.Struct, frozen=True):
     checkpoint_every: int = 5000
     read_count: int = 1000
     block_ms: int = 1000
+    max_deliveries: int = MAX_DELIVERIES
 
 
 class InstrumentWorker(Generic[S]):
@@ -174,6 +177,7 @@ class InstrumentWorker(Generic[S]):
         self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
         self._order = {s: n for n, s in enumerate(self._inputs)}  # ties of equal IDs: input order
         self._held: list[tuple[EntryId, str, str, Any]] = []
+        self._poison: dict[tuple[str, str], int] = {}
         self._fence = Fence(
             redis,
             symbol=lease.symbol,
@@ -256,15 +260,59 @@ class InstrumentWorker(Generic[S]):
         # Entries delivered to this instrument's consumer but not covered by the snapshot: the
         # previous owner read them and died (or was fenced) before its checkpoint.
         while cursors and not self._stopping.is_set():
-            batch = await self._fence.read(cursors, self._timing.read_count)
+            careful = await self._careful_head(cursors)
+            if careful is None:
+                batch = await self._fence.read(cursors, self._timing.read_count)
+            else:
+                batch = await self._fence.read({careful: cursors[careful]}, 1)
             seen = set()
             for stream, entry_id, _ in batch:
                 cursors[stream] = entry_id
                 seen.add(stream)
             for stream in list(cursors):
-                if stream not in seen:
+                if stream not in seen and (careful is None or stream == careful):
                     del cursors[stream]
             await self._process(batch)
+            if careful is not None and batch:
+                await self.checkpoint()
+        self._poison = {}
+
+    async def _careful_head(self, cursors: Mapping[str, str]) -> str | None:
+        """The stream whose oldest pending entry must be folded alone, or None for a bulk read.
+
+        Re-reading the pending list is a delivery; an entry that kills the worker each time it is
+        folded would come back at every restart, forever. Once an entry in the next read has
+        been delivered ``max_deliveries`` times, entries go one at a time with a checkpoint after
+        each, so the innocent ones are acknowledged; the entry found at the head again, having
+        been delivered alone once more, is the culprit: it is dead-lettered (``_poison``)."""
+        limit = self._timing.max_deliveries
+        heads: list[tuple[EntryId, int, str, str, int]] = []
+        suspect = False
+        for stream, cursor in cursors.items():
+            low = "-" if cursor == "0-0" else f"({cursor}"
+            info = await self._redis.xpending_range(
+                stream,
+                self._fold.stage,
+                min=low,
+                max="+",
+                count=self._timing.read_count,
+                consumername=self.symbol,
+            )
+            if not info:
+                continue
+            suspect = suspect or any(int(i["times_delivered"]) >= limit for i in info)
+            head = info[0]
+            head_id = head["message_id"]
+            head_id = head_id.decode() if isinstance(head_id, bytes) else str(head_id)
+            parsed = entry_ids.parse(head_id)
+            times = int(head["times_delivered"])
+            heads.append((parsed, self._order[stream], stream, head_id, times))
+        if not suspect or not heads:
+            return None
+        _, _, stream, head_id, times = min(heads)
+        if times > limit:
+            self._poison = {(stream, head_id): times + 1}
+        return stream
 
     async def _follow(self) -> None:
         cursors = dict.fromkeys(self._inputs, ">")
@@ -337,6 +385,8 @@ class InstrumentWorker(Generic[S]):
             self._entries += 1
             self._since_checkpoint += 1
             msg, raw, reason = decode_value(fields)
+            if self._poison and (stream, entry_id) in self._poison:
+                msg, reason = None, poison_reason(self._poison[(stream, entry_id)])
             if msg is None:
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
