@@ -15,7 +15,7 @@ from ofcommon.checkpoint import Fence
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.messages import Heartbeat, Message
 from ofcommon.ownership import Lease
-from ofcommon.stage import InstrumentWorker, Output, StageTiming, StructStateFold
+from ofcommon.stage import InstrumentWorker, Output, OwnedStage, StageTiming, StructStateFold
 
 pytestmark = pytest.mark.redis
 
@@ -104,4 +104,74 @@ async def test_a_poison_entry_in_the_pending_list_is_dead_lettered_and_the_rest_
     dead = await redis.xrange(keys.dead_letters(SYMBOL))
     assert [f[b"origin_id"] for _, f in dead] == [f"{deadly}-0".encode()]
     assert dead[0][1][b"reason"].startswith(b"poison: delivered")
+    assert (await redis.xpending(TRADES, STAGE))["pending"] == 0
+
+
+class Tally(msgspec.Struct):
+    count: int = 0
+    total: int = 0
+
+
+class HalfwayFold(StructStateFold[Tally]):
+    """Counts heartbeats and sums their times; on a heartbeat from source "bad" it raises after
+    counting it, so its state is half-applied; from "huge" it returns an output that cannot be
+    encoded. Echoes each heartbeat it takes to ``signals``."""
+
+    stage = STAGE
+    inputs = ("trades",)
+    state_type = Tally
+
+    def initial(self, symbol: str) -> Tally:
+        return Tally()
+
+    def step(self, state: Tally, kind: str, msg: Message, at: EntryId = ZERO) -> Sequence[Output]:
+        assert isinstance(msg, Heartbeat)
+        state.count += 1
+        if msg.source == "bad":
+            raise ValueError("refused after counting")
+        state.total += msg.ts_event
+        if msg.source == "huge":
+            return [("signals", Heartbeat(2**70, msg.ts_recv, msg.source))]  # msgpack: > 2**64
+        return [("signals", msg)]
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 4, 1000])
+async def test_a_fold_that_raises_half_way_leaves_no_trace_of_the_entry(
+    redis: aioredis.Redis, checkpoint_every: int
+) -> None:
+    sources = {5: "bad", 7: "huge", 9: "bad"}
+    sent = [Heartbeat(ts, ts, sources.get(ts, "feed")) for ts in range(1, 13)]
+    for msg in sent:
+        await redis.xadd(TRADES, {codec.FIELD: codec.encode(msg)}, id=f"{msg.ts_event}-0")
+    await redis.set(keys.lease(SYMBOL, STAGE), LEASE.value)
+    good = [m for m in sent if m.source == "feed"]
+    fold = HalfwayFold()
+    timing = StageTiming(checkpoint_interval_s=60, checkpoint_every=checkpoint_every, block_ms=20)
+    stage: OwnedStage[Tally] = OwnedStage(redis, fold, service=STAGE, timing=timing)
+    await stage.on_acquire(LEASE)
+    fence = Fence(redis, symbol=SYMBOL, stage=STAGE, streams=[], lease_value=LEASE.value)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if len(await redis.xrange(keys.stream(SYMBOL, "signals"))) >= len(good):
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await stage.on_release(LEASE)
+    snap = await fence.load()
+    assert snap is not None
+    state = fold.decode_state(snap.state)
+    assert (state.count, state.total) == (len(good), sum(m.ts_event for m in good))
+    echoed = [
+        codec.decode(f[codec.FIELD]) for _, f in await redis.xrange(keys.stream(SYMBOL, "signals"))
+    ]
+    assert echoed == good  # every good entry once: re-published outputs were refused
+    dead = await redis.xrange(keys.dead_letters(SYMBOL))
+    assert [f[b"origin_id"] for _, f in dead] == [b"5-0", b"7-0", b"9-0"]
+    reasons = [f[b"reason"].split(b"(")[0] for _, f in dead]
+    assert reasons == [
+        b"fold-error: ValueError",
+        b"fold-error: OverflowError",
+        b"fold-error: ValueError",
+    ]
     assert (await redis.xpending(TRADES, STAGE))["pending"] == 0

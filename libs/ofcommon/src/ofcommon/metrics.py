@@ -38,6 +38,11 @@ FOLD_EVENTS: Final = Gauge(
     "Per-instrument tallies a stage's fold keeps in its state (late trades, gaps, duplicates, ...)",
     ["service", "symbol", "name"],
 )
+REFOLDS: Final = Counter(
+    "of_refolds_total",
+    "Owned-stage restarts from the checkpoint to re-fold without a dead-lettered input",
+    ["service"],
+)
 OWNED: Final = Gauge("of_owned_instruments", "Instruments this worker owns", ["service"])
 CHECKPOINTS: Final = Counter(
     "of_checkpoints_total", "Checkpoints by outcome", ["service", "outcome"]

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 from redis.exceptions import RedisError
@@ -143,6 +143,21 @@ class StructStateFold(Generic[S]):
 
     def decode_state(self, data: bytes) -> S:
         return msgspec.msgpack.decode(data, type=self.state_type)
+
+
+class Rejected(Exception):
+    """Raised by an ``OutputsHook``: output ``index`` of the batch can never be taken (a
+    permanent error such as a row the database refuses). The input that produced it is
+    dead-lettered with ``reason`` and the instrument goes on without it."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"output {index} rejected: {reason}")
+        self.index = index
+        self.reason = reason
+
+
+class Refold(Exception):
+    """A worker's state may hold part of a dead-lettered input: restart from the checkpoint."""
 
 
 class StageTiming(msgspec.Struct, frozen=True):
@@ -376,6 +391,7 @@ class InstrumentWorker(Generic[S]):
             return
         arrival_ms = []
         produced: list[tuple[str, Message]] = []
+        sources: list[tuple[int, str, str, Any]] = []  # per input with outputs: end in produced
         for input_id, stream, entry_id, fields in released:
             position = self._position_ids.get(stream)
             if position is not None and input_id <= position:
@@ -392,20 +408,21 @@ class InstrumentWorker(Generic[S]):
                 continue
             try:
                 outputs = self._fold.step(self._state, self._inputs[stream], msg, input_id)
-            except Exception as err:  # a bug or a message the fold rejects: never fatal
+                for out_stream, out_id, out in assign_ids(
+                    outputs, input_id, self._last_out, self._out_stream
+                ):
+                    self._producer.add(out_stream, out, str(out_id))
+            except Exception as err:  # a bug, a message the fold rejects, an unencodable output
                 log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
-                await self._dead.send(stream, entry_id, f"fold-error: {err!r}", raw)
-                continue
+                await self._refold_without(stream, entry_id, f"fold-error: {err!r}", raw)
             self.folded += 1
-            for out_stream, out_id, out in assign_ids(
-                outputs, input_id, self._last_out, self._out_stream
-            ):
-                self._producer.add(out_stream, out, str(out_id))
-            produced.extend((o[0], o[1]) for o in outputs)
+            if outputs:
+                produced.extend((o[0], o[1]) for o in outputs)
+                sources.append((len(produced), stream, entry_id, raw))
             arrival_ms.append(input_id.ms)
         metrics.MESSAGES_IN.labels(self._service, "input").inc(len(released))
         if self._on_outputs is not None and produced:
-            await self._on_outputs(self.symbol, produced)
+            await self._hand_outputs(produced, sources)
         await self._producer.flush()
         if arrival_ms:
             now_ms = time.time() * 1000
@@ -413,6 +430,34 @@ class InstrumentWorker(Generic[S]):
             for ms in arrival_ms:
                 hist.observe(max(now_ms - ms, 0.0) / 1000)
         await self._maybe_checkpoint()
+
+    async def _hand_outputs(
+        self, produced: list[tuple[str, Message]], sources: list[tuple[int, str, str, Any]]
+    ) -> None:
+        """The batch's outputs to the hook; ``sources`` maps them back to their inputs (the end
+        of each input's outputs in ``produced``, its stream, ID and raw value)."""
+        assert self._on_outputs is not None
+        try:
+            await self._on_outputs(self.symbol, produced)
+        except Rejected as err:
+            if not 0 <= err.index < len(produced):
+                raise RuntimeError(f"{err} names no output of the batch") from err
+            at = bisect.bisect_right(sources, err.index, key=lambda src: src[0])
+            _, stream, entry_id, raw = sources[at]
+            await self._refold_without(stream, entry_id, f"rejected: {err.reason}", raw)
+
+    async def _refold_without(
+        self, stream: str, entry_id: str, reason: str, raw: bytes | None
+    ) -> NoReturn:
+        """Dead-letter (and ack) the culprit, then give up this worker: its state may hold part
+        of the culprit. The next one restores the checkpoint and re-folds the unacknowledged
+        inputs without it; their outputs get the same IDs and are refused as duplicates.
+
+        All-or-nothing at no cost per entry: nothing is copied unless a step fails."""
+        await self._dead.send(stream, entry_id, reason, raw)
+        await self._redis.xack(stream, self._fold.stage, entry_id)
+        metrics.REFOLDS.labels(self._service).inc()
+        raise Refold(f"{self._fold.stage}/{self.symbol}: {stream} {entry_id} {reason}")
 
     async def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
@@ -495,6 +540,8 @@ class OwnedStage(Generic[S]):
                 return
             except asyncio.CancelledError:
                 raise
+            except Refold as err:
+                log.warning("%s; re-folding from the checkpoint without it", err)
             except Exception:
                 log.exception(
                     "%s/%s crashed; restarting from checkpoint", self._fold.stage, lease.symbol
