@@ -15,6 +15,8 @@ Used as ``ofcommon.stage.Rebuild`` when Redis lost the snapshot or it is of anot
   size); otherwise the current session starts from the stream alone and a warning says so.
 * Naked POCs. A stored session's POC row stays naked unless a later stored session's rows, an
   out-of-hours stored bar after it or the current session traded in that row.
+* Time. The stream is folded in slices with a turn of the event loop between them: a rebuild
+  of millions of trades takes longer than a lease lives, and the worker must keep renewing it.
 * Gaps. If the stream no longer holds entries back to ``B`` and may have been trimmed, or the
   group consumed nothing although bars are stored (Redis lost the stream), a ``Gap`` is folded
   first (the next bar is marked gapped, ``BarsState.gaps`` counts it) and logged.
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _DAY_NS: Final = 86_400 * 1_000_000_000
 _CHUNK: Final = 1000
+_SLICE: Final = 1000  # entries folded between two turns of the event loop
 _FAR: Final = 2**62
 NAKED_LOOKBACK_DAYS: Final = 30
 
@@ -134,7 +137,8 @@ class AnalyticsRebuild:
             return None  # nothing consumed, nothing stored: an empty state is the right one
         stream = await self._back_to(redis, trades, _Stream(position, tail, reached, False), cut)
         state = await asyncio.to_thread(self._stored_state, symbol, last, reached)
-        self._fold_stream(state, stream, cut, await self._maybe_trimmed(redis, trades, stream, cut))
+        trimmed = await self._maybe_trimmed(redis, trades, stream, cut)
+        await self._fold_stream(state, stream, cut, trimmed)
         positions = {trades: position} if position else {}
         book_at = await _delivered(redis, book, self._fold.stage)
         if book_at:
@@ -187,7 +191,7 @@ class AnalyticsRebuild:
         first = next((t for _, m in stream.entries if (t := _ts(m)) is not None), None)
         return (first is None or first >= cut) and trimmed
 
-    def _fold_stream(
+    async def _fold_stream(
         self, state: AnalyticsState, stream: _Stream, cut: int | None, trimmed: bool
     ) -> None:
         if trimmed:
@@ -201,7 +205,10 @@ class AnalyticsRebuild:
             gap = Gap(at, at, "trades", "rebuild: stream trimmed past stored bars")
             self._fold.step(state, "trades", gap)
         builder = BarBuilder.for_instrument(self._registry.get(state.symbol))
-        for _, msg in stream.entries:
+        for n, (_, msg) in enumerate(stream.entries):
+            if n % _SLICE == _SLICE - 1:
+                # A whole stream takes seconds to fold: let the loop renew the lease meanwhile.
+                await asyncio.sleep(0)
             if msg is None:
                 continue
             ts = _ts(msg)
