@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from ofcommon import codec, keys
 from ofcommon.checkpoint import Fence
 from ofcommon.entry_ids import ZERO, EntryId
-from ofcommon.messages import Heartbeat, Message
+from ofcommon.messages import Gap, Heartbeat, Message
 from ofcommon.ownership import Lease
 from ofcommon.stage import InstrumentWorker, Output, OwnedStage, StageTiming, StructStateFold
 
@@ -175,3 +176,91 @@ async def test_a_fold_that_raises_half_way_leaves_no_trace_of_the_entry(
         b"fold-error: ValueError",
     ]
     assert (await redis.xpending(TRADES, STAGE))["pending"] == 0
+
+
+class Journal(msgspec.Struct):
+    seen: list[tuple[str, int]] = msgspec.field(default_factory=list)  # (tag, ts_event)
+
+
+class JournalFold(StructStateFold[Journal]):
+    """Records what it is given; echoes each heartbeat (not a gap) to ``signals``."""
+
+    stage = STAGE
+    inputs = ("trades",)
+    state_type = Journal
+
+    def initial(self, symbol: str) -> Journal:
+        return Journal()
+
+    def step(self, state: Journal, kind: str, msg: Message, at: EntryId = ZERO) -> Sequence[Output]:
+        assert isinstance(msg, Heartbeat | Gap)
+        state.seen.append((type(msg).__name__, msg.ts_event))
+        return [("signals", msg)] if isinstance(msg, Heartbeat) else []
+
+
+async def _run_until_consumed(
+    redis: aioredis.Redis, fold: JournalFold, timing: StageTiming
+) -> None:
+    """One worker until the group has read the whole trades stream, then stopped."""
+    [(top, _)] = await redis.xrevrange(TRADES, count=1)
+    worker: InstrumentWorker[Journal] = InstrumentWorker(
+        redis, fold, LEASE, service=STAGE, timing=timing
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                groups = await redis.xinfo_groups(TRADES)
+                if groups and groups[0]["last-delivered-id"] == top and not groups[0]["pending"]:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await task
+
+
+async def test_entries_trimmed_before_the_stage_read_them_give_a_gap_on_its_outputs(
+    redis: aioredis.Redis,
+) -> None:
+    await redis.set(keys.lease(SYMBOL, STAGE), LEASE.value)
+    fold = JournalFold()
+    timing = StageTiming(checkpoint_interval_s=0.05, block_ms=20)
+
+    async def send(ts_range: range) -> None:
+        for ts in ts_range:
+            msg = Heartbeat(ts, ts, "t")
+            await redis.xadd(TRADES, {codec.FIELD: codec.encode(msg)}, id=f"{ts}-0")
+
+    await send(range(1, 11))
+    await _run_until_consumed(redis, fold, timing)
+    # The stage is away; the feed goes on and its MAXLEN cuts entries the stage never read.
+    await send(range(11, 21))
+    await redis.xtrim(TRADES, maxlen=4, approximate=False)
+    before = REGISTRY.get_sample_value(
+        "of_trimmed_unread_total", {"service": STAGE, "kind": "trades"}
+    )
+    await _run_until_consumed(redis, fold, timing)
+
+    lost = list(range(11, 17))  # after the stage's position, before what the stream still holds
+    snap = await Fence(
+        redis, symbol=SYMBOL, stage=STAGE, streams=[], lease_value=LEASE.value
+    ).load()
+    assert snap is not None
+    seen = fold.decode_state(snap.state).seen
+    heartbeats = [("Heartbeat", ts) for ts in range(1, 21) if ts not in lost]
+    # The gap is folded where it is, stamped with the event time of the first entry after it.
+    assert seen == [*heartbeats[:10], ("Gap", 17), *heartbeats[10:]]
+    published = [
+        codec.decode(f[codec.FIELD]) for _, f in await redis.xrange(keys.stream(SYMBOL, "signals"))
+    ]
+    gaps = [m for m in published if isinstance(m, Gap)]
+    assert len(gaps) == 1
+    assert gaps[0].stream == "trades"
+    assert f"trimmed: {len(lost)} entries after 10-0" in gaps[0].reason
+    assert [m.ts_event for m in published] == [*range(1, 11), 17, *range(17, 21)]
+    after = REGISTRY.get_sample_value(
+        "of_trimmed_unread_total", {"service": STAGE, "kind": "trades"}
+    )
+    assert (after or 0) - (before or 0) == len(lost)
+    [group] = await redis.xinfo_groups(TRADES)
+    assert group["lag"] == 0

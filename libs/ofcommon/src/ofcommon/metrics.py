@@ -21,6 +21,11 @@ DUPLICATES: Final = Counter(
 DEAD_LETTERS: Final = Counter(
     "of_dead_letters_total", "Entries sent to a dead-letter stream", ["service", "reason"]
 )
+TRIMMED_UNREAD: Final = Counter(
+    "of_trimmed_unread_total",
+    "Entries trimmed from an input stream before the consumer's group read them",
+    ["service", "kind"],
+)
 LAG: Final = Gauge(
     "of_stream_lag_entries", "Entries not yet delivered to the group", ["service", "stream"]
 )

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 from redis.exceptions import RedisError
@@ -27,6 +27,9 @@ from ofcommon.bus import (
     DeadLetters,
     Producer,
     Redis,
+    Trimmed,
+    TrimWatch,
+    decode_fields,
     decode_value,
     ensure_group,
     observe_lag,
@@ -35,7 +38,7 @@ from ofcommon.bus import (
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
 from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
-from ofcommon.messages import Message
+from ofcommon.messages import Gap, Message
 from ofcommon.ownership import Coordinator, Lease
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
@@ -202,6 +205,7 @@ class InstrumentWorker(Generic[S]):
         )
         self._producer = Producer(redis, service=service)
         self._dead = DeadLetters(redis, service)
+        self._trims = TrimWatch(redis, fold.stage, service=service)
         self._stopping = asyncio.Event()
         self._state: S = fold.initial(lease.symbol)
         self._positions: dict[str, str] = {}
@@ -330,6 +334,7 @@ class InstrumentWorker(Generic[S]):
         return stream
 
     async def _follow(self) -> None:
+        await self._check_trims()
         cursors = dict.fromkeys(self._inputs, ">")
         while not self._stopping.is_set():
             batch = await self._fence.read(cursors, self._timing.read_count)
@@ -431,6 +436,53 @@ class InstrumentWorker(Generic[S]):
                 hist.observe(max(now_ms - ms, 0.0) / 1000)
         await self._maybe_checkpoint()
 
+    async def _check_trims(self) -> None:
+        """Fold a ``Gap`` where trimming took entries this instrument had not read yet, and put
+        the same ``Gap`` on every output stream it publishes to (see ``bus.TrimWatch``).
+
+        Checkpointed before the loss is settled, so a crash in between reports it again rather
+        than not at all."""
+        if self._held:  # entries of another input wait: the gap would be folded out of order
+            return
+        for stream, kind in self._inputs.items():
+            found = await self._trims.check(stream)
+            if found is None:
+                continue
+            if kind == "trades":  # what a Gap can name
+                await self._fold_gap(stream, "trades", found)
+                await self.checkpoint()
+            elif kind == "book":
+                await self._fold_gap(stream, "book", found)
+                await self.checkpoint()
+            await self._trims.settle(found)
+
+    async def _fold_gap(self, stream: str, kind: Literal["trades", "book"], found: Trimmed) -> None:
+        ts = await self._event_time(stream, found.before, found.after)
+        lost = "some" if found.lost is None else str(found.lost)
+        reason = (
+            f"trimmed: {lost} entries after {found.after} gone before {self._fold.stage} read them"
+        )
+        gap = Gap(ts, ts, kind, reason)
+        at = entry_ids.parse(found.after)
+        outputs: list[Output] = list(self._fold.step(self._state, kind, gap, at))
+        outputs.extend((keys.parse_stream(s)[1], gap) for s in sorted(self._last_out))
+        for out_stream, out_id, out in assign_ids(outputs, at, self._last_out, self._out_stream):
+            self._producer.add(out_stream, out, str(out_id))
+        if self._on_outputs is not None:
+            await self._on_outputs(self.symbol, [(o[0], o[1]) for o in outputs])
+
+    async def _event_time(self, stream: str, first: str, after: str) -> int:
+        """The event time of the first entry after a gap; else the arrival of the last one
+        before it (entry IDs are arrival milliseconds)."""
+        if first:
+            reply: Any = await self._redis.xrange(stream, min=first, max=first, count=1)
+            for _, fields in reply or ():
+                msg = decode_fields(fields)[0]
+                ts = getattr(msg, "ts_event", None)
+                if isinstance(ts, int):
+                    return ts
+        return entry_ids.parse(after).ms * 1_000_000
+
     async def _hand_outputs(
         self, produced: list[tuple[str, Message]], sources: list[tuple[int, str, str, Any]]
     ) -> None:
@@ -465,6 +517,7 @@ class InstrumentWorker(Generic[S]):
             self._next_lag_report = now + LAG_REPORT_S
             for stream in self._inputs:
                 await observe_lag(self._redis, self._service, stream, self._fold.stage)
+            await self._check_trims()
         due = now - self._last_checkpoint >= self._timing.checkpoint_interval_s
         if self._since_checkpoint and (
             due or self._since_checkpoint >= self._timing.checkpoint_every
