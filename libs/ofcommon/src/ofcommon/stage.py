@@ -110,8 +110,10 @@ class Fold(Protocol[S]):
 
     ``step`` may update ``state`` in place and returns the outputs caused by one input message (of
     entry ``at`` on the input stream ``kind``) as ``Output`` tuples. It must be deterministic: no
-    clock, no randomness, no I/O. An output stream gets either only anchored outputs or none:
-    mixing the two would make IDs depend on the order they were released in.
+    clock, no randomness, no I/O. If it raises, the stage throws the state away (it may hold part
+    of the message), dead-letters the message and re-folds from the last checkpoint without it.
+    An output stream gets either only anchored outputs or none: mixing the two would make IDs
+    depend on the order they were released in.
     """
 
     stage: str
@@ -146,6 +148,10 @@ class StructStateFold(Generic[S]):
 
     def decode_state(self, data: bytes) -> S:
         return msgspec.msgpack.decode(data, type=self.state_type)
+
+
+GapKind = Literal["trades", "book"]
+_GAP_KINDS: dict[str, GapKind] = {"trades": "trades", "book": "book"}  # inputs a Gap can name
 
 
 class Rejected(Exception):
@@ -448,15 +454,13 @@ class InstrumentWorker(Generic[S]):
             found = await self._trims.check(stream)
             if found is None:
                 continue
-            if kind == "trades":  # what a Gap can name
-                await self._fold_gap(stream, "trades", found)
-                await self.checkpoint()
-            elif kind == "book":
-                await self._fold_gap(stream, "book", found)
+            gap_kind = _GAP_KINDS.get(kind)
+            if gap_kind is not None:
+                await self._fold_gap(stream, gap_kind, found)
                 await self.checkpoint()
             await self._trims.settle(found)
 
-    async def _fold_gap(self, stream: str, kind: Literal["trades", "book"], found: Trimmed) -> None:
+    async def _fold_gap(self, stream: str, kind: GapKind, found: Trimmed) -> None:
         ts = await self._event_time(stream, found.before, found.after)
         lost = "some" if found.lost is None else str(found.lost)
         reason = (
@@ -488,9 +492,11 @@ class InstrumentWorker(Generic[S]):
     ) -> None:
         """The batch's outputs to the hook; ``sources`` maps them back to their inputs (the end
         of each input's outputs in ``produced``, its stream, ID and raw value)."""
-        assert self._on_outputs is not None
+        hook = self._on_outputs
+        if hook is None:
+            return
         try:
-            await self._on_outputs(self.symbol, produced)
+            await hook(self.symbol, produced)
         except Rejected as err:
             if not 0 <= err.index < len(produced):
                 raise RuntimeError(f"{err} names no output of the batch") from err
