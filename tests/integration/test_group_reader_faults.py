@@ -10,9 +10,10 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from ofcommon import codec, keys
-from ofcommon.bus import GroupReader, Producer, TrimWatch
+from ofcommon.bus import LAG_COUNT_CAP, GroupReader, Producer
 from ofcommon.embedded import start_redis
 from ofcommon.messages import Side, Trade
+from ofcommon.trims import TrimWatch
 
 pytestmark = pytest.mark.redis
 
@@ -94,7 +95,7 @@ async def test_on_redis_6_a_trimmed_position_is_seen_without_server_counters(
         ids = [await client.xadd(stream, {codec.FIELD: b"x"}) for _ in range(10)]
         await client.xgroup_create(stream, "g", id="0")
         await client.xreadgroup("g", "c1", {stream: ">"}, count=3)
-        watch = TrimWatch(client, "g", service="trimwatch6")
+        watch = TrimWatch(client, "g", service="trimwatch6", cap=LAG_COUNT_CAP)
         assert await watch.check(stream) is None  # nothing lost; the top is now known
         await client.xtrim(stream, maxlen=4, approximate=False)
         found = await watch.check(stream)

@@ -13,8 +13,10 @@ from typing import Any, Final, NamedTuple
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ofcommon import codec, entry_ids, keys, metrics, retention
+from ofcommon import codec, keys, metrics, retention
+from ofcommon.deliveries import MAX_DELIVERIES, over_delivered, poison_reason
 from ofcommon.messages import Message
+from ofcommon.trims import TrimWatch
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,6 @@ Redis = aioredis.Redis
 _DUPLICATE_ID: Final = "equal or smaller than the target stream top item"
 _TRIM_INTERVAL_S: Final = 60.0
 LAG_REPORT_S: Final = 5.0
-MAX_DELIVERIES: Final = 5  # deliveries without ack before an entry counts as poison
 LAG_COUNT_CAP: Final = 10_000  # lag and pending metrics, per stream, at most this often
 
 
@@ -228,184 +229,6 @@ async def ensure_group(redis: Redis, stream: str, group: str, start_id: str = "0
             raise
 
 
-# KEYS: stream   ARGV: group, cap -> {lost, last delivered, entries-read, first entry, first
-# entry after the last delivered} or false (no stream or group). lost: entries added after the
-# group's last-delivered ID that the stream no longer holds (trimmed unread); -1 when the server
-# keeps no counters (Redis < 7, an invalid entries-read) or counting would cost over ``cap``.
-_UNREAD_TRIMMED: Final = """
-local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
-if not ok then return false end
-local s = {}
-for i = 1, #info, 2 do s[info[i]] = info[i + 1] end
-local g
-for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local t = {}
-  for i = 1, #group, 2 do t[group[i]] = group[i + 1] end
-  if t['name'] == ARGV[1] then g = t end
-end
-if not g then return false end
-local p = g['last-delivered-id']
-local first = s['first-entry'] and s['first-entry'][1] or ''
-local read, added = g['entries-read'], s['entries-added']
-local function id(text)
-  local ms, seq = string.match(text, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function above(a, b)
-  local ams, aseq = id(a)
-  local bms, bseq = id(b)
-  return ams > bms or (ams == bms and aseq > bseq)
-end
-local lost = -1
-if read and added then
-  local expected = added - read
-  if first == '' then
-    lost = expected
-  elseif above(first, p) then
-    lost = expected - s['length']
-  elseif expected <= tonumber(ARGV[2]) then
-    -- trims cut from the head, so nothing after p is gone; XDEL'd entries are not a trim
-    lost = expected - #redis.call('XRANGE', KEYS[1], '(' .. p, '+', 'COUNT', expected + 1)
-  end
-  if lost < 0 then lost = 0 end
-end
-local nxt = redis.call('XRANGE', KEYS[1], '(' .. p, '+', 'COUNT', 1)[1]
-return {lost, p, read or -1, first, nxt and nxt[1] or ''}
-"""
-
-# KEYS: stream   ARGV: group, last-delivered ID, entries-read seen, entries-read to set
-_SETTLE_TRIMMED: Final = """
-for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local t = {}
-  for i = 1, #group, 2 do t[group[i]] = group[i + 1] end
-  if t['name'] == ARGV[1] then
-    if t['last-delivered-id'] ~= ARGV[2] or tostring(t['entries-read']) ~= ARGV[3] then
-      return 0
-    end
-    redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], ARGV[2], 'ENTRIESREAD', ARGV[4])
-    return 1
-  end
-end
-return 0
-"""
-
-
-class Trimmed(NamedTuple):
-    """Entries of ``stream`` trimmed before the group read them."""
-
-    stream: str
-    lost: int | None  # None: some, how many unknown (Redis < 7 keeps no counters)
-    after: str  # the group's last-delivered ID: the gap follows it
-    before: str  # the first entry the stream still holds ("" when empty)
-    entries_read: int  # what the server counted, to settle the report (-1: no counter)
-
-
-class TrimWatch:
-    """Notices a group position that trimming (MAXLEN ~, MINID) has overtaken: entries the
-    group never read are gone, and XREADGROUP ``>`` would skip on as if nothing happened.
-
-    Redis >= 7 counts entries added per stream and read per group, so the loss is exact; it is
-    settled (the group's entries-read moved past it, ``settle``) once reported, so it is
-    reported once. On older servers (the embedded 6.2) a loss is seen when the next unread
-    entry of the previous check is gone unread; how many went is unknown (and a consumer that
-    was not running while its position was overtaken cannot tell)."""
-
-    def __init__(self, redis: Redis, group: str, *, service: str, cap: int = LAG_COUNT_CAP) -> None:
-        self._redis = redis
-        self._group = group
-        self._service = service
-        self._cap = cap
-        self._check = redis.register_script(_UNREAD_TRIMMED)
-        self._settle = redis.register_script(_SETTLE_TRIMMED)
-        self._known: dict[str, str] = {}  # stream -> next unread entry at the last check (< 7)
-
-    async def check(self, stream: str) -> Trimmed | None:
-        reply = await self._check(keys=[stream], args=[self._group, self._cap])
-        if not reply:
-            return None
-        lost, after, read, first, unread = (
-            int(reply[0]),
-            _s(reply[1]),
-            int(reply[2]),
-            _s(reply[3]),
-            _s(reply[4]),
-        )
-        known = self._known.pop(stream, None)
-        if unread:
-            self._known[stream] = unread
-        if lost > 0:
-            found = Trimmed(stream, lost, after, first, read)
-        elif lost < 0 and read < 0 and known is not None and _unread_gone(known, after, first):
-            found = Trimmed(stream, None, after, first, read)
-        else:
-            return None
-        metrics.TRIMMED_UNREAD.labels(self._service, kind_of(stream)).inc(found.lost or 1)
-        log.warning(
-            "%s: %s entries trimmed before group %s read them (after %s, before %s)",
-            stream,
-            found.lost if found.lost is not None else "some",
-            self._group,
-            after,
-            first or "-",
-            extra={"stream": stream},
-        )
-        return found
-
-    async def settle(self, found: Trimmed) -> None:
-        """Count a reported loss as read, so the group's lag is true and it is not reported
-        again (no-op without server counters, or if the group moved since)."""
-        if found.lost is None or found.entries_read < 0:
-            return
-        await self._settle(
-            keys=[found.stream],
-            args=[self._group, found.after, found.entries_read, found.entries_read + found.lost],
-        )
-
-
-def _unread_gone(known: str, after: str, first: str) -> bool:
-    """The entry ``known`` existed, lies after the group's position and is no longer held."""
-    k = entry_ids.parse(known)
-    if k <= entry_ids.parse(after):
-        return False
-    return not first or k < entry_ids.parse(first)
-
-
-def poison_reason(deliveries: int) -> str:
-    return f"poison: delivered {deliveries} times without ack"
-
-
-async def over_delivered(
-    redis: Redis,
-    group: str,
-    consumer: str,
-    entries: Sequence[tuple[str, str]],
-    max_deliveries: int,
-) -> dict[tuple[str, str], int]:
-    """The (stream, id) of ``entries`` (pending for ``consumer``) that the group delivered more
-    than ``max_deliveries`` times, with their delivery counts: XPENDING ranges per stream."""
-    by_stream: dict[str, list[str]] = {}
-    for stream, entry_id in entries:
-        by_stream.setdefault(stream, []).append(entry_id)
-    out: dict[tuple[str, str], int] = {}
-    for stream, ids in by_stream.items():
-        wanted = set(ids)
-        lo, hi = min(ids, key=entry_ids.parse), str(max(entry_ids.parse(i) for i in ids))
-        page = max(len(ids), 100)
-        while True:
-            info: list[dict[str, Any]] = await redis.xpending_range(
-                stream, group, min=lo, max=hi, count=page, consumername=consumer
-            )
-            for item in info:
-                entry_id = _s(item["message_id"])
-                times = int(item["times_delivered"])
-                if entry_id in wanted and times > max_deliveries:
-                    out[(stream, entry_id)] = times
-            if len(info) < page:
-                break
-            lo = f"({_s(info[-1]['message_id'])}"
-    return out
-
-
 class GroupReader:
     """Consumer-group reading for stateless consumers (alerts, journal writers).
 
@@ -438,7 +261,7 @@ class GroupReader:
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._dead = DeadLetters(redis, service)
-        self._trims = TrimWatch(redis, group, service=service)
+        self._trims = TrimWatch(redis, group, service=service, cap=LAG_COUNT_CAP)
         self._pending_cursor: dict[str, str] = dict.fromkeys(self._streams, "0")
         self._claim_cursor: dict[str, str] = dict.fromkeys(self._streams, "0-0")
         self._next_claim = 0.0

@@ -22,26 +22,25 @@ from redis.exceptions import RedisError
 
 from ofcommon import entry_ids, keys, metrics
 from ofcommon.bus import (
+    LAG_COUNT_CAP,
     LAG_REPORT_S,
-    MAX_DELIVERIES,
     DeadLetters,
     Producer,
     Redis,
-    Trimmed,
-    TrimWatch,
     decode_fields,
     decode_value,
     ensure_group,
     observe_lag,
-    poison_reason,
 )
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
+from ofcommon.deliveries import MAX_DELIVERIES, poison_reason
 from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Gap, Message
 from ofcommon.ownership import Coordinator, Lease
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
+from ofcommon.trims import Trimmed, TrimWatch
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +210,7 @@ class InstrumentWorker(Generic[S]):
         )
         self._producer = Producer(redis, service=service)
         self._dead = DeadLetters(redis, service)
-        self._trims = TrimWatch(redis, fold.stage, service=service)
+        self._trims = TrimWatch(redis, fold.stage, service=service, cap=LAG_COUNT_CAP)
         self._stopping = asyncio.Event()
         self._state: S = fold.initial(lease.symbol)
         self._positions: dict[str, str] = {}
@@ -444,7 +443,7 @@ class InstrumentWorker(Generic[S]):
 
     async def _check_trims(self) -> None:
         """Fold a ``Gap`` where trimming took entries this instrument had not read yet, and put
-        the same ``Gap`` on every output stream it publishes to (see ``bus.TrimWatch``).
+        the same ``Gap`` on every output stream it publishes to (see ``trims.TrimWatch``).
 
         Checkpointed before the loss is settled, so a crash in between reports it again rather
         than not at all."""
