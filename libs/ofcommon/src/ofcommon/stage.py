@@ -174,6 +174,7 @@ class StageTiming(msgspec.Struct, frozen=True):
     read_count: int = 1000
     block_ms: int = 1000
     max_deliveries: int = MAX_DELIVERIES
+    release_timeout_s: float = 30.0  # a handed-back instrument's final checkpoint, at most
 
 
 class InstrumentWorker(Generic[S]):
@@ -619,7 +620,7 @@ class OwnedStage(Generic[S]):
             worker.stop()
         if task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=30)
+                await asyncio.wait_for(asyncio.shield(task), self._timing.release_timeout_s)
             except TimeoutError:
                 task.cancel()
             except Exception:
@@ -669,6 +670,9 @@ async def run_owned(
         checkpoint_every=settings.checkpoint_every,
         read_count=settings.read_count,
         block_ms=settings.block_ms,
+        # Instruments are released concurrently when the worker leaves: their final checkpoints
+        # must end within the stop the runner allows.
+        release_timeout_s=settings.shutdown_timeout_s * 0.75,
     )
     handlers: OwnedStage[Any] | _HoldOnly = (
         _HoldOnly()
