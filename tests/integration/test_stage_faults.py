@@ -264,3 +264,45 @@ async def test_entries_trimmed_before_the_stage_read_them_give_a_gap_on_its_outp
     assert (after or 0) - (before or 0) == len(lost)
     [group] = await redis.xinfo_groups(TRADES)
     assert group["lag"] == 0
+
+
+class GapRefusingFold(JournalFold):
+    """A JournalFold with a bug: it counts a Gap, then raises on it."""
+
+    def step(self, state: Journal, kind: str, msg: Message, at: EntryId = ZERO) -> Sequence[Output]:
+        out = super().step(state, kind, msg, at)
+        if isinstance(msg, Gap):
+            raise RuntimeError("gap handling bug")
+        return out
+
+
+async def test_a_fold_that_fails_on_the_trim_gap_does_not_loop_on_it(
+    redis: aioredis.Redis,
+) -> None:
+    await redis.set(keys.lease(SYMBOL, STAGE), LEASE.value)
+    fold = GapRefusingFold()
+    timing = StageTiming(checkpoint_interval_s=0.05, block_ms=20)
+    for ts in range(1, 21):
+        msg = Heartbeat(ts, ts, "t")
+        await redis.xadd(TRADES, {codec.FIELD: codec.encode(msg)}, id=f"{ts}-0")
+        if ts == 10:
+            await _run_until_consumed(redis, fold, timing)
+    await redis.xtrim(TRADES, maxlen=4, approximate=False)
+    stage: OwnedStage[Journal] = OwnedStage(redis, fold, service=STAGE, timing=timing)
+    await stage.on_acquire(LEASE)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                [group] = await redis.xinfo_groups(TRADES)
+                if group["last-delivered-id"] == b"20-0" and not group["pending"]:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await stage.on_release(LEASE)
+    snap = await Fence(
+        redis, symbol=SYMBOL, stage=STAGE, streams=[], lease_value=LEASE.value
+    ).load()
+    assert snap is not None
+    # The half-applied Gap is gone with the state it was in; the rest is folded once.
+    expected = [("Heartbeat", ts) for ts in [*range(1, 11), *range(17, 21)]]
+    assert fold.decode_state(snap.state).seen == expected

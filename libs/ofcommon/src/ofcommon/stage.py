@@ -456,7 +456,15 @@ class InstrumentWorker(Generic[S]):
                 continue
             gap_kind = _GAP_KINDS.get(kind)
             if gap_kind is not None:
-                await self._fold_gap(stream, gap_kind, found)
+                try:
+                    await self._fold_gap(stream, gap_kind, found)
+                except Exception as err:
+                    # The fold failed on the Gap: settled (counted and logged) so the restart
+                    # does not meet it again, and re-folded, as the state may hold part of it.
+                    log.exception("%s failed on a trim Gap of %s", self._fold.stage, stream)
+                    await self._trims.settle(found)
+                    metrics.REFOLDS.labels(self._service).inc()
+                    raise Refold(f"{self._fold.stage}/{self.symbol}: Gap on {stream}") from err
                 await self.checkpoint()
             await self._trims.settle(found)
 
