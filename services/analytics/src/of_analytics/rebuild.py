@@ -15,8 +15,9 @@ Used as ``ofcommon.stage.Rebuild`` when Redis lost the snapshot or it is of anot
   size); otherwise the current session starts from the stream alone and a warning says so.
 * Naked POCs. A stored session's POC row stays naked unless a later stored session's rows, an
   out-of-hours stored bar after it or the current session traded in that row.
-* Time. The stream is folded in slices with a turn of the event loop between them: a rebuild
-  of millions of trades takes longer than a lease lives, and the worker must keep renewing it.
+* Time. The stream is folded in a thread (nothing else touches this instrument's state
+  meanwhile): a rebuild of millions of trades takes longer than a lease lives, and the event
+  loop must keep renewing it.
 * Gaps. If the stream no longer holds entries back to ``B`` and may have been trimmed, or the
   group consumed nothing although bars are stored (Redis lost the stream), a ``Gap`` is folded
   first (the next bar is marked gapped, ``BarsState.gaps`` counts it) and logged.
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 _DAY_NS: Final = 86_400 * 1_000_000_000
 _CHUNK: Final = 1000
-_SLICE: Final = 1000  # entries folded between two turns of the event loop
 _FAR: Final = 2**62
 NAKED_LOOKBACK_DAYS: Final = 30
 
@@ -138,7 +138,9 @@ class AnalyticsRebuild:
         stream = await self._back_to(redis, trades, _Stream(position, tail, reached, False), cut)
         state = await asyncio.to_thread(self._stored_state, symbol, last, reached)
         trimmed = await self._maybe_trimmed(redis, trades, stream, cut)
-        await self._fold_stream(state, stream, cut, trimmed)
+        # In a thread: a whole stream takes seconds to fold, longer than a lease lives, and the
+        # event loop must go on renewing it (and serving the worker's other instruments).
+        await asyncio.to_thread(self._fold_stream, state, stream, cut, trimmed)
         positions = {trades: position} if position else {}
         book_at = await _delivered(redis, book, self._fold.stage)
         if book_at:
@@ -191,7 +193,7 @@ class AnalyticsRebuild:
         first = next((t for _, m in stream.entries if (t := _ts(m)) is not None), None)
         return (first is None or first >= cut) and trimmed
 
-    async def _fold_stream(
+    def _fold_stream(
         self, state: AnalyticsState, stream: _Stream, cut: int | None, trimmed: bool
     ) -> None:
         if trimmed:
@@ -205,10 +207,7 @@ class AnalyticsRebuild:
             gap = Gap(at, at, "trades", "rebuild: stream trimmed past stored bars")
             self._fold.step(state, "trades", gap)
         builder = BarBuilder.for_instrument(self._registry.get(state.symbol))
-        for n, (_, msg) in enumerate(stream.entries):
-            if n % _SLICE == _SLICE - 1:
-                # A whole stream takes seconds to fold: let the loop renew the lease meanwhile.
-                await asyncio.sleep(0)
+        for _, msg in stream.entries:
             if msg is None:
                 continue
             ts = _ts(msg)
