@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from of_analytics import service
 from of_analytics.persist import AnalyticsStore
@@ -231,3 +231,12 @@ async def test_the_stage_dead_letters_the_input_of_a_refused_row_and_goes_on(
         codec.decode(f[codec.FIELD]) for _, f in await redis.xrange(keys.stream(SYM, "bars"))
     ]
     assert [b.open_ts // MINUTE for b in published if isinstance(b, Bar)] == good
+
+
+async def test_a_schema_problem_is_not_blamed_on_a_row(database_url: str) -> None:
+    # No migration: every write fails (undefined table), whatever the row. Not the row's fault,
+    # so nothing is rejected (dead-lettered): retried, then raised for the worker to restart.
+    sleeps = Sleeps()
+    with AnalyticsStore(database_url) as unmigrated, pytest.raises(ProgrammingError):
+        await service.persist_hook(unmigrated, sleep=sleeps)(SYM, OUTPUTS)
+    assert len(sleeps.delays) == service.WRITE_ATTEMPTS - 1

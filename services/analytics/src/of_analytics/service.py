@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from of_analytics.fold import AnalyticsFold
 from of_analytics.persist import BAR_TIMEFRAME, AnalyticsStore
@@ -34,9 +34,10 @@ WRITE_ATTEMPTS: Final = 5
 BACKOFF_S: Final = 0.2
 BACKOFF_MAX_S: Final = 5.0
 
-# Errors that a later attempt can get past: the server or the network is away or busy. Anything
-# else the database says about a row (DataError, IntegrityError, ...) it will say again.
-TRANSIENT: Final = (OSError, TimeoutError, OperationalError, InterfaceError)
+# What the database says about a row itself (a value out of range, a violated constraint): it
+# says it again on every attempt, so the row is rejected. Anything else (the server or network
+# away or busy, a schema problem) is not the row's fault: retried, then the worker restarts.
+ROW_REFUSED: Final = (DataError, IntegrityError)
 
 
 def _stored(kind: str, msg: Message) -> bool:
@@ -63,10 +64,10 @@ def _write(store: AnalyticsStore, symbol: str, msgs: list[Message]) -> None:
         store.write_profiles(symbol, profiles)
 
 
-def _permanent(err: BaseException) -> bool:
+def _row_refused(err: BaseException) -> bool:
     if isinstance(err, DBAPIError) and err.connection_invalidated:
         return False
-    return not isinstance(err, TRANSIENT)
+    return isinstance(err, ROW_REFUSED)
 
 
 def _culprit(store: AnalyticsStore, symbol: str, stored: list[tuple[int, Message]]) -> Rejected:
@@ -76,7 +77,7 @@ def _culprit(store: AnalyticsStore, symbol: str, stored: list[tuple[int, Message
         try:
             _write(store, symbol, [msg])
         except Exception as err:
-            if not _permanent(err):
+            if not _row_refused(err):
                 raise
             return Rejected(index, f"{type(err).__name__}: {err}".splitlines()[0])
     raise LookupError("no single row fails on its own")
@@ -87,9 +88,9 @@ def persist_hook(
 ) -> OutputsHook:
     """Store each batch's final bars and profiles before it is published (see ``OutputsHook``).
 
-    Transient errors retry with backoff (then the worker restarts from its checkpoint); a row
-    the database refuses for good raises ``Rejected`` naming it, so the stage dead-letters the
-    input that produced it and goes on."""
+    Errors retry with backoff (then the worker restarts from its checkpoint), except a row the
+    database refuses for good (``ROW_REFUSED``): that raises ``Rejected`` naming it, so the
+    stage dead-letters the input that produced it and goes on."""
 
     async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
         stored = [(i, m) for i, (k, m) in enumerate(outputs) if _stored(k, m)]
@@ -102,7 +103,7 @@ def persist_hook(
                 await asyncio.to_thread(_write, store, symbol, msgs)
                 return
             except Exception as err:
-                if _permanent(err):
+                if _row_refused(err):
                     log.error("%s: PostgreSQL refused the batch (%s)", symbol, err)
                     try:
                         culprit = await asyncio.to_thread(_culprit, store, symbol, stored)
