@@ -15,6 +15,7 @@ pytestmark = pytest.mark.redis
 
 STAGE = "handover"
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+LEASE_TTL_S = 2.0
 
 
 def _coordinator(
@@ -36,7 +37,7 @@ def _coordinator(
         on_release=slow_release,
         on_lost=nothing,
         tick_s=0.1,
-        lease_ttl_s=1.0,
+        lease_ttl_s=LEASE_TTL_S,
         dead_after_s=5.0,
     )
 
@@ -62,7 +63,7 @@ async def test_ticks_go_on_while_a_release_is_slow(redis: aioredis.Redis) -> Non
     assert first.done(), "the tick waited for the release"
     # Several lease lifetimes of ticks while the release hangs: a's leases must all survive,
     # the ones being handed over included (the worker is still checkpointing them).
-    for _ in range(15):
+    for _ in range(round(LEASE_TTL_S * 1.5 / 0.1)):
         await asyncio.sleep(0.1)
         await asyncio.wait_for(a.tick(), 10)
         await b.tick()
