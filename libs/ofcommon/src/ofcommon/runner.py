@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from ofcommon import logs, metrics
 from ofcommon.health import HealthReporter
-from ofcommon.service import Service, ServiceContext, all_setting_fields
+from ofcommon.service import Service, ServiceContext, known_setting_fields
 from ofcommon.settings import BaseSettings, SettingsError, load_settings
 
 log = logging.getLogger("ofcommon.runner")
@@ -129,7 +129,8 @@ async def serve(service: Service[Any], settings: BaseSettings) -> int:
 def run(service: Service[Any]) -> int:
     """Run ``service`` until SIGTERM/SIGINT; the process exit code."""
     try:
-        settings = load_settings(service.settings_type, known=all_setting_fields())
+        known = known_setting_fields(service.settings_type, os.environ)
+        settings = load_settings(service.settings_type, known=known)
     except SettingsError as err:
         print(f"ofx run {service.name}: configuration error: {err}", file=sys.stderr)
         return 2
