@@ -173,7 +173,7 @@ def _key(t: Trade) -> tuple[object, ...]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
-    bridge: tuple[int, Any], redis: aioredis.Redis
+    bridge: tuple[int, Any], redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     port, ctl = bridge
     pivot = int(time.time() * 1000) + 2_500
@@ -191,6 +191,11 @@ async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
         for p in Mt5Parser(registry).parse(0, _frame("BTCUSDT", demo.btc.ticks))
         if isinstance(p.msg, Trade)
     ]
+    # Both are Bybit's by default (one source per instrument): this run has no Bybit feed.
+    mt5_sourced = tmp_path / "instruments.toml"
+    mt5_sourced.write_text(
+        '[instruments.BTCUSDT]\nsource = "mt5"\n[instruments.XAUUSDT]\nsource = "mt5"\n'
+    )
     settings = Mt5Settings(
         mt5_bridge_host="127.0.0.1",
         mt5_bridge_port=port,
@@ -200,6 +205,7 @@ async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
         mt5_poll_ms=25,
         mt5_history_days=0.05,
         instruments="EURUSD,BTCUSDT,XAUUSDT,EURGBP",
+        registry_file=str(mt5_sourced),
     )
     stop = asyncio.Event()
     ctx: ServiceContext[Mt5Settings] = ServiceContext(

@@ -97,7 +97,8 @@ async def serve(service: Service[Any], settings: BaseSettings) -> int:
         helpers.append(asyncio.create_task(health.run(stop), name="health"))
         if settings.parent_pid:
             helpers.append(asyncio.create_task(_watch_parent(settings.parent_pid, stop)))
-        log.info("started", extra={"pid": os.getpid()})
+        # Which Redis, for the operator: the URL's password is masked (and scrubbed anyway).
+        log.info("started", extra={"pid": os.getpid(), "redis": settings.redis_url.redacted()})
         main: asyncio.Future[None] = asyncio.ensure_future(service.main(ctx))
         stopper: asyncio.Future[None] = asyncio.ensure_future(_until(stop))
         await asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED)
