@@ -7,7 +7,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from of_feed_bybit.service import bybit_instruments, keep_claimed
 from ofcommon import keys
+from ofcommon.instruments import load_registry
 from ofcommon.messages import Heartbeat
 from ofcommon.sourceclaim import ClaimedProducer, SourceClaims
 
@@ -88,3 +90,20 @@ async def test_a_claim_that_expired_unclaimed_is_taken_back_on_renewal(
     await mt5.renew()
     assert mt5.held == {"EURUSD"}
     assert await redis.get(keys.source_claim("EURUSD")) == b"mt5/m1"
+
+
+async def test_the_bybit_feed_drops_what_mt5_holds(redis: aioredis.Redis) -> None:
+    registry = load_registry()
+    wanted = bybit_instruments(registry, "BTCUSDT,XAUUSDT,AAPL")
+    mt5 = SourceClaims(redis, venue="mt5", worker_id="m1", service="feed_mt5")
+    await mt5.acquire(["XAUUSDT"])  # a misconfigured MT5 feed got there first
+    bybit = SourceClaims(redis, venue="bybit", worker_id="b1", service="feed_bybit")
+
+    kept = await keep_claimed(bybit, wanted)
+
+    assert {c: [i.symbol for i in insts] for c, insts in kept.items()} == {
+        "linear": ["AAPL", "BTCUSDT"]
+    }
+    assert bybit.refused == {"XAUUSDT": "mt5/m1"}
+    assert await redis.get(keys.source_claim("BTCUSDT")) == b"bybit/b1"
+    assert await redis.get(keys.source_claim("XAUUSDT")) == b"mt5/m1"

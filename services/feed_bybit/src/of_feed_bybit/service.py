@@ -177,7 +177,7 @@ def bybit_instruments(registry: Registry, spec: str) -> dict[str, list[Instrumen
     return out
 
 
-async def _claim(
+async def keep_claimed(
     claims: SourceClaims, by_category: dict[str, list[Instrument]]
 ) -> dict[str, list[Instrument]]:
     """Only the instruments whose source claim this feed holds (the refusals are logged)."""
@@ -349,7 +349,7 @@ async def main(ctx: ServiceContext[BybitSettings]) -> None:
     s = ctx.settings
     registry = load_registry(s.registry_file or None)
     claims = SourceClaims(ctx.redis, venue=VENUE, worker_id=ctx.worker_id, service=NAME)
-    by_category = await _claim(claims, bybit_instruments(registry, s.instruments))
+    by_category = await keep_claimed(claims, bybit_instruments(registry, s.instruments))
     ctx.status["bybit"] = {}
     ctx.status["source_refused"] = claims.refused
     if not by_category:
