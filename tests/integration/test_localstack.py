@@ -365,3 +365,23 @@ def test_ofx_commands_from_another_terminal_find_the_stack(
         config, cwd=free_tmp, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert "no local stack runs on ./var" in after.stderr
+
+
+def test_a_server_that_keeps_dying_stops_the_stack_saying_why(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    supervisor = run_supervisor("", ["--services", "api"])
+    supervisor.wait_for(r"all 1 services healthy")
+    for _ in range(3):  # three restarts within a minute are allowed...
+        os.kill(_server_pid(supervisor, "redis-server"), signal.SIGKILL)
+        supervisor.wait_for(r"redis restarted \(pid \d+")
+    os.kill(_server_pid(supervisor, "redis-server"), signal.SIGKILL)  # ...a fourth death is not
+
+    assert supervisor.finish() == 1, supervisor.output
+    assert re.search(
+        r"redis \(pid \d+\) died \(killed by SIGKILL\) 4 times within 60s; stopping the stack"
+        r" \(see .*/var/redis/redis.log\)",
+        supervisor.output,
+    ), supervisor.output
+    assert "api stopping on SIGTERM" in supervisor.output  # the services were stopped first
+    assert _leftovers(free_tmp) == []
