@@ -117,10 +117,12 @@ def main(
         if stop.requested:
             console.info(f"received {stop.signal_name}, stopping")
             return 0
+        phases = {"servers": time.monotonic() - started}
         preload.join()
         from ofcommon.db import migrate
 
         migrate(database_url)
+        phases["migrations"] = time.monotonic() - started - phases["servers"]
         lock.write_urls(redis_url, database_url)
         env = _child_env(redis_url, database_url)
         # Only the simulator knows this variable; given to every child it would make each one
@@ -135,7 +137,7 @@ def main(
             log_dir=var_dir / "logs",
         )
         supervisor.start_all()
-        return _supervise(supervisor, servers, health_check, stop, args, started)
+        return _supervise(supervisor, servers, health_check, stop, args, started, phases)
     except (StackRunningError, ServerFailure) as exc:
         console.error(str(exc))
         return 1
@@ -232,6 +234,7 @@ def _supervise(
     stop: _StopRequest,
     args: argparse.Namespace,
     started: float,
+    phases: Mapping[str, float],
 ) -> int:
     console = supervisor.console
     with _HealthMonitor(args.services, health_check, supervisor.env) as health:
@@ -242,8 +245,12 @@ def _supervise(
             supervisor.poll(now)
             if not announced and health.all_healthy:
                 announced = True
+                # Where the start-up time went, so a slow start can be told apart at a glance.
+                spent = [f"{name} {seconds:.1f}s" for name, seconds in phases.items()]
+                spent.append(f"services {now - started - sum(phases.values()):.1f}s")
                 console.info(
                     f"all {len(args.services)} services healthy after {now - started:.1f}s"
+                    f" ({', '.join(spent)})"
                 )
                 if args.until_healthy:
                     return 0
