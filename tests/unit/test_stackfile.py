@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,3 +64,27 @@ def test_a_live_stack_is_found_and_a_dead_one_is_not(tmp_path: Path) -> None:
             owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+def test_a_given_server_stays_out_of_the_file(tmp_path: Path) -> None:
+    lock = StackLock(tmp_path / "var")
+    lock.acquire()
+    try:
+        # OF_REDIS_URL was given to `ofx up` (it may hold a password): only PostgreSQL is shared.
+        lock.write_urls(None, "postgresql+psycopg://postgres@127.0.0.1:4002/of")
+        body = json.loads((tmp_path / "var" / "stack.json").read_text())
+        assert body == {
+            "pid": os.getpid(),
+            "redis_url": None,
+            "database_url": "postgresql+psycopg://postgres@127.0.0.1:4002/of",
+        }
+        env: dict[str, str] = {}
+        assert adopt_local_stack(env, tmp_path / "var") is not None
+        assert env == {"OF_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:4002/of"}
+        lock.write_urls(None, None)
+        nothing: dict[str, str] = {}
+        assert adopt_local_stack(nothing, tmp_path / "var") is None
+        assert nothing == {}
+    finally:
+        lock.release()
+    assert not (tmp_path / "var" / "stack.json").exists()

@@ -422,10 +422,17 @@ def _find_servers() -> None:
     given = bool(os.environ.get("OF_REDIS_URL"))
     stack = adopt_local_stack(os.environ)
     if stack is not None:
-        redis_url = settings_mod.Secret(os.environ["OF_REDIS_URL"]).redacted()
+        used = [
+            f"{what} {settings_mod.Secret(os.environ[name]).redacted()}"
+            for what, name, url in (
+                ("Redis", "OF_REDIS_URL", stack.redis_url),
+                ("PostgreSQL", "OF_DATABASE_URL", stack.database_url),
+            )
+            if url is not None and os.environ.get(name) == url
+        ]
         print(
             f"ofx: using the local stack of {stack.path} (ofx up, pid {stack.pid}):"
-            f" Redis {redis_url}",
+            f" {', '.join(used)}",
             file=sys.stderr,
         )
     elif not given:

@@ -123,7 +123,7 @@ def main(
 
         migrate(database_url)
         phases["migrations"] = time.monotonic() - started - phases["servers"]
-        lock.write_urls(redis_url, database_url)
+        lock.write_urls(servers.url("redis"), servers.url("postgres"))
         env = _child_env(redis_url, database_url)
         # Only the simulator knows this variable; given to every child it would make each one
         # import every service to tell it from a typo (see known_setting_fields).

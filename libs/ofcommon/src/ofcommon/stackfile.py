@@ -68,8 +68,10 @@ class StackLock:
         handle.flush()
         self._file = handle
 
-    def write_urls(self, redis_url: str, database_url: str) -> None:
-        """Publish the URLs for other terminals (written whole, then renamed into place)."""
+    def write_urls(self, redis_url: str | None, database_url: str | None) -> None:
+        """Publish the embedded servers' URLs for other terminals (None: a server the stack was
+        given, whose URL may hold a password and stays out of the file). Written whole, then
+        renamed into place."""
         target = self.var_dir / URLS_NAME
         tmp = target.with_suffix(".tmp")
         body = {"pid": os.getpid(), "redis_url": redis_url, "database_url": database_url}
@@ -90,8 +92,8 @@ class LocalStack:
     """What a live `ofx up` serves."""
 
     pid: int
-    redis_url: str
-    database_url: str
+    redis_url: str | None
+    database_url: str | None
     path: Path
 
 
@@ -102,7 +104,8 @@ def find_local_stack(var_dir: Path = DEFAULT_VAR_DIR) -> LocalStack | None:
         redis_url, database_url, pid = body["redis_url"], body["database_url"], body["pid"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not (isinstance(redis_url, str) and isinstance(database_url, str) and isinstance(pid, int)):
+    urls_ok = all(url is None or isinstance(url, str) for url in (redis_url, database_url))
+    if not (urls_ok and isinstance(pid, int)):
         return None
     if not _locked(var_dir / LOCK_NAME):
         return None
@@ -113,16 +116,18 @@ def adopt_local_stack(
     env: MutableMapping[str, str], var_dir: Path = DEFAULT_VAR_DIR
 ) -> LocalStack | None:
     """Point `env` at the local stack's servers for whichever of OF_REDIS_URL and
-    OF_DATABASE_URL is unset; the stack used, or None (env untouched)."""
+    OF_DATABASE_URL is unset; the stack if it set one, else None (env untouched)."""
     if env.get("OF_REDIS_URL") and env.get("OF_DATABASE_URL"):
         return None
     stack = find_local_stack(var_dir)
     if stack is None:
         return None
+    adopted = False
     for name, url in (("OF_REDIS_URL", stack.redis_url), ("OF_DATABASE_URL", stack.database_url)):
-        if not env.get(name):
+        if url and not env.get(name):
             env[name] = url
-    return stack
+            adopted = True
+    return stack if adopted else None
 
 
 def _locked(path: Path) -> bool:
