@@ -256,14 +256,15 @@ def _stack_url(supervisor: Supervisor, name: str) -> str:
 
 
 def _server_pid(supervisor: Supervisor, comm: str) -> int:
-    [pid] = [p.pid for p in supervisor.descendants() if p.name() == comm and _is_root(p)]
+    [pid] = [p.pid for p in supervisor.descendants() if _is_server(p, comm)]
     return pid
 
 
-def _is_root(proc: psutil.Process) -> bool:
-    """A server's own process, not one of the backends it forked."""
+def _is_server(proc: psutil.Process, comm: str) -> bool:
+    """The server's own process, not one of the backends it forks (which come and go)."""
     try:
-        return proc.parent() is not None and proc.parent().name() != proc.name()
+        parent = proc.parent()
+        return proc.name() == comm and parent is not None and parent.name() != comm
     except psutil.NoSuchProcess:
         return False
 

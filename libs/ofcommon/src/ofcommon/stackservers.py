@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = ["MAX_SERVER_RESTARTS", "ServerFailure", "StackServers", "describe_exi
 MAX_SERVER_RESTARTS: Final = 3
 """Restarts of one server allowed within RESTART_WINDOW_S before the stack gives up."""
 RESTART_WINDOW_S: Final = 60.0
+_RESTART_DELAYS_S: Final = (0.5, 1.0, 2.0)
 
 Say = Callable[[str], None]
 
@@ -98,12 +100,18 @@ class StackServers:
 
         watched.restarts.append(now)
         self._error(f"{name} (pid {dead.pid}) died ({what}); restarting it on port {dead.port}")
-        try:
-            watched.server = watched.restart(dead.port)
-        except EmbeddedServerError as exc:
-            raise ServerFailure(
-                f"{name} died ({what}) and did not restart on port {dead.port}: {exc}"
-            ) from exc
+        for delay in (*_RESTART_DELAYS_S, None):
+            try:
+                watched.server = watched.restart(dead.port)
+                break
+            except EmbeddedServerError as exc:
+                # The killed server's last processes may still hold its port or, for
+                # Postgres, its shared memory for a moment: try again before giving up.
+                if delay is None:
+                    raise ServerFailure(
+                        f"{name} died ({what}) and did not restart on port {dead.port}: {exc}"
+                    ) from exc
+                time.sleep(delay)
         self._info(f"{name} restarted (pid {watched.server.pid}, {watched.server.url})")
 
     def stop_all(self) -> bool:
