@@ -48,6 +48,9 @@ client.close()
 while not stopping:
     time.sleep(0.05)
 print(f"{service} stopping on SIGTERM", file=sys.stderr, flush=True)
+if mode == "slow-term":  # a real service checkpoints and releases before it exits
+    time.sleep(1.0)
+    print(f"{service} stopped", flush=True)
 """
 
 DRIVER = r"""
@@ -385,4 +388,22 @@ def test_a_server_that_keeps_dying_stops_the_stack_saying_why(
         supervisor.output,
     ), supervisor.output
     assert "api stopping on SIGTERM" in supervisor.output  # the services were stopped first
+    assert _leftovers(free_tmp) == []
+
+
+def test_one_ctrl_c_delivered_twice_still_stops_cleanly(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    # Ctrl-C on `make run` reaches ofx from the terminal and again forwarded by `uv run`.
+    modes = "analytics=slow-term,api=slow-term"
+    supervisor = run_supervisor(modes, ["--services", "analytics,api"])
+    supervisor.wait_for(r"all 2 services healthy")
+    supervisor.process.send_signal(signal.SIGINT)
+    supervisor.process.send_signal(signal.SIGINT)
+
+    assert supervisor.finish() == 0, supervisor.output
+    assert "killing" not in supervisor.output
+    assert "api stopping on SIGTERM" in supervisor.output
+    assert "analytics stopping on SIGTERM" in supervisor.output
+    assert "api       | api stopped" in supervisor.output  # not killed halfway
     assert _leftovers(free_tmp) == []

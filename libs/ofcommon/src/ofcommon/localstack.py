@@ -50,6 +50,8 @@ MAX_RESTARTS_PER_MINUTE: Final = 5
 MAX_BACKOFF: Final = 30.0
 HEALTH_POLL_INTERVAL: Final = 0.25
 CHECK_TIMEOUT: Final = 5.0
+SAME_SIGNAL_WINDOW_S: Final = 1.0
+"""Signals this close to the first one are the same stop request (see _StopRequest)."""
 _TICK: Final = 0.1
 
 _COLOURS: Final = ("36", "32", "33", "35", "34", "96", "92", "93", "95", "94")
@@ -272,8 +274,16 @@ class _StopRequest:
         self._event = threading.Event()
         self.count = 0
         self.signal_name = ""
+        self._first = 0.0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.count and now - self._first < SAME_SIGNAL_WINDOW_S:
+            # One Ctrl-C on `make run` arrives twice: from the terminal and forwarded by
+            # `uv run`. Only a second press, later, means "stop now".
+            return
+        if not self.count:
+            self._first = now
         self.count += 1
         self.signal_name = signal.Signals(signum).name
         self._event.set()
