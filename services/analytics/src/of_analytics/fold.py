@@ -11,9 +11,10 @@ What each input causes (outputs in this order within one step):
   ``dedup_window`` trades is a feed's retried write and is dropped.
 * trades stream ``Heartbeat``: closes bars and sessions that event time has passed.
 * trades stream ``Gap``: marks the open (or next) bar as gapped.
-* trades stream ``InstrumentSpec``: the venue's tick replaces the registry's (``venuespec.py``):
-  at once for the book, for bars, footprint and profile once no bar is open. No output.
-* book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine).
+* trades stream ``InstrumentSpec``: the venue's tick replaces the registry's (``venuespec.py``)
+  for bars, footprint and profile, once no bar is open. No output.
+* book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine); its own
+  ``InstrumentSpec`` copy moves the book window to the venue tick.
 * either stream: ``Consumption`` events on ``consumption``, once both streams' event time has
   passed a removal's matching window (``of_analytics.book``). They are *anchored* at the book entry
   that removed the size, so their content and their IDs do not depend on how the stage happened to
@@ -146,6 +147,9 @@ class AnalyticsFold:
                 self._on_spec(state, msg)
             return ()
         if kind == "book":
+            if isinstance(msg, InstrumentSpec):
+                self._on_book_spec(state, msg)
+                return ()
             return self._book_out(state.book.on_book(msg, at))
         return ()
 
@@ -261,10 +265,8 @@ class AnalyticsFold:
         tick = venuespec.accept(state.spec, registry, spec)
         if tick is None:
             return
-        # The book keeps no tick-dependent state: its window follows the venue tick at once.
-        if state.book.params.row != tick:
-            state.book.params = replace(state.book.params, row=tick)
-        state.spec.book_tick = tick
+        if at_once:  # a rebuilt state has no book-stream spec yet: the trades stream's stands in
+            self._set_book_tick(state, tick)
         target = 0.0 if tick == registry.tick_size else tick
         if target == state.spec.tick:
             state.spec.pending = 0.0
@@ -279,6 +281,22 @@ class AnalyticsFold:
         else:
             state.spec.pending = tick
             state.spec.pending_from = closes
+
+    def _on_book_spec(self, state: AnalyticsState, spec: InstrumentSpec) -> None:
+        """The book stream's own spec: the window follows it at once. Only the book stream's copy
+        moves the book, so where the switch falls does not depend on how the stage interleaved
+        the two input streams (a re-run after a crash switches at the same book entry)."""
+        registry = self._engines_of(state.symbol).instrument
+        tick = venuespec.accept(state.spec, registry, spec, count=False)
+        if tick is not None:
+            self._set_book_tick(state, tick)
+
+    @staticmethod
+    def _set_book_tick(state: AnalyticsState, tick: float) -> None:
+        # The book keeps no tick-dependent state: its window follows the venue tick at once.
+        if state.book.params.row != tick:
+            state.book.params = replace(state.book.params, row=tick)
+        state.spec.book_tick = tick
 
     def _grid(self, state: AnalyticsState, ts: int, out: Outputs) -> _Engines:
         """The engines for event time ``ts``: a pending venue tick applies once ``ts`` has passed
