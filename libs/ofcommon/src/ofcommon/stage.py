@@ -123,6 +123,53 @@ class Fold(Protocol[S]):
     def decode_state(self, data: bytes) -> S: ...
 
 
+Item = tuple[EntryId, Message]
+"""One input of a batch: the entry ID on its input stream and the decoded message."""
+
+
+class StepFailed(Exception):
+    """``step_batch`` failed on ``items[index]`` (``cause``): the items before it are folded and
+    ``done`` holds their outputs (one sequence per item); the items after it are not folded."""
+
+    def __init__(self, index: int, cause: Exception, done: list[Sequence[Output]]) -> None:
+        super().__init__(f"step failed on item {index}: {cause!r}")
+        self.index = index
+        self.cause = cause
+        self.done = done
+
+
+@runtime_checkable
+class BatchFold(Protocol[S_contra]):
+    """Optional for a fold: ``Fold.step_batch(state, kind, items)``, the stage's (and the
+    backtest's) entry point for a run of consecutive entries of one input stream.
+
+    It must be equivalent to calling ``step(state, kind, msg, at)`` for each ``(at, msg)`` of
+    ``items`` in order, returning the outputs of each item as one sequence per item (so output IDs
+    still derive from the item that caused them), and raising ``StepFailed`` when an item fails.
+    A fold implements it to amortise per-message work over the batch; ``step_batch`` below
+    loops ``step`` for folds that do not."""
+
+    def step_batch(
+        self, state: S_contra, kind: str, items: Sequence[Item]
+    ) -> list[Sequence[Output]]: ...
+
+
+def step_batch(fold: Fold[S], state: S, kind: str, items: Sequence[Item]) -> list[Sequence[Output]]:
+    """``fold.step_batch`` if the fold has one, else ``fold.step`` over each item (see
+    ``BatchFold``): one sequence of outputs per item, ``StepFailed`` on the first failing item."""
+    if isinstance(fold, BatchFold):
+        result: list[Sequence[Output]] = fold.step_batch(state, kind, items)
+        return result
+    done: list[Sequence[Output]] = []
+    step = fold.step
+    for index, (at, msg) in enumerate(items):
+        try:
+            done.append(step(state, kind, msg, at))
+        except Exception as err:
+            raise StepFailed(index, err, done) from err
+    return done
+
+
 @runtime_checkable
 class Tallies(Protocol[S_contra]):
     """Optional for a fold: tallies kept in its state, exported as ``of_fold_events`` gauges at
@@ -326,8 +373,12 @@ class InstrumentWorker(Generic[S]):
         released = self._release(batch)
         if not released:
             return
-        arrival_ms = []
+        arrival_ms: list[int] = []
         produced: list[tuple[str, Message]] = []
+        # Consecutive entries of one input stream go to the fold as one batch (``step_batch``);
+        # a stream change in the merged order starts the next run.
+        run_stream = ""
+        run: list[tuple[str, bytes | None, Item]] = []
         for input_id, stream, entry_id, fields in released:
             position = self._position_ids.get(stream)
             if position is not None and input_id <= position:
@@ -338,21 +389,15 @@ class InstrumentWorker(Generic[S]):
             self._since_checkpoint += 1
             msg, raw, reason = decode_value(fields)
             if msg is None:
+                await self._fold_run(run_stream, run, produced, arrival_ms)
+                run = []
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
-            try:
-                outputs = self._fold.step(self._state, self._inputs[stream], msg, input_id)
-            except Exception as err:  # a bug or a message the fold rejects: never fatal
-                log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
-                await self._dead.send(stream, entry_id, f"fold-error: {err!r}", raw)
-                continue
-            self.folded += 1
-            for out_stream, out_id, out in assign_ids(
-                outputs, input_id, self._last_out, self._out_stream
-            ):
-                self._producer.add(out_stream, out, str(out_id))
-            produced.extend((o[0], o[1]) for o in outputs)
-            arrival_ms.append(input_id.ms)
+            if stream != run_stream:
+                await self._fold_run(run_stream, run, produced, arrival_ms)
+                run, run_stream = [], stream
+            run.append((entry_id, raw, (input_id, msg)))
+        await self._fold_run(run_stream, run, produced, arrival_ms)
         metrics.MESSAGES_IN.labels(self._service, "input").inc(len(released))
         if self._on_outputs is not None and produced:
             await self._on_outputs(self.symbol, produced)
@@ -363,6 +408,47 @@ class InstrumentWorker(Generic[S]):
             for ms in arrival_ms:
                 hist.observe(max(now_ms - ms, 0.0) / 1000)
         await self._maybe_checkpoint()
+
+    async def _fold_run(
+        self,
+        stream: str,
+        run: list[tuple[str, bytes | None, Item]],
+        produced: list[tuple[str, Message]],
+        arrival_ms: list[int],
+    ) -> None:
+        """Fold a run of one stream's entries, queue their outputs; a failing entry goes to the
+        dead letters and the run goes on after it."""
+        kind = self._inputs.get(stream, "")
+        start = 0
+        while start < len(run):
+            items = [item for _, _, item in run[start:]]
+            try:
+                results = step_batch(self._fold, self._state, kind, items)
+                failed = None
+            except StepFailed as err:
+                results, failed = err.done, err
+            for (input_id, _), outputs in zip(items, results, strict=False):
+                self.folded += 1
+                for out_stream, out_id, out in assign_ids(
+                    outputs, input_id, self._last_out, self._out_stream
+                ):
+                    self._producer.add(out_stream, out, str(out_id))
+                if outputs:
+                    produced.extend((o[0], o[1]) for o in outputs)
+                arrival_ms.append(input_id.ms)
+            if failed is None:
+                return
+            # a bug or a message the fold rejects: never fatal
+            entry_id, raw, _ = run[start + failed.index]
+            log.error(
+                "%s failed on %s %s",
+                self._fold.stage,
+                stream,
+                entry_id,
+                exc_info=failed.cause,
+            )
+            await self._dead.send(stream, entry_id, f"fold-error: {failed.cause!r}", raw)
+            start += failed.index + 1
 
     async def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
