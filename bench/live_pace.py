@@ -164,7 +164,10 @@ async def _read(
 ) -> None:
     last: dict[str, Any] = {s: str(await _top(r, s)) for s in streams}
     while not stop.is_set():
-        reply: Any = await r.xread(last, count=10_000, block=100)
+        try:
+            reply: Any = await r.xread(last, count=10_000, block=100)
+        except aioredis.TimeoutError:  # a loaded machine: the block outlived the socket timeout
+            continue
         t_ns = time.perf_counter_ns()
         for name, entries in reply or ():
             stream = name.decode() if isinstance(name, bytes) else name

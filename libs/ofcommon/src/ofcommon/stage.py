@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import msgspec
@@ -154,20 +155,33 @@ class BatchFold(Protocol[S_contra]):
     ) -> list[Sequence[Output]]: ...
 
 
-def step_batch(fold: Fold[S], state: S, kind: str, items: Sequence[Item]) -> list[Sequence[Output]]:
-    """``fold.step_batch`` if the fold has one, else ``fold.step`` over each item (see
-    ``BatchFold``): one sequence of outputs per item, ``StepFailed`` on the first failing item."""
+BatchStep = Callable[[S, str, Sequence[Item]], list[Sequence[Output]]]
+
+
+def batch_step(fold: Fold[S]) -> BatchStep[S]:
+    """``fold.step_batch`` if the fold has one, else ``step`` over each item (see ``BatchFold``).
+    Resolved once per fold: the protocol check costs far more than a batch of plain calls."""
     if isinstance(fold, BatchFold):
-        result: list[Sequence[Output]] = fold.step_batch(state, kind, items)
-        return result
-    done: list[Sequence[Output]] = []
+        own: BatchStep[S] = fold.step_batch
+        return own
     step = fold.step
-    for index, (at, msg) in enumerate(items):
-        try:
-            done.append(step(state, kind, msg, at))
-        except Exception as err:
-            raise StepFailed(index, err, done) from err
-    return done
+
+    def each(state: S, kind: str, items: Sequence[Item]) -> list[Sequence[Output]]:
+        done: list[Sequence[Output]] = []
+        for index, (at, msg) in enumerate(items):
+            try:
+                done.append(step(state, kind, msg, at))
+            except Exception as err:
+                raise StepFailed(index, err, done) from err
+        return done
+
+    return each
+
+
+def step_batch(fold: Fold[S], state: S, kind: str, items: Sequence[Item]) -> list[Sequence[Output]]:
+    """One batch through ``batch_step(fold)``: one sequence of outputs per item, ``StepFailed``
+    on the first failing item (a backtest's entry point; a stage keeps ``batch_step``'s)."""
+    return batch_step(fold)(state, kind, items)
 
 
 @runtime_checkable
@@ -216,6 +230,7 @@ class InstrumentWorker(Generic[S]):
         self._rebuild = rebuild
         self._redis = redis
         self._fold = fold
+        self._step_batch = batch_step(fold)
         self._service = service
         self._timing = timing
         self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
@@ -315,13 +330,28 @@ class InstrumentWorker(Generic[S]):
 
     async def _follow(self) -> None:
         cursors = dict.fromkeys(self._inputs, ">")
-        while not self._stopping.is_set():
-            batch = await self._fence.read(cursors, self._timing.read_count)
-            if batch or self._held:  # held entries go as soon as nothing older can come
-                await self._process(batch)
-            else:
-                await self._maybe_checkpoint()
-                await self._wait_for_data()
+        count = self._timing.read_count
+        ahead: asyncio.Future[list[tuple[str, str, Any]]] | None = None
+        try:
+            while not self._stopping.is_set():
+                batch = await (ahead or self._fence.read(cursors, count))
+                ahead = None
+                if batch or self._held:  # held entries go as soon as nothing older can come
+                    if batch:
+                        # Read the next batch while this one is folded (the Redis round trip
+                        # overlaps the fold). What it delivers stays pending until a checkpoint
+                        # covers it, so a stop or crash before then leaves it to the pending
+                        # drain of the next run, like any entry read and not yet folded.
+                        ahead = asyncio.ensure_future(self._fence.read(cursors, count))
+                    await self._process(batch)
+                else:
+                    await self._maybe_checkpoint()
+                    await self._wait_for_data()
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     async def _wait_for_data(self) -> None:
         # A plain XREAD (no group, no side effect) blocks until something newer than what this
@@ -351,7 +381,8 @@ class InstrumentWorker(Generic[S]):
         event time of one input never runs far ahead of another's (folds that relate two inputs,
         like trades and book, need that); a single input is folded as read.
         """
-        entries = [(entry_ids.parse(i), s, i, f) for s, i, f in batch]
+        parse = entry_ids.parse
+        entries = [(parse(i), s, i, f) for s, i, f in batch]
         if len(self._inputs) == 1:
             return entries
         limit: EntryId | None = None
@@ -361,11 +392,17 @@ class InstrumentWorker(Generic[S]):
                 last = max(e[0] for e in entries if e[1] == stream)
                 limit = last if limit is None or last < limit else limit
         merged = self._held + entries
-        merged.sort(key=lambda e: (e[0], self._order[e[1]]))
+        if len(counts) > 1 or self._held:
+            # Sorted as (ID, input order) tuples, compared natively: one stream's IDs are
+            # distinct, so the comparison never reaches the entry itself. A key function per
+            # entry cost more than the rest of the merge.
+            order = self._order
+            keyed = sorted([(e[0], order[e[1]], n) for n, e in enumerate(merged)])
+            merged = [merged[n] for _, _, n in keyed]
         if limit is None:
             self._held = []
             return merged
-        cut = bisect.bisect_right(merged, limit, key=lambda e: e[0])
+        cut = bisect.bisect_right(merged, limit, key=itemgetter(0))
         self._held = merged[cut:]
         return merged[:cut]
 
@@ -423,19 +460,21 @@ class InstrumentWorker(Generic[S]):
         while start < len(run):
             items = [item for _, _, item in run[start:]]
             try:
-                results = step_batch(self._fold, self._state, kind, items)
+                results = self._step_batch(self._state, kind, items)
                 failed = None
             except StepFailed as err:
                 results, failed = err.done, err
+            add, last_out, out_stream_of = self._producer.add, self._last_out, self._out_stream
             for (input_id, _), outputs in zip(items, results, strict=False):
-                self.folded += 1
-                for out_stream, out_id, out in assign_ids(
-                    outputs, input_id, self._last_out, self._out_stream
-                ):
-                    self._producer.add(out_stream, out, str(out_id))
-                if outputs:
-                    produced.extend((o[0], o[1]) for o in outputs)
                 arrival_ms.append(input_id.ms)
+                if not outputs:  # most entries: skip the ID assignment's set-up
+                    continue
+                for out_stream, out_id, out in assign_ids(
+                    outputs, input_id, last_out, out_stream_of
+                ):
+                    add(out_stream, out, str(out_id))
+                produced.extend((o[0], o[1]) for o in outputs)
+            self.folded += len(results)
             if failed is None:
                 return
             # a bug or a message the fold rejects: never fatal

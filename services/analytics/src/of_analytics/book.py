@@ -174,6 +174,7 @@ class BookEngine:
         self.dropped_prints = 0  # prints dropped unused because the book stream stood still
         self._last_stats: int | None = None
         self._pending: deque[_Removal] = deque()
+        self._pending_ordered = True  # _pending is in event-time order (see _mark_refill)
         self._prints: deque[_Print] = deque()  # arrival order, for pruning
         self._by_level: dict[tuple[Side, float], deque[_Print]] = {}  # lookup by side and price
 
@@ -335,6 +336,9 @@ class BookEngine:
             for r in state.pending
             for anchor in (EntryId(r.anchor_ms, r.anchor_seq),)
         )
+        self._pending_ordered = all(
+            a.ts <= b.ts for a, b in zip(self._pending, list(self._pending)[1:], strict=False)
+        )
         self._prints = deque()
         self._by_level = {}
         # Both indexes hold the same print objects in arrival order, as ``on_trade`` builds them.
@@ -448,13 +452,25 @@ class BookEngine:
                 self._mark_refill(ts, taker, price)
             elif old - size > _SIZE_EPS and lo <= price <= hi:
                 # Bids sit below the mid and asks above it, so this is the side's own window edge.
-                self._pending.append(_Removal(ts, taker, price, old - size, anchor=anchor[0]))
+                pending = self._pending
+                if not pending:
+                    self._pending_ordered = True
+                elif ts < pending[-1].ts:
+                    self._pending_ordered = False
+                pending.append(_Removal(ts, taker, price, old - size, anchor=anchor[0]))
                 anchor[0] = anchor[0].next()
 
     def _mark_refill(self, ts: int, taker: Side, price: float) -> None:
         w = self.params.match_window_ns
-        for r in self._pending:
-            if r.price == price and r.side == taker and ts <= r.ts + w:
+        # Newest first: on a book stream in event-time order (the norm) the first removal too
+        # old to match ends the scan, which otherwise grew with every pending removal (a scan
+        # of ~10 k at 5 k deltas/s was most of the service's time).
+        ordered = self._pending_ordered
+        for r in reversed(self._pending):
+            if ts > r.ts + w:
+                if ordered:
+                    break
+            elif r.price == price and r.side == taker:
                 r.refilled = True
 
     def _settle(self, ts_event: int) -> list[BookOutput]:
