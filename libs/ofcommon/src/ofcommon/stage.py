@@ -330,28 +330,13 @@ class InstrumentWorker(Generic[S]):
 
     async def _follow(self) -> None:
         cursors = dict.fromkeys(self._inputs, ">")
-        count = self._timing.read_count
-        ahead: asyncio.Future[list[tuple[str, str, Any]]] | None = None
-        try:
-            while not self._stopping.is_set():
-                batch = await (ahead or self._fence.read(cursors, count))
-                ahead = None
-                if batch or self._held:  # held entries go as soon as nothing older can come
-                    if batch:
-                        # Read the next batch while this one is folded (the Redis round trip
-                        # overlaps the fold). What it delivers stays pending until a checkpoint
-                        # covers it, so a stop or crash before then leaves it to the pending
-                        # drain of the next run, like any entry read and not yet folded.
-                        ahead = asyncio.ensure_future(self._fence.read(cursors, count))
-                    await self._process(batch)
-                else:
-                    await self._maybe_checkpoint()
-                    await self._wait_for_data()
-        finally:
-            if ahead is not None:
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ahead
+        while not self._stopping.is_set():
+            batch = await self._fence.read(cursors, self._timing.read_count)
+            if batch or self._held:  # held entries go as soon as nothing older can come
+                await self._process(batch)
+            else:
+                await self._maybe_checkpoint()
+                await self._wait_for_data()
 
     async def _wait_for_data(self) -> None:
         # A plain XREAD (no group, no side effect) blocks until something newer than what this
