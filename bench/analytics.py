@@ -865,38 +865,38 @@ def reading(res: Results) -> str:
 PROFILED_DIGEST: Final = "18a4248a9bdb"
 
 WHERE = """
-Where the time goes (code with digest {profiled}: the fold tables above; one `--profile-service`
-run of the service over 150,000 trades plus 10 s at the live pace, 262 s profiled on a machine at
-load ≈8, on the code before the `_mark_refill` and stage fixes named below; and cProfile of
-`step_batch` on the same trades re-timed 50 µs apart, i.e. at the live event-time density). **Fold (target a).** On this file's event-time density (≈28 trades a second,
-so a partial bar every ≈7 trades and a developing profile every ≈28) the throttled outputs are
-most of the fold: the developing session profile (`compute_stats` over every row: value area,
-HVN/LVN, single prints; ≈40 % at 2-USD rows) and the partial bar (`_to_bar`: footprint rows,
-imbalances, stacked runs; ≈24 %). The per-trade accumulation is the rest: `BookEngine.on_trade`
-(the print kept for consumption matching), `BarBuilder.on_trade` (footprint cell, big-trade
-window), `SessionProfiler.on_trade`, and the fold's own dedup and dispatch, each 1-3 µs of plain
-Python. Re-timed to the live density the fold runs at ≈136 k trades/s (CPU time, load ≈4),
-still ≈7 µs a trade against the bare loop's ≈0.5 µs: a quarter of the bound (≈2 µs a trade)
-needs the per-trade accumulation of all three engines in one columnar pass over a read batch
-(numpy per batch: cells by `bincount` over row indexes, OHLC by `minimum/maximum.reduceat`), and
-the throttled outputs incremental (a developing profile that updates the value area from the
-rows that changed, footprint rows kept as structs and re-built only where a trade landed).
-`step_batch` is the place for that (the stage and a backtest already hand it whole batches), but
-the engines are being changed for issue 8's other items in parallel; batching alone does not
-gain (a batch keeps its outputs alive longer than `step` does: 10-20 % dearer in CPU time in
-side-by-side runs at load ≈4).
-**Service (target b).** In the service profile the fold is most of the time; the largest single
-cost was `BookEngine._mark_refill`, a scan of every pending removal on each level increase (34 %
-of the profiled time at 5 k deltas/s, thousands of removals pending per scan): it now scans from the
-newest and stops at the first removal too old to match while removals are in event-time order
-(exactly the old result: `tests/unit/test_analytics_book_refill.py`). The stage's own share was
-the merge sort's key function (2 %; batches of one stream are no longer sorted), the runtime
-protocol check of `step_batch` per batch (1 %; resolved once per worker), `entry_ids.parse` (2 %),
-the latency histogram (1 %) and idle waits for the fenced read (7 %; a read-ahead of the next
-batch was tried and left out: it made the SIGKILL e2e test time out under load). **Latency
-(target c).** At the live pace the latency is the service's queue: while the service folds
-fewer trades a second than are sent, every bar update waits behind the backlog, so p99 follows
-target b; on this shared machine the service ran well below 20 k trades/s.
+Where the time goes (code with digest {profiled}: the fold tables above; one `--profile-service` run
+of the service over 150,000 trades plus 10 s at the live pace, 262 s profiled on a machine at load
+≈8, on the code before the `_mark_refill` and stage fixes named below; and cProfile of `step_batch`
+on the same trades re-timed 50 µs apart, i.e. at the live event-time density). **Fold (target a).**
+On this file's event-time density (≈28 trades a second, so a partial bar every ≈7 trades and a
+developing profile every ≈28) the throttled outputs are most of the fold: the developing session
+profile (`compute_stats` over every row: value area, HVN/LVN, single prints; ≈40 % at 2-USD rows)
+and the partial bar (`_to_bar`: footprint rows, imbalances, stacked runs; ≈24 %). The per-trade
+accumulation is the rest: `BookEngine.on_trade` (the print kept for consumption matching),
+`BarBuilder.on_trade` (footprint cell, big-trade window), `SessionProfiler.on_trade`, and the fold's
+own dedup and dispatch, each 1-3 µs of plain Python. Re-timed to the live density the fold runs at
+≈136 k trades/s (CPU time, load ≈4), still ≈7 µs a trade against the bare loop's ≈0.5 µs: a quarter
+of the bound (≈2 µs a trade) needs the per-trade accumulation of all three engines in one columnar
+pass over a read batch (numpy per batch: cells by `bincount` over row indexes, OHLC by
+`minimum/maximum.reduceat`), and the throttled outputs incremental (a developing profile that
+updates the value area from the rows that changed, footprint rows kept as structs and re-built only
+where a trade landed). `step_batch` is the place for that (the stage and a backtest already hand it
+whole batches), but the engines are being changed for issue 8's other items in parallel; batching
+alone does not gain (a batch keeps its outputs alive longer than `step` does: 10-20 % dearer in CPU
+time in side-by-side runs at load ≈4). **Service (target b).** In the service profile the fold is
+most of the time; the largest single cost was `BookEngine._mark_refill`, a scan of every pending
+removal on each level increase (34 % of the profiled time at 5 k deltas/s, thousands of removals
+pending per scan): it now scans from the newest and stops at the first removal too old to match
+while removals are in event-time order (exactly the old result:
+`tests/unit/test_analytics_book_refill.py`). The stage's own share was the merge sort's key function
+(2 %; batches of one stream are no longer sorted), the runtime protocol check of `step_batch` per
+batch (1 %; resolved once per worker), `entry_ids.parse` (2 %), the latency histogram (1 %) and idle
+waits for the fenced read (7 %; a read-ahead of the next batch was tried and left out: it made the
+SIGKILL e2e test time out under load). **Latency (target c).** At the live pace the latency is the
+service's queue: while the service folds fewer trades a second than are sent, every bar update waits
+behind the backlog, so p99 follows target b; on this shared machine the service ran well below 20 k
+trades/s.
 """
 
 
