@@ -887,16 +887,17 @@ alone does not gain (a batch keeps its outputs alive longer than `step` does: 10
 time in side-by-side runs at load ≈4). **Service (target b).** In the service profile the fold is
 most of the time; the largest single cost was `BookEngine._mark_refill`, a scan of every pending
 removal on each level increase (34 % of the profiled time at 5 k deltas/s, thousands of removals
-pending per scan): it now scans from the newest and stops at the first removal too old to match
-while removals are in event-time order (exactly the old result:
-`tests/unit/test_analytics_book_refill.py`). The stage's own share was the merge sort's key function
-(2 %; batches of one stream are no longer sorted), the runtime protocol check of `step_batch` per
-batch (1 %; resolved once per worker), `entry_ids.parse` (2 %), the latency histogram (1 %) and idle
-waits for the fenced read (7 %; a read-ahead of the next batch was tried and left out: it made the
-SIGKILL e2e test time out under load). **Latency (target c).** At the live pace the latency is the
-service's queue: while the service folds fewer trades a second than are sent, every bar update waits
-behind the backlog, so p99 follows target b; on this shared machine the service ran well below 20 k
-trades/s.
+pending per scan): pending removals are now indexed by level, so a refill looks only at its own
+level's, newest first (the same result: `tests/unit/test_analytics_book_refill.py`); in-process, on
+the live pace's book pattern at 5 k deltas/s of event time with 4 trades per delta and ≈2,600
+removals pending, a delta with its trades took 80.3 µs before and 23.7 µs after (CPU time, load ≈2).
+The stage's own share was the merge sort's key function (2 %; batches of one stream are no longer
+sorted), the runtime protocol check of `step_batch` per batch (1 %; resolved once per worker),
+`entry_ids.parse` (2 %), the latency histogram (1 %) and idle waits for the fenced read (7 %; a
+read-ahead of the next batch was tried and left out: it made the SIGKILL e2e test time out under
+load). **Latency (target c).** At the live pace the latency is the service's queue: while the
+service folds fewer trades a second than are sent, every bar update waits behind the backlog, so p99
+follows target b; on this shared machine the service ran well below 20 k trades/s.
 """
 
 
