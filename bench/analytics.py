@@ -71,8 +71,6 @@ PACE_SLEEP_S: Final = 0.0005
 TOP: Final = 12
 TOP_CUMULATIVE: Final = 8
 SERVICE_TOP: Final = 25
-# 2 USD rows on 0.01 ticks: this file's median 1-minute range (≈77 USD) gives ≈40 rows a bar
-ROW_TICKS: Final = 200
 
 MEASURED: Final = [
     *(
@@ -595,19 +593,18 @@ async def live_phase(
             )
 
 
-def registry_override(tmp: Path, row_ticks: int) -> Path:
-    """An instrument file giving BTCUSDT rows of ``row_ticks`` ticks (footprint and profile:
-    until the footprint has a row of its own, ``row_size`` is both)."""
-    tick = load_registry().get(SYMBOL).tick_size
+def registry_override(tmp: Path, row_ticks: int | None) -> Path:
+    """An instrument file giving BTCUSDT footprint rows of ``row_ticks`` ticks (None: the
+    registry's ``footprint.row_ticks``); the profile keeps its own row."""
     path = tmp / "instruments.toml"
-    row = round(row_ticks * tick, 10)
-    path.write_text(f"[instruments.{SYMBOL}]\nrow_size = {row!r}\n")
+    text = f"[instruments.{SYMBOL}.footprint]\nrow_ticks = {row_ticks}\n" if row_ticks else ""
+    path.write_text(text)
     return path
 
 
 async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
     path = data_path()
-    res = Results(n=args.n, row_ticks=args.row_ticks)
+    res = Results(n=args.n)
     with (
         harness.redis_server(args.redis_url) as (url, description),
         tempfile.TemporaryDirectory(prefix="of-bench-reg-") as reg_tmp,
@@ -626,7 +623,8 @@ async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
             return f"Skipped: real market data not found at `{path}`.", False
         registry_file = registry_override(Path(reg_tmp), args.row_ticks)
         registry = load_registry(registry_file)
-        tick = registry.get(SYMBOL).tick_size
+        inst = registry.get(SYMBOL)
+        tick, res.row_ticks = inst.tick_size, inst.footprint.row_ticks
         tape = read_tape(path)
         res.passes = tape.passes(args.n)
         trades = tape.trades(0, args.n)
@@ -637,7 +635,7 @@ async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
         log(f"bench.analytics on {description}: {len(tape.rows):,} trades × {res.passes} passes")
         for rep in range(args.repeat):
             harness.settle()
-            seconds, res.bars = bare_once(trades, tick, args.row_ticks)
+            seconds, res.bars = bare_once(trades, tick, res.row_ticks)
             res.bare.add(seconds, len(trades))
             harness.settle()
             seconds, res.fold_outputs = fold_once(trades, registry)
@@ -780,9 +778,9 @@ def report(
         "`AnalyticsFold` on the real Binance spot BTCUSDT trades (9,757 trades over 346 s,"
         f" looped {res.passes} times to {res.n:,} trades; each pass shifts event times and trade"
         " ids past the previous one), with footprint rows of"
-        f" {res.row_ticks} ticks (an instrument file sets BTCUSDT's `row_size` to"
-        f" {res.row_ticks} × 0.01 for the fold and the service, so the profile uses that row too"
-        " until the footprint has a row of its own): a 1-minute bar of this file has tens of"
+        f" {res.row_ticks} ticks (BTCUSDT's `footprint.row_ticks`; `--row-ticks` overrides it"
+        " through an instrument file the fold and the service both read): a 1-minute bar of this"
+        " file (median range ≈77 USD) has tens of"
         " rows. In-process, on a fresh state each: the bare-loop bound (`bench/bare_loop.py`: one"
         " plain Python pass computing 1-minute OHLCV, buy/sell and a per-row footprint dict over"
         " the same trades), the fold through `step_batch` in batches of 1,000 (what the stage"
@@ -920,7 +918,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--seconds", type=float, default=15, help="paced seconds of a --rate run")
     p.add_argument(
-        "--row-ticks", type=int, default=ROW_TICKS, help="BTCUSDT row in ticks (footprint)"
+        "--row-ticks", type=int, help="BTCUSDT footprint row in ticks (default: the registry's)"
     )
     p.add_argument("--live-trades", type=float, default=20_000, help="live-pace trades/s")
     p.add_argument("--live-book", type=float, default=5_000, help="live-pace book deltas/s")
