@@ -38,7 +38,7 @@ from of_analytics.state import STATE_VERSION, AnalyticsSnapshot
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
 from ofcommon.messages import Gap, Heartbeat, InstrumentSpec, Message, Trade
-from ofcommon.stage import Output
+from ofcommon.stage import Item, Output, StepFailed
 
 __all__ = ["AnalyticsFold", "AnalyticsState"]
 
@@ -152,6 +152,27 @@ class AnalyticsFold:
                 return ()
             return self._book_out(state.book.on_book(msg, at))
         return ()
+
+    def step_batch(
+        self, state: AnalyticsState, kind: str, items: Sequence[Item]
+    ) -> list[Sequence[Output]]:
+        """``ofcommon.stage.BatchFold``: ``step`` over each ``(entry_id, message)`` of ``items``,
+        one sequence of outputs per item. Trades take ``_on_trade`` directly (no per-message
+        dispatch); any other message takes ``step``."""
+        done: list[Sequence[Output]] = []
+        append = done.append
+        on_trade = self._on_trade
+        trades = kind == "trades"
+        index = 0
+        try:
+            for index, (at, msg) in enumerate(items):  # noqa: B007 (read by the handler)
+                if trades and type(msg) is Trade:
+                    append(on_trade(state, msg))
+                else:
+                    append(self.step(state, kind, msg, at))
+        except Exception as err:
+            raise StepFailed(index, err, done) from err
+        return done
 
     def tallies(self, state: AnalyticsState) -> dict[str, float]:
         """What the stage exports as ``of_fold_events{name=...}`` (see docs/analytics.md)."""
