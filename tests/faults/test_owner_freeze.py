@@ -78,7 +78,8 @@ def test_frozen_owner_is_fenced_and_the_new_owner_is_exact(
         time.sleep(2.0)  # what the old owner would write after waking up would show below
         after = analytics.actual(r, SYMBOL)
         assert after == before, "the resumed old owner changed the outputs"
-        assert analytics.differences(expected, after) == []
+        diffs = analytics.differences(expected, after)
+        assert not diffs, "; ".join(diffs)
         bars, profiles = analytics.expected_rows(expected)
         assert bars
         assert analytics.stored_rows(database_url, SYMBOL) == (bars, profiles)

@@ -73,7 +73,8 @@ def test_postgres_stopped_30_s(
             "PostgreSQL to hold exactly the uninterrupted run's rows",
         )
         time.sleep(0.5)  # anything written late or twice would show below
-        assert analytics.differences(expected, analytics.actual(r, SYMBOL)) == []
+        diffs = analytics.differences(expected, analytics.actual(r, SYMBOL))
+        assert not diffs, "; ".join(diffs)
         assert analytics.stored_rows(pg.url, SYMBOL) == (bars, profiles)
         assert r.xlen(keys.dead_letters(SYMBOL)) == 0
         workers.assert_alive("analytics-0")

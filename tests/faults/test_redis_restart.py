@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 
 from ofcommon import codec, keys
 from ofcommon.db import migrate
@@ -47,8 +48,8 @@ def _replay(path: Path, environ: dict[str, str], log: Path) -> subprocess.Popen[
         )
 
 
-def _inputs(r: object, kind: str) -> int:
-    return int(r.xlen(keys.stream(SYMBOL, kind)))  # type: ignore[attr-defined]
+def _inputs(r: sync_redis.Redis, kind: str) -> int:
+    return int(r.xlen(keys.stream(SYMBOL, kind)))
 
 
 def test_redis_restart_mid_stream(

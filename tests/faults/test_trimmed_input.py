@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 
 from ofcommon import codec, entry_ids, keys
 from ofcommon.db import migrate
@@ -32,10 +33,10 @@ pytestmark = [
 ]
 
 
-def _gaps(r: object, symbol: str) -> list[tuple[str, Gap]]:
+def _gaps(r: sync_redis.Redis, symbol: str) -> list[tuple[str, Gap]]:
     out = []
     for kind in analytics.OUTPUTS:
-        for _, fields in r.xrange(keys.stream(symbol, kind)):  # type: ignore[attr-defined]
+        for _, fields in r.xrange(keys.stream(symbol, kind)):
             msg = codec.decode(fields[codec.FIELD])
             if isinstance(msg, Gap):
                 out.append((kind, msg))
@@ -71,7 +72,7 @@ def test_trimmed_input_of_a_lagging_consumer_is_a_gap(
             unread = [i for i, _ in r.xrange(trades) if entry_ids.parse(i.decode()) > delivered]
             assert len(unread) > 100, "the worker is not lagging: nothing to trim"
             cut = unread[len(unread) // 2]
-            trimmed = r.execute_command("XTRIM", trades, "MINID", cut)
+            trimmed = r.xtrim(trades, minid=cut, approximate=False)
             case.figures["trimmed unread"] = str(len(unread) // 2)
             assert int(trimmed) >= len(unread) // 2
         finally:
@@ -96,9 +97,9 @@ def test_trimmed_input_of_a_lagging_consumer_is_a_gap(
         r.close()
 
 
-def _position(r: object, stream: str) -> str:
+def _position(r: sync_redis.Redis, stream: str) -> str:
     """The group's last delivered ID on ``stream`` (what the worker has read up to)."""
-    for g in r.xinfo_groups(stream):  # type: ignore[attr-defined]
+    for g in r.xinfo_groups(stream):
         if g["name"] == b"analytics":
             return str(g["last-delivered-id"].decode())
     return ""

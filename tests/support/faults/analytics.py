@@ -125,7 +125,7 @@ async def _flush(producer: Producer) -> None:
 
 
 def _decodable(r: sync_redis.Redis, stream: str, skip: frozenset[str]) -> list[tuple[str, bytes]]:
-    out = []
+    out: list[tuple[str, bytes]] = []
     for entry_id, fields in r.xrange(stream):
         data = fields.get(codec.FIELD)
         if entry_id.decode() in skip or data is None:
