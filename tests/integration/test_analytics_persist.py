@@ -23,6 +23,7 @@ from ofcommon.messages import (
     ImbalanceRow,
     ProfileUpdate,
     Side,
+    SizeKind,
     StackedRun,
 )
 from ofcommon.tables import bars_1m, session_profiles
@@ -251,3 +252,13 @@ def test_concurrent_writers_of_the_same_batch_agree(
     assert (table_rows(database_url, bars_1m), table_rows(database_url, session_profiles)) == (
         concurrent
     )
+
+
+def test_tick_volume_profiles_keep_their_kind(store: AnalyticsStore) -> None:
+    ticks = msgspec.structs.replace(
+        make_profile(0, final=True, ts_event=T0), volume_kind=SizeKind.TICKS
+    )
+    real = make_profile(1, final=True, ts_event=T0)
+    store.write_profiles(SYM, [ticks, real])
+    assert [p.volume_kind for p in store.profiles(SYM, 0)] == [SizeKind.TICKS, SizeKind.REAL]
+    assert store.profiles(SYM, 0) == [ticks, real]

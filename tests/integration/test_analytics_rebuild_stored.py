@@ -9,15 +9,17 @@ from collections.abc import Iterator
 import pytest
 import redis.asyncio as aioredis
 from msgspec.structs import replace
+from tests.support.fake_mt5_data import eurusd_quotes, fx_ticks, parse_ticks
 
 from of_analytics.fold import AnalyticsFold
 from of_analytics.persist import AnalyticsStore
 from of_analytics.rebuild import AnalyticsRebuild
+from of_analytics.service import persisted
 from ofcommon import keys
-from ofcommon.bus import ensure_group
+from ofcommon.bus import Producer, ensure_group
 from ofcommon.db import migrate
 from ofcommon.instruments import load_registry
-from ofcommon.messages import Bar, FootprintRow, ProfileUpdate
+from ofcommon.messages import Bar, FootprintRow, ProfileUpdate, SizeKind, Trade
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -146,3 +148,48 @@ async def test_footprint_rows_that_do_not_nest_in_profile_rows_are_not_used(
     assert "do not nest in profile rows" in caplog.text
     # The closed sessions are exact whatever the footprint: day 2's POC is still naked.
     assert [p.session_id for p in rebuilt.state.profiler.naked_pocs] == ["2023-11-16"]
+
+
+async def test_tick_volume_profile_of_a_quote_only_instrument_is_rebuilt(
+    redis: aioredis.Redis, store: AnalyticsStore
+) -> None:
+    """The real EURUSD quotes (tick-count trades): stored bars carry no tick volume, so the
+    current session's tick-volume profile comes from the stream back to the session's start."""
+    registry = load_registry()
+    fx = "EURUSD"
+    trades = parse_ticks(registry, fx, fx_ticks(eurusd_quotes()))
+    fold = AnalyticsFold(registry)
+    live = fold.initial(fx)
+    outputs = [o for t in trades for o in fold.step(live, "trades", t)]
+    bars, profiles = persisted(outputs)
+    store.write_bars(fx, bars)
+    store.write_profiles(fx, profiles)
+    producer = Producer(redis, service="test", trim_by_age=False)
+    for t in trades:
+        producer.add(keys.stream(fx, "trades"), t)
+    await producer.flush()
+    for kind in ("trades", "book"):
+        await ensure_group(redis, keys.stream(fx, kind), "analytics")
+    [(last_id, _)] = await redis.xrevrange(keys.stream(fx, "trades"), count=1)
+    await redis.xgroup_setid(keys.stream(fx, "trades"), "analytics", last_id)
+
+    rebuilt = await AnalyticsRebuild(fold, store, registry)(fx, redis)
+    assert rebuilt is not None
+    session, composite = rebuilt.state.profiler.developing()
+    # The reference: one count per quote of the session in its 0.0005 row (50 ticks of 0.00001).
+    start = session.session_start
+    assert start == 1_577_923_200 * 1_000_000_000  # 2020-01-02 00:00 UTC
+
+    def counts(ts: list[Trade]) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for t in ts:
+            row = round(t.price / 0.00001) // 50
+            out[row] = out.get(row, 0.0) + t.size
+        return out
+
+    today = counts([t for t in trades if t.ts_event >= start])
+    everything = counts(trades)
+    assert session.volume_kind is composite.volume_kind is SizeKind.TICKS
+    assert {round(p / 0.0005): n for p, n in session.rows} == today
+    assert {round(p / 0.0005): n for p, n in composite.rows} == everything
+    assert rebuilt.state.profiler.naked_pocs == live.profiler.naked_pocs

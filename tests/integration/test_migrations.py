@@ -13,12 +13,12 @@ from sqlalchemy import Engine, create_engine, inspect, pool, text
 
 from of_analytics.persist import AnalyticsStore
 from ofcommon.db import alembic_config, current_revision, migrate, to_sync_url
-from ofcommon.messages import Bar, FootprintRow
+from ofcommon.messages import Bar, FootprintRow, ProfileUpdate, SizeKind
 from ofcommon.tables import metadata
 
 pytestmark = pytest.mark.postgres
 
-HEAD = "0003_bar_analytics"
+HEAD = "0004_profile_volume_kind"
 ANALYTICS_TABLES = frozenset({"bars_1m", "session_profiles"})
 BAR_ANALYTICS = (
     "delta_at_high",
@@ -63,6 +63,10 @@ def _bar_columns(engine: Engine) -> set[str]:
     return {str(c["name"]) for c in inspect(engine).get_columns("bars_1m")}
 
 
+def _profile_columns(engine: Engine) -> set[str]:
+    return {str(c["name"]) for c in inspect(engine).get_columns("session_profiles")}
+
+
 def _schema_version(engine: Engine) -> str:
     with engine.connect() as conn:
         value = conn.execute(
@@ -76,6 +80,11 @@ def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
     migrate(database_url)  # a second upgrade at head is a no-op
     assert current_revision(database_url) == HEAD
     assert _tables(engine) >= ANALYTICS_TABLES
+    assert _schema_version(engine) == "4"
+
+    _downgrade(database_url, "0003_bar_analytics")
+    assert current_revision(database_url) == "0003_bar_analytics"
+    assert "volume_kind" not in _profile_columns(engine)
     assert _schema_version(engine) == "3"
 
     _downgrade(database_url, "0002_analytics")
@@ -92,7 +101,8 @@ def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
     assert current_revision(database_url) == HEAD
     assert _tables(engine) >= ANALYTICS_TABLES
     assert set(BAR_ANALYTICS) <= _bar_columns(engine)
-    assert _schema_version(engine) == "3"
+    assert "volume_kind" in _profile_columns(engine)
+    assert _schema_version(engine) == "4"
 
     _downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -151,3 +161,28 @@ def test_bars_stored_before_0003_read_back_without_analytics(
         "1m", 60, 120, 1.5, 2.5, 1.0, 2.0, 3.0, 2.0, 1.0, 1.0, -1.0, 1.0, 2, 1.75, 1.5,
         [FootprintRow(1.0, 1.0, 2.0, 2)], True, 1,
     )  # fmt: skip
+
+
+def test_profiles_stored_before_0004_read_back_as_real_volume(
+    database_url: str, engine: Engine
+) -> None:
+    """A profile written under 0003 (no volume_kind) counted real volume: it reads back so."""
+    migrate(database_url)
+    _downgrade(database_url, "0003_bar_analytics")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO session_profiles (symbol, scope, session_id, session_start,"
+                " session_end, poc, vah, val, volume, shape, rows, final, ts_event) VALUES"
+                " ('BTCUSDT', 'session', '2024-01-02', 10, 20, 1.5, 2.0, 1.0, 3.0, 'd_shape',"
+                " '[[1.0, 1.0], [1.5, 2.0]]', true, 20)"
+            )
+        )
+    migrate(database_url)
+    with AnalyticsStore(database_url) as store:
+        (profile,) = store.profiles("BTCUSDT", 0)
+    assert profile == ProfileUpdate(
+        "session", "2024-01-02", 10, 20, 20, 1.5, 2.0, 1.0, 3.0, [(1.0, 1.0), (1.5, 2.0)],
+        "d_shape", True,
+    )  # fmt: skip
+    assert profile.volume_kind is SizeKind.REAL

@@ -85,6 +85,7 @@ SAMPLES: tuple[Message, ...] = (
         lvn=[99.0],
         single_prints=[101.0],
         naked_pocs=[97.0, 102.5],
+        volume_kind=SizeKind.TICKS,
     ),
     BookStats(ts_event=T0, valid=True, best_bid=99.5, best_ask=100.0, spread=0.5, imbalance=0.2),
     Consumption(ts_event=T0, side=Side.SELL, price=99.5, removed=10.0, traded=7.0, cancelled=3.0),

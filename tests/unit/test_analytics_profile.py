@@ -5,12 +5,18 @@ Hypothesis checks the value area against an independent two-row implementation w
 from __future__ import annotations
 
 import random
+import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
 
+import msgspec
 import pytest
 from hypothesis import given, settings, strategies as st
+from tests.support.fake_mt5_data import eurusd_quotes, fx_ticks, parse_ticks
 
+from of_analytics.fold import AnalyticsFold, AnalyticsState
 from of_analytics.profile import (
     NodeMode,
     PocTieRule,
@@ -23,8 +29,8 @@ from of_analytics.profile import (
     row_of,
     value_area,
 )
-from ofcommon.instruments import Instrument
-from ofcommon.messages import Side, SizeKind, Trade
+from ofcommon.instruments import Instrument, Registry, RegistryConfigError, load_registry
+from ofcommon.messages import ProfileUpdate, Side, SizeKind, Trade
 
 NAS = Instrument(
     symbol="NAS100USDT", group="indices", tick_size=0.1, row_size=1.0, session="NY_CASH"
@@ -411,3 +417,256 @@ def test_seed_config_modes() -> None:
         ProfileConfig(value_area_pct=0)
     with pytest.raises(ValueError, match="smooth_rows"):
         ProfileConfig(smooth_rows=2)
+
+
+# --- plateau-aware nodes (issue 8 §2.3) ------------------------------------------------------
+
+
+def _middle_of_runs(vols: list[float], value: float) -> list[int]:
+    """Middle row (the lower of two middles) of every run of ``value`` in ``vols``: a reference
+    written out here, independent of the engine's smoothing and window."""
+    out: list[int] = []
+    i = 0
+    while i < len(vols):
+        if vols[i] == value:
+            j = i
+            while j + 1 < len(vols) and vols[j + 1] == value:
+                j += 1
+            out.append((i + j) // 2)
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+@pytest.mark.parametrize(
+    "vols",
+    [
+        [10, 12, 14, 12, 10, 0, 0, 0, 0, 0, 10, 12, 14, 12, 10],  # the issue's empty valley
+        [10, 12, 14, 12, 10, 2, 2, 2, 2, 2, 2, 10, 12, 14, 12, 10],  # flat, even width
+        [9, 12, 14, 12, 10, 0, 0, 0, 0, 0, 0, 0, 0, 10, 12, 14, 12, 9],  # far wider than 2k+1
+    ],
+)
+def test_lvn_in_a_flat_valley_wider_than_the_window(vols: list[int]) -> None:
+    # The 3-row smoothing narrows the flat floor by one row each side but keeps its middle where
+    # the raw floor's is, so the raw profile is the reference.
+    (expected,) = _middle_of_runs([float(v) for v in vols], float(min(vols)))
+    assert stats_of(dict(enumerate(map(float, vols)))).lvn == (float(expected),)
+
+
+def test_hvn_on_a_flat_top_is_its_middle_row() -> None:
+    vols = [1.0, 2.0, 9.0, 9.0, 9.0, 9.0, 9.0, 2.0, 1.0, 0.0, 1.0, 2.0, 9.0, 9.0, 2.0, 1.0]
+    # Smoothed over 3 rows the first top keeps its three middle rows flat (3..5), the second
+    # (12, 13) none: its two rows stay tied at (2 + 9 + 9) / 3, so it is a flat top of two rows.
+    first = (3 + 5) // 2
+    second = (12 + 13) // 2
+    s = stats_of(dict(enumerate(vols)))
+    assert s.hvn == (float(first), float(second))
+    assert s.lvn == (9.0,)
+
+
+# --- pre-open prints after the open (issue 8 §2.5) -------------------------------------------
+
+
+def test_pre_open_print_arriving_after_the_first_session_trade_is_out_of_hours() -> None:
+    p = SessionProfiler(NAS)
+    # Friday 2024-03-08, EST: the NY cash open is 14:30 UTC.
+    inside = [trade(ns(2024, 3, 8, 14, 31), 18000.0, 2), trade(ns(2024, 3, 8, 14, 40), 18001.0, 3)]
+    pre_open = trade(ns(2024, 3, 8, 14, 29), 17990.0, 7)  # arrives after the first in-hours trade
+    p.on_trade(inside[0])
+    p.on_trade(pre_open)
+    p.on_trade(inside[1])
+    assert (p.out_of_hours, p.late) == (1, 0)
+    expected_rows = sorted((t.price, t.size) for t in inside)
+    (session,) = p.developing(composite=False)
+    assert session.rows == expected_rows
+    assert session.volume == sum(t.size for t in inside)
+    assert session.session_start == ns(2024, 3, 8, 14, 30)
+
+
+# --- the registry's profile settings reach the engine (issue 8 §2.4) -------------------------
+
+
+def _registry_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "instruments.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _fold_profile(registry: Registry, symbol: str, trades: list[Trade]) -> ProfileUpdate:
+    fold = AnalyticsFold(registry)
+    state = fold.initial(symbol)
+    for t in trades:
+        fold.step(state, "trades", t)
+    (session,) = state.profiler.developing(composite=False)
+    return session
+
+
+# BTCUSDT rows are 10 apart. From the POC (40) the lower pair (19 + 10) takes the area to 69 % of
+# 100: enough for 68 %, one pair short of 70 %, which then adds the upper pair (13 + 7).
+_VA_LADDER: Final = [(100, 7), (110, 10), (120, 19), (130, 40), (140, 13), (150, 7), (160, 4)]
+
+
+def _ladder_trades(ladder: list[tuple[int, int]]) -> list[Trade]:
+    t0 = ns(2024, 1, 2, 1)
+    return [trade(t0 + i, float(p), float(v)) for i, (p, v) in enumerate(ladder)]
+
+
+def test_registry_value_area_pct_is_honoured(tmp_path: Path) -> None:
+    prices = [p // 10 for p, _ in _VA_LADDER]  # the reference works on a unit ladder
+    vols = [v for _, v in _VA_LADDER]
+    val68, poc68, vah68 = (10 * x for x in reference_two_row(prices, vols, 0.68))
+    val70, _, vah70 = (10 * x for x in reference_two_row(prices, vols, 0.70))
+    assert (val68, vah68) != (val70, vah70)  # the ladder tells the two apart
+    path = _registry_file(
+        tmp_path,
+        """
+        [instruments.BTCUSDT.profile]
+        value_area_pct = 0.68
+        """,
+    )
+    got = _fold_profile(load_registry(path), "BTCUSDT", _ladder_trades(_VA_LADDER))
+    assert (got.val, got.poc, got.vah) == (val68, poc68, vah68)
+    # The registry's default is the professional 70 %.
+    default = _fold_profile(load_registry(), "BTCUSDT", _ladder_trades(_VA_LADDER))
+    assert (default.val, default.vah) == (val70, vah70)
+
+
+def _sigma_lvns(vols: list[float], factor: float) -> list[int]:
+    """The seed's LVN rule written out: a local minimum below max(mean - f·σ, 0.2·mean)."""
+    mean = sum(vols) / len(vols)
+    std = (sum((v - mean) ** 2 for v in vols) / len(vols)) ** 0.5
+    cut = max(mean - factor * std, 0.2 * mean)
+    return [
+        i for i in range(1, len(vols) - 1) if vols[i - 1] > vols[i] < vols[i + 1] and vols[i] < cut
+    ]
+
+
+def test_registry_lvn_stddev_factor_is_honoured_with_seed_nodes(tmp_path: Path) -> None:
+    vols = [10.0, 10.0, 1.0, 10.0, 10.0, 6.0, 10.0, 10.0]
+    ladder = [(100 + 10 * i, int(v)) for i, v in enumerate(vols)]
+    expected = [float(100 + 10 * i) for i in _sigma_lvns(vols, 0.5)]
+    assert expected != [float(100 + 10 * i) for i in _sigma_lvns(vols, 1.5)]
+    path = _registry_file(
+        tmp_path,
+        """
+        [instruments.BTCUSDT.profile]
+        nodes = "seed"
+        lvn_stddev_factor = 0.5
+        """,
+    )
+    got = _fold_profile(load_registry(path), "BTCUSDT", _ladder_trades(ladder))
+    assert got.lvn == expected
+
+
+def test_registry_rejects_a_profile_field_the_engine_would_not_use(tmp_path: Path) -> None:
+    path = _registry_file(
+        tmp_path,
+        """
+        [instruments.BTCUSDT.profile]
+        lvn_stddev_factor = 2.0
+        """,
+    )
+    with pytest.raises(RegistryConfigError, match=r"lvn_stddev_factor.*nodes = .seed."):
+        load_registry(path)
+
+
+# --- tick-volume profiles of quote-only instruments (issue 8 §2.7) ---------------------------
+
+
+def _fold_all(symbol: str, trades: list[Trade]) -> tuple[AnalyticsState, list[ProfileUpdate]]:
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial(symbol)
+    out: list[ProfileUpdate] = []
+    for t in trades:
+        out += [m for k, m, *_ in fold.step(state, "trades", t) if isinstance(m, ProfileUpdate)]
+    return state, out
+
+
+def test_real_eurusd_quotes_give_a_tick_volume_profile() -> None:
+    registry = load_registry()
+    eurusd = registry.get("EURUSD")
+    trades = parse_ticks(registry, "EURUSD", fx_ticks(eurusd_quotes()))
+    assert trades
+    assert {t.size_kind for t in trades} == {SizeKind.TICKS}
+    # HistData's 2020-01-01 17:00-23:00 EST: 22:00-04:00 UTC, across a FULL_DAY (UTC) boundary.
+    midnight = ns(2020, 1, 2)
+    tick, per_row = 0.00001, 50  # EURUSD's registry tick and 0.0005 row, written out
+
+    def counts(ts: list[Trade]) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for t in ts:
+            row = round(t.price / tick) // per_row
+            out[row] = out.get(row, 0.0) + t.size
+        return out
+
+    day1 = counts([t for t in trades if t.ts_event < midnight])
+    day2 = counts([t for t in trades if t.ts_event >= midnight])
+    assert day1
+    assert day2
+    state, updates = _fold_all("EURUSD", trades)
+
+    def row(price: float) -> int:
+        return round(price / eurusd.row_size)
+
+    def check(u: ProfileUpdate, ref: dict[int, float]) -> None:
+        assert u.volume_kind is SizeKind.TICKS
+        assert {row(p): n for p, n in u.rows} == ref
+        assert u.volume == sum(ref.values())
+        rows = sorted(ref)
+        val, poc, vah = reference_two_row(rows, [int(ref[r]) for r in rows], 0.70)
+        assert (row(u.val), row(u.poc), row(u.vah)) == (val, poc, vah)
+
+    (final,) = [u for u in updates if u.final and u.scope == "session"]
+    assert final.session_id == "2020-01-01"
+    check(final, day1)
+    session, composite = state.profiler.developing()
+    assert session.session_id == "2020-01-02"
+    check(session, day2)
+    both = {r: day1.get(r, 0.0) + day2.get(r, 0.0) for r in {*day1, *day2}}
+    check(composite, both)
+    day1_poc = row(final.poc)
+    # Day 1's POC is naked unless a day-2 quote printed in its row.
+    assert [row(p) for p in session.naked_pocs] == ([] if day1_poc in day2 else [day1_poc])
+
+
+def test_followed_kind_switches_to_real_volume_for_good() -> None:
+    p = SessionProfiler(UNIT, size_kind=None)
+    day1, day2 = ns(2024, 1, 2, 5), ns(2024, 1, 3, 5)
+    p.on_trade(trade(day1, 100.0, 1, SizeKind.TICKS))
+    p.on_trade(trade(day1 + 1, 100.0, 1, SizeKind.TICKS))
+    p.on_trade(trade(day2, 101.0, 1, SizeKind.TICKS))  # closes day 1, a tick-volume session
+    session, composite = p.developing()
+    assert (session.volume_kind, session.rows) == (SizeKind.TICKS, [(101.0, 1.0)])
+    assert composite.rows == [(100.0, 2.0), (101.0, 1.0)]
+    real = [trade(day2 + 1, 102.0, 0.5), trade(day2 + 2, 103.0, 2.5)]
+    p.on_trade(real[0])
+    p.on_trade(trade(day2 + 3, 104.0, 1, SizeKind.TICKS))  # a quote count beside real volume
+    p.on_trade(real[1])
+    session, composite = p.developing()
+    expected = [(t.price, t.size) for t in real]
+    assert (session.volume_kind, session.rows) == (SizeKind.REAL, expected)
+    assert (composite.volume_kind, composite.rows) == (SizeKind.REAL, expected)  # no tick counts
+    assert session.session_start == ns(2024, 1, 3)
+    assert p.ignored == 1
+    assert [n.price for n in p.naked_pocs] == [100.0]  # day 1's POC is still a price
+
+
+def test_checkpoint_keeps_the_volume_kind() -> None:
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial("EURUSD")
+    t0 = ns(2024, 1, 2, 5)
+    fold.step(state, "trades", trade(t0, 1.1, 1, SizeKind.TICKS))
+    restored = fold.decode_state(fold.encode_state(state))
+    fold.step(restored, "trades", trade(t0 + 1, 1.1006, 1, SizeKind.TICKS))  # the next row
+    (session,) = restored.profiler.developing(composite=False)
+    assert session.volume_kind is SizeKind.TICKS
+    assert sorted(n for _, n in session.rows) == [1.0, 1.0]
+    # A snapshot from before the field holds a real-volume profile: it stays real.
+    btc = fold.initial("BTCUSDT")
+    fold.step(btc, "trades", trade(t0, 42000.0, 0.5))
+    old = msgspec.structs.replace(btc.profiler.to_state(), size_kind=None)
+    btc.profiler.restore(old)
+    fold.step(btc, "trades", trade(t0 + 1, 42000.0, 1, SizeKind.TICKS))
+    (session,) = btc.profiler.developing(composite=False)
+    assert (session.volume_kind, session.volume) == (SizeKind.REAL, 0.5)

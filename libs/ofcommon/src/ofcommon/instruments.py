@@ -28,6 +28,7 @@ __all__ = [
     "InitiativeParams",
     "Instrument",
     "Mt5Venue",
+    "ProfileNodes",
     "ProfileParams",
     "Registry",
     "RegistryConfigError",
@@ -99,12 +100,29 @@ class DivergenceParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     delta_failure_pct: Fraction = 0.8
 
 
-class ProfileParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Volume-profile settings (seed §4); the row height is ``Instrument.row_size``."""
+ProfileNodes = Literal["smoothed", "seed"]
 
-    value_area_pct: Fraction = 0.68
-    lvn_stddev_factor: NonNegative = 1.5
+
+class ProfileParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Volume-profile settings (of_analytics.profile); the row height is ``Instrument.row_size``.
+
+    ``value_area_pct``: the value area's share of the volume (the professional 70 %; the seed
+    used 68 %). ``nodes``: the HVN/LVN rule, ``smoothed`` (extrema of the smoothed histogram) or
+    ``seed`` (the seed's σ rule, LVNs only, ``lvn_stddev_factor`` σ below the mean, 1.5 unless
+    set). ``merge_max_days``: the sessions of ``composite:N``. Every field is used; one the
+    engine would ignore (a σ factor without the σ rule) is refused at load."""
+
+    value_area_pct: Fraction = 0.70
+    lvn_stddev_factor: NonNegative | None = None
     merge_max_days: Count = 3
+    nodes: ProfileNodes = "smoothed"
+
+    def __post_init__(self) -> None:
+        if self.lvn_stddev_factor is not None and self.nodes != "seed":
+            raise ValueError(
+                "lvn_stddev_factor is used only by the seed's σ LVN rule: set"
+                ' nodes = "seed" with it, or remove it'
+            )
 
 
 ImbalancePreset = Literal["default", "atas", "ninjatrader", "tradingview", "seed"]

@@ -22,7 +22,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-WIRE_VERSION: Final = 2
+WIRE_VERSION: Final = 3
 
 
 class Side(IntEnum):
@@ -233,6 +233,9 @@ class ProfileUpdate(_Rare, tag="profile", frozen=True):
     lvn: list[float] = msgspec.field(default_factory=list)  # low-volume nodes
     single_prints: list[float] = msgspec.field(default_factory=list)  # session scope only
     naked_pocs: list[float] = msgspec.field(default_factory=list)  # prior POCs not traded since
+    # Wire version 3: what the histogram counts. TICKS: a tick-volume profile (quote changes of a
+    # quote-only instrument, MT5 FX and CFDs), never real volume.
+    volume_kind: SizeKind = SizeKind.REAL
 
 
 class BookStats(_Rare, tag="book_stats", frozen=True):

@@ -87,6 +87,8 @@ session_profiles = Table(
     Column("lvn", JSONB, nullable=False, server_default="[]"),
     Column("single_prints", JSONB, nullable=False, server_default="[]"),
     Column("naked_pocs", JSONB, nullable=False, server_default="[]"),
+    # ProfileUpdate.volume_kind (SizeKind: 0 real volume, 1 tick volume; migration 0004)
+    Column("volume_kind", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("symbol", "scope", "session_id", name="pk_session_profiles"),
 )
 

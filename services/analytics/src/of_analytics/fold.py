@@ -106,12 +106,12 @@ class AnalyticsFold:
 
     def initial(self, symbol: str) -> AnalyticsState:
         inst = self._engines_of(symbol).instrument
-        # Professional value area (70 %) by default; the registry gives the composite length.
-        config = ProfileConfig(composite_sessions=inst.profile.merge_max_days)
+        config = ProfileConfig.from_registry(inst.profile)
         return AnalyticsState(
             symbol=symbol,
             bars=BarBuilder.initial(),
-            profiler=SessionProfiler(inst, config),
+            # The kind follows the trades: tick volume for a quote-only instrument.
+            profiler=SessionProfiler(inst, config, size_kind=None),
             book=BookEngine(BookParams(row=inst.tick_size)),
         )
 

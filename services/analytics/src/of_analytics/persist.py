@@ -24,6 +24,7 @@ from ofcommon.messages import (
     Level,
     ProfileUpdate,
     Side,
+    SizeKind,
     StackedRun,
 )
 from ofcommon.tables import bars_1m, session_profiles
@@ -143,6 +144,7 @@ def _profile_row(symbol: str, update: ProfileUpdate) -> dict[str, Any]:
         "lvn": update.lvn,
         "single_prints": update.single_prints,
         "naked_pocs": update.naked_pocs,
+        "volume_kind": int(update.volume_kind),
     }
 
 
@@ -164,6 +166,7 @@ def _row_profile(row: Any) -> ProfileUpdate:
         lvn=msgspec.convert(row.lvn, list[float]),
         single_prints=msgspec.convert(row.single_prints, list[float]),
         naked_pocs=msgspec.convert(row.naked_pocs, list[float]),
+        volume_kind=SizeKind(row.volume_kind),
     )
 
 

@@ -4,6 +4,7 @@ Pure event-time code: trades in, ``ProfileUpdate`` messages out; no I/O and no c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +13,7 @@ from enum import StrEnum
 from typing import Final
 
 from of_analytics.state import ClosedSessionState, NakedPocState, ProfilerState, SessionState
-from ofcommon.instruments import Instrument
+from ofcommon.instruments import Instrument, ProfileParams
 from ofcommon.messages import ProfileUpdate, SizeKind, Trade
 from ofcommon.sessions import SessionSpec, session_bounds, session_date
 
@@ -37,9 +38,11 @@ from ofcommon.sessions import SessionSpec, session_bounds, session_date
 #   ``value_area_pct``; ``ProfileConfig.seed()`` gives the seed's 68 %).
 # * HVN/LVN (``NodeMode.SMOOTHED``): the dense profile is smoothed by a centred moving average of
 #   ``smooth_rows`` rows; an HVN is a row whose smoothed volume is the greatest within
-#   ±``node_window`` rows (a plateau counts once, at its lowest row) and above ``hvn_min_ratio``
-#   × the mean; an LVN is the mirror (least within the window, strictly below a higher row on
-#   each side) and below ``lvn_max_ratio`` × the mean. ``NodeMode.SEED`` is the seed's σ rule for
+#   ±``node_window`` rows and above ``hvn_min_ratio`` × the mean; an LVN is the mirror (least
+#   within the window, strictly below a higher row on each side) and below ``lvn_max_ratio`` ×
+#   the mean. The test runs on plateaus (runs of equal smoothed rows, the window counted from
+#   their ends), so a flat top or a flat or empty valley of any width is one node, reported at
+#   its middle row (the lower middle of an even run). ``NodeMode.SEED`` is the seed's σ rule for
 #   LVNs and no HVNs.
 # * Single prints: rows covered by the price range of exactly one TPO period (``period_ns``, 30 min
 #   from the session start) when the session has at least two periods.
@@ -50,12 +53,19 @@ from ofcommon.sessions import SessionSpec, session_bounds, session_date
 # * Sessions: the instrument's registry session in its zone (``ofcommon.sessions``, DST-correct).
 #   Only trades inside [open, close) build the profile; a trade or ``on_time`` at or past the close
 #   finalises it (``final=True``, ``ts_event`` = the close). Trades before the open are counted in
-#   ``out_of_hours``; trades of an already closed session are counted in ``late`` and not folded in.
+#   ``out_of_hours``, also when they arrive after the session's first trade; trades of an already
+#   closed session are counted in ``late`` and not folded in.
 # * Composite ``composite:N`` = the current session plus the N − 1 sessions closed before it.
 # * Naked POC: a closed session's final POC row, until a later trade (of the profiled size kind,
-#   in or out of hours) prints in that row.
-# * Size kinds: an engine profiles one ``SizeKind``. The default, REAL, ignores TICKS trades (quote
-#   counts, not volume) and counts them in ``ignored``; a TICKS engine keeps such counts apart.
+#   in or out of hours) prints in that row. A switch to real volume keeps them: they are prices.
+# * Size kinds: a histogram counts one ``SizeKind``, named on every update (``volume_kind``).
+#   An engine built for REAL ignores TICKS trades (quote counts, not volume) and counts them in
+#   ``ignored``; one built for TICKS is the mirror. The stage's engine follows the trades
+#   (``size_kind=None``): a tick-volume profile (TICKS, one count per quote change) for a
+#   quote-only instrument (MT5 FX and CFDs), until the first real print, which switches it to real
+#   volume for good: the tick counts of the open session and of the closed sessions kept for the
+#   composite are then dropped, since a histogram never mixes the two. Zero-size prints are
+#   ignored (they would create an empty row that shifts the range and the POC ties).
 # * Cost: ``on_trade`` is O(1) (dict add, incremental POC candidates); the value area, nodes and
 #   shape are computed in O(rows) only when an update is requested, at the caller's rate.
 
@@ -119,6 +129,18 @@ class ProfileConfig:
             raise ValueError(f"smooth_rows must be a positive odd number, got {self.smooth_rows}")
         if self.node_window < 1 or self.period_ns <= 0 or self.composite_sessions < 1:
             raise ValueError("node_window, period_ns and composite_sessions must be positive")
+
+    @classmethod
+    def from_registry(cls, params: ProfileParams) -> ProfileConfig:
+        """The engine's rules with the instrument's registry ``profile`` settings applied."""
+        cfg = cls(
+            value_area_pct=params.value_area_pct,
+            node_mode=NodeMode.SEED if params.nodes == "seed" else NodeMode.SMOOTHED,
+            composite_sessions=params.merge_max_days,
+        )
+        if params.lvn_stddev_factor is None:
+            return cfg
+        return dataclasses.replace(cfg, lvn_stddev_factor=params.lvn_stddev_factor)
 
     @classmethod
     def seed(cls, value_area_pct: float = 0.68, lvn_stddev_factor: float = 1.5) -> ProfileConfig:
@@ -208,6 +230,17 @@ def _smooth(vols: Sequence[float], width: int) -> list[float]:
     ]
 
 
+def _runs(s: Sequence[float]) -> list[tuple[int, int]]:
+    """(first, last) index of every run of equal values in ``s``."""
+    out: list[tuple[int, int]] = []
+    first = 0
+    for i in range(1, len(s) + 1):
+        if i == len(s) or s[i] != s[first]:
+            out.append((first, i - 1))
+            first = i
+    return out
+
+
 def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int], list[int]]:
     n = len(vols)
     if n < 3:
@@ -219,20 +252,23 @@ def _nodes_smoothed(vols: Sequence[float], cfg: ProfileConfig) -> tuple[list[int
     k = cfg.node_window
     hvn: list[int] = []
     lvn: list[int] = []
-    # max/min over the neighbour slices, the cheap tests first: this runs on every developing
-    # profile, once a second of event time per instrument.
-    for i, v in enumerate(s):
-        if v > hvn_floor:
-            left = s[max(0, i - k) : i]
-            right = s[i + 1 : i + 1 + k]
-            # Strict against the left and loose against the right: a flat top counts once.
-            if (not left or max(left) < v) and (not right or max(right) <= v):
-                hvn.append(i)
-        if v < lvn_ceiling and 0 < i < n - 1:
-            left = s[max(0, i - k) : i]
-            right = s[i + 1 : i + 1 + k]
-            if min(left) > v and min(right) >= v and max(right) > v:
-                lvn.append(i)
+    # The extremum test runs on plateaus (runs of equal smoothed rows), their window counted from
+    # their ends: a flat or empty valley wider than the window is still one LVN, at its middle.
+    # The cheap threshold tests come first: this runs on every developing profile, once a second
+    # of event time per instrument.
+    for first, last in _runs(s):
+        v = s[first]
+        high, low = v > hvn_floor, v < lvn_ceiling
+        if not (high or low):
+            continue
+        left = s[max(0, first - k) : first]
+        right = s[last + 1 : last + 1 + k]
+        # Strict against the left and loose against the right: equal extremes within one window
+        # count once, at the first.
+        if high and (not left or max(left) < v) and (not right or max(right) <= v):
+            hvn.append((first + last) // 2)
+        if low and left and right and min(left) > v and min(right) >= v:
+            lvn.append((first + last) // 2)
     return hvn, lvn
 
 
@@ -446,12 +482,14 @@ class SessionProfiler:
         self,
         instrument: Instrument,
         config: ProfileConfig | None = None,
-        size_kind: SizeKind = SizeKind.REAL,
+        size_kind: SizeKind | None = SizeKind.REAL,
         spec: SessionSpec | None = None,
     ) -> None:
         self.instrument = instrument
         self.config = config or ProfileConfig()
-        self.size_kind = size_kind
+        # None: the kind follows the trades (module docstring), tick volume until a real print.
+        self.auto = size_kind is None
+        self.size_kind = SizeKind.TICKS if size_kind is None else size_kind
         self.spec = spec or instrument.session_spec
         self._tick = instrument.tick_size
         self._tpr = instrument.ticks_per_row
@@ -471,10 +509,14 @@ class SessionProfiler:
         """Fold one trade in; returns the final updates of any session it closed."""
         ts = trade.ts_event
         out = self.on_time(ts)
-        # A zero-size print would create an empty row that shifts the range and the POC ties.
-        if trade.size_kind is not self.size_kind or not trade.size > 0:
+        if not trade.size > 0:
             self.ignored += 1
             return out
+        if trade.size_kind is not self.size_kind:
+            if not (self.auto and trade.size_kind is SizeKind.REAL):
+                self.ignored += 1
+                return out
+            self._to_real()
         if ts < self._closed_end:
             self.late += 1
             return out
@@ -482,6 +524,10 @@ class SessionProfiler:
         if self._naked and row in self._naked:
             del self._naked[row]
         cur = self._current
+        if cur is not None and ts < cur.start:
+            # A pre-open print that arrives after the session's first trade (issue 8 §2.5).
+            self.out_of_hours += 1
+            return out
         if cur is None:
             start, end = session_bounds(self.spec, ts)
             if ts < start:
@@ -510,6 +556,12 @@ class SessionProfiler:
         self._closed_end = cur.end
         self._current = None
         return out
+
+    def _to_real(self) -> None:
+        """Real volume supersedes tick volume for good; the tick histograms are dropped."""
+        self.size_kind = SizeKind.REAL
+        self._current = None
+        self._closed.clear()
 
     # -- checkpoint --
 
@@ -543,6 +595,7 @@ class SessionProfiler:
             late=self.late,
             out_of_hours=self.out_of_hours,
             ignored=self.ignored,
+            size_kind=self.size_kind,
         )
 
     def restore(self, state: ProfilerState) -> None:
@@ -565,15 +618,24 @@ class SessionProfiler:
         self.late = state.late
         self.out_of_hours = state.out_of_hours
         self.ignored = state.ignored
+        if self.auto:
+            kind = state.size_kind
+            if kind is None and (state.current is not None or state.closed):
+                kind = SizeKind.REAL  # a snapshot from before the field profiled real volume only
+            self.size_kind = SizeKind.TICKS if kind is None else kind
 
     def install(
         self,
         closed: Sequence[ClosedSessionState],
         current: SessionState | None,
         naked: Iterable[NakedPocState],
+        size_kind: SizeKind | None = None,
     ) -> None:
-        """Replace the sessions by ones rebuilt from storage (closed oldest first); counters and
-        anything not given start empty. The current session's POC candidates are recomputed."""
+        """Replace the sessions by ones rebuilt from storage (closed oldest first), histograms of
+        ``size_kind`` (None: the engine's kind as it is); counters and anything not given start
+        empty. The current session's POC candidates are recomputed."""
+        if self.auto and size_kind is not None:
+            self.size_kind = size_kind
         self._current = None
         if current is not None:
             prof = VolumeProfile(current.origin_ns, current.period_ns)
@@ -652,14 +714,18 @@ class SessionProfiler:
 
     def _update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
         st = self._stats(cur.profile.vap, cur.profile.periods)
-        return _message("session", cur.sid, cur.start, cur.end, ts, st, final, self._naked_prices())
+        naked = self._naked_prices()
+        return _message(
+            "session", cur.sid, cur.start, cur.end, ts, st, final, naked, self.size_kind
+        )
 
     def _composite_update(self, cur: _Session, ts: int, *, final: bool) -> ProfileUpdate:
         closed = self._composite_closed()
         st = self._stats(merge([*(c.vap for c in closed), cur.profile.vap]), None)
         start = closed[0].start if closed else cur.start
         scope = f"composite:{self.config.composite_sessions}"
-        return _message(scope, cur.sid, start, cur.end, ts, st, final, self._naked_prices())
+        naked = self._naked_prices()
+        return _message(scope, cur.sid, start, cur.end, ts, st, final, naked, self.size_kind)
 
     def _naked_prices(self) -> list[float]:
         return sorted(p.price for ps in self._naked.values() for p in ps)
@@ -674,6 +740,7 @@ def _message(
     st: ProfileStats,
     final: bool,
     naked: list[float],
+    kind: SizeKind,
 ) -> ProfileUpdate:
     return ProfileUpdate(
         scope=scope,
@@ -692,4 +759,5 @@ def _message(
         lvn=list(st.lvn),
         single_prints=list(st.single_prints),
         naked_pocs=naked,
+        volume_kind=kind,
     )

@@ -13,6 +13,10 @@ Used as ``ofcommon.stage.Rebuild`` when Redis lost the snapshot or it is of anot
   current session's volume-at-price and TPO periods are summed from the stored bars' footprints.
   That is exact when the footprint rows nest in the profile rows (the same or a dividing row
   size); otherwise the current session starts from the stream alone and a warning says so.
+* Tick-volume profiles (quote-only instruments: no stored session and no stored bar of the
+  instrument has real volume). Stored bars hold no tick counts, so the current session's are
+  folded from the stream, read back to the session's start (a warning if it no longer reaches
+  that far); only stored sessions of the profiler's volume kind enter the composite.
 * Naked POCs. A stored session's POC row stays naked unless a later stored session's rows, an
   out-of-hours stored bar after it or the current session traded in that row.
 * Gaps. If the stream no longer holds entries back to ``B`` and may have been trimmed, or the
@@ -37,7 +41,7 @@ from of_analytics.state import ClosedSessionState, NakedPocState, SessionState
 from ofcommon import keys
 from ofcommon.bus import Redis, decode_fields
 from ofcommon.instruments import Instrument, Registry
-from ofcommon.messages import Bar, Gap, Heartbeat, Message, ProfileUpdate, Trade
+from ofcommon.messages import Bar, Gap, Heartbeat, Message, ProfileUpdate, SizeKind, Trade
 from ofcommon.sessions import session_bounds, session_id
 from ofcommon.stage import Rebuilt
 
@@ -132,9 +136,11 @@ class AnalyticsRebuild:
         cut = None if last is None else last.close_ts
         if position is None and last is None:
             return None  # nothing consumed, nothing stored: an empty state is the right one
-        stream = await self._back_to(redis, trades, _Stream(position, tail, reached, False), cut)
-        state = await asyncio.to_thread(self._stored_state, symbol, last, reached)
-        self._fold_stream(state, stream, cut, await self._maybe_trimmed(redis, trades, stream, cut))
+        state, ticks_from = await asyncio.to_thread(self._stored_state, symbol, last, reached)
+        reach = cut if ticks_from is None or cut is None else min(cut, ticks_from)
+        stream = await self._back_to(redis, trades, _Stream(position, tail, reached, False), reach)
+        trimmed = await self._maybe_trimmed(redis, trades, stream, cut)
+        self._fold_stream(state, stream, cut, trimmed, ticks_from)
         positions = {trades: position} if position else {}
         book_at = await _delivered(redis, book, self._fold.stage)
         if book_at:
@@ -188,8 +194,16 @@ class AnalyticsRebuild:
         return (first is None or first >= cut) and trimmed
 
     def _fold_stream(
-        self, state: AnalyticsState, stream: _Stream, cut: int | None, trimmed: bool
+        self,
+        state: AnalyticsState,
+        stream: _Stream,
+        cut: int | None,
+        trimmed: bool,
+        ticks_from: int | None,
     ) -> None:
+        """Fold the entries at or after ``cut``; before it, only what storage lacks: the duplicate
+        filter's and the big-trade window's memory and, from ``ticks_from`` on, the tick counts of
+        a tick-volume profile's current session (stored bars hold no tick volume)."""
         if trimmed:
             log.warning(
                 "%s: the trades stream may have been trimmed past the stored bars (up to %s):"
@@ -201,6 +215,14 @@ class AnalyticsRebuild:
             gap = Gap(at, at, "trades", "rebuild: stream trimmed past stored bars")
             self._fold.step(state, "trades", gap)
         builder = BarBuilder.for_instrument(self._registry.get(state.symbol))
+        first = next((t for _, m in stream.entries if (t := _ts(m)) is not None), None)
+        if ticks_from is not None and stream.from_start and (first is None or first > ticks_from):
+            log.warning(
+                "%s: the trades stream holds nothing from before the session start (%d): the"
+                " current tick-volume profile is rebuilt from the entries it holds",
+                state.symbol,
+                ticks_from,
+            )
         for _, msg in stream.entries:
             if msg is None:
                 continue
@@ -208,6 +230,9 @@ class AnalyticsRebuild:
             if cut is None or (ts is not None and ts >= cut):
                 self._fold.step(state, "trades", msg)
             elif isinstance(msg, Trade):
+                fresh = not msg.trade_id or msg.trade_id not in state.recent_set
+                if fresh and ticks_from is not None and msg.ts_event >= ticks_from:
+                    state.profiler.on_trade(msg)
                 # Counted in the stored bars: only the big-trade window and the duplicate filter
                 # still need it.
                 builder.observe(state.bars, msg)
@@ -216,31 +241,42 @@ class AnalyticsRebuild:
 
     # --- storage ----------------------------------------------------------------------------
 
-    def _stored_state(self, symbol: str, last: Bar | None, reached: int | None) -> AnalyticsState:
+    def _stored_state(
+        self, symbol: str, last: Bar | None, reached: int | None
+    ) -> tuple[AnalyticsState, int | None]:
+        """The state from storage, and where a tick-volume profile's current session starts
+        (None for real volume): its tick counts must come from the stream."""
         inst = self._registry.get(symbol)
         state = self._fold.initial(symbol)
         if last is None:
-            return state
+            return state, None
         cut = last.close_ts
         profiler = state.profiler
         spec = profiler.spec
         start, end = session_bounds(spec, last.open_ts)
         since = min(cut - cut % _DAY_NS, start) - _DAY_NS
         bars = self._store.bars_between(symbol, since, cut)
-        closed = self._closed_sessions(symbol, cut, _FAR if reached is None else reached)
-        closed_end = closed[-1].session_end if closed else -1
+        stored = self._closed_sessions(symbol, cut, _FAR if reached is None else reached)
+        closed_end = stored[-1].session_end if stored else -1
         builder = BarBuilder.for_instrument(inst)
         builder.seed(state.bars, bars)
+        # The profiler's rule: real volume, once there is any, for good; else tick volume.
+        real = any(p.volume_kind is SizeKind.REAL for p in stored)
+        kind = SizeKind.REAL if real or any(b.volume > 0 for b in bars) else SizeKind.TICKS
         current = None
+        ticks_from = None
         if end > closed_end:
-            mine = [b for b in bars if start <= b.open_ts < end]
-            current = self._current(inst, profiler, mine, start, end)
-        vaps = [_vap(profiler.row_of, p.rows) for p in closed]
+            if kind is SizeKind.REAL:
+                mine = [b for b in bars if start <= b.open_ts < end]
+                current = self._current(inst, profiler, mine, start, end)
+            else:
+                ticks_from = start
+        vaps = [_vap(profiler.row_of, p.rows) for p in stored]
         out_of_hours = self._out_of_hours(
-            symbol, closed, start if current else cut, profiler.row_of
+            symbol, stored, start if current else cut, profiler.row_of
         )
         naked = []
-        for i, p in enumerate(closed):
+        for i, p in enumerate(stored):
             row = profiler.row_of(p.poc)
             later = [*vaps[i + 1 :], *out_of_hours[i:]]
             if current is not None:
@@ -250,12 +286,14 @@ class AnalyticsRebuild:
         profiler.install(
             [
                 ClosedSessionState(p.session_id, p.session_start, p.session_end, v)
-                for p, v in zip(closed, vaps, strict=True)
+                for p, v in zip(stored, vaps, strict=True)
+                if p.volume_kind is kind
             ],
             current,
             naked,
+            kind,
         )
-        return state
+        return state, ticks_from
 
     def _closed_sessions(self, symbol: str, cut: int, reached: int) -> list[ProfileUpdate]:
         stored = self._store.profiles(symbol, cut - self._lookback)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from of_analytics.bars import BarsState
-from ofcommon.messages import Side
+from ofcommon.messages import Side, SizeKind
 
 __all__ = [
     "STATE_VERSION",
@@ -59,6 +59,8 @@ class ProfilerState(msgspec.Struct, array_like=True, gc=False):
     late: int = 0
     out_of_hours: int = 0
     ignored: int = 0
+    # What the histograms count; None in a snapshot from before the field (real volume then).
+    size_kind: SizeKind | None = None
 
 
 class RemovalState(msgspec.Struct, array_like=True, gc=False):
