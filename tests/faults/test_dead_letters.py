@@ -109,3 +109,47 @@ def test_undecodable_flood_and_poison_are_dead_lettered(
     finally:
         workers.close()
         r.close()
+
+
+def test_a_trade_postgresql_refuses_is_dead_lettered_not_retried_forever(
+    case: Case, own_redis: OwnRedis, database_url: str, tmp_path: Path
+) -> None:
+    """A trade of infinite size folds, but the bar it lands in cannot be stored (JSON has no
+    infinity): a permanent error, to be dead-lettered with its reason while the stage goes on."""
+    case.fault = "poison PostgreSQL refuses (permanent error)"
+    case.checked = "dead-lettered with the reason, no restart loop, the stage folds and stores on"
+    migrate(database_url)
+    r = own_redis.client()
+    workers = Workers(analytics.env(own_redis.url, database_url, [SYMBOL]), tmp_path)
+    items = real_recording()
+    third = len(items) // 3
+    trades = [p.msg for p in items[third:] if isinstance(p.msg, Trade)]
+    poison = msgspec.structs.replace(trades[0], size=float("inf"), trade_id="poison-1")
+    stream = keys.stream(SYMBOL, "trades")
+    try:
+        workers.spawn("analytics-0")
+        wait_for(lambda: analytics.owner(r, SYMBOL) == "analytics-0", 60, "the worker to own")
+        asyncio.run(analytics.publish(own_redis.url, items[:third]))
+        r.xadd(stream, {codec.FIELD: codec.encode(poison)})
+        asyncio.run(analytics.publish(own_redis.url, items[third:]))
+        last = r.xrevrange(stream, count=1)[0][0]
+
+        def read_to_the_end() -> bool:
+            group = next(g for g in r.xinfo_groups(stream) if g["name"] == b"analytics")
+            return bool(group["last-delivered-id"] == last and group["pending"] == 0)
+
+        try:
+            wait_for(read_to_the_end, 30, "the stage to fold and acknowledge the whole stream")
+        finally:
+            case.figures["restarts"] = str(workers.restarts("analytics-0"))
+        letters = r.xrange(keys.dead_letters(SYMBOL))
+        assert letters, "nothing was dead-lettered"
+        assert all(f[b"reason"] for _, f in letters)
+        assert workers.restarts("analytics-0") <= 1, "the worker restarted over and over"
+        poison_minute = poison.ts_event // 60_000_000_000 * 60_000_000_000
+        stored = analytics.stored_rows(database_url, SYMBOL)[0]
+        assert any(b.open_ts > poison_minute for b in stored), "nothing stored after the poison"
+        workers.assert_alive("analytics-0")
+    finally:
+        workers.close()
+        r.close()
