@@ -36,8 +36,8 @@ pytestmark = [
 ]
 
 RESUME_S = 5.0
-# the 346 s capture in ~17 s: the restart lands mid-stream
-REPLAY_ARGS = ("--ids", "derived", "--speed", "20")
+# the 346 s capture in ~12 s: the restart lands mid-stream
+REPLAY_ARGS = ("--ids", "derived", "--speed", "30")
 
 
 def _replay(path: Path, environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
