@@ -186,6 +186,7 @@ class _Tape:
 class _BookTopic:
     __slots__ = (
         "book",
+        "gap_open",
         "last_ts",
         "last_u",
         "resync_requested",
@@ -204,6 +205,7 @@ class _BookTopic:
         self.last_u = 0
         self.last_ts = 0  # ts_event of the last message published on the book stream
         self.resync_requested = False
+        self.gap_open = False  # a Gap already told consumers there is no book until a snapshot
 
 
 class BybitParser:
@@ -294,6 +296,7 @@ class BybitParser:
             last_u = bt.last_u if bt.valid else 0
             self._drop(bt)
             bt.resync_requested = False  # the new connection subscribes every topic afresh
+            bt.gap_open = True
             gap = Gap(
                 bt.last_ts or recv_ns,
                 recv_ns,
@@ -511,6 +514,7 @@ class BybitParser:
         if bt.book.crossed():
             return self._refuse_crossed(recv_ns, ts_event, bt, u, last_u, "snapshot")
         bt.valid = True
+        bt.gap_open = False
         bt.last_u = u
         bt.last_ts = ts_event
         self.counters["snapshots"] += 1
@@ -536,7 +540,14 @@ class BybitParser:
         if not bt.valid:
             self.counters["ignored_deltas"] += 1
             self._request_resync(bt, "delta before snapshot")
-            return []
+            if bt.gap_open:
+                return []
+            # the first book message is a delta (a replay starting mid-recording, a lost
+            # snapshot): what it and the deltas after it change is missing until a snapshot
+            bt.gap_open = True
+            self.counters["gaps"] += 1
+            reason = "delta before snapshot: no book until a snapshot"
+            return [Published(bt.symbol, "book", Gap(ts_event, recv_ns, "book", reason, 0, u))]
         if u != bt.last_u + 1:
             reason = f"u jumped from {bt.last_u} to {u}"
             return self._gap(recv_ns, ts_event, bt, reason, bt.last_u, u)
@@ -566,6 +577,7 @@ class BybitParser:
     ) -> list[Published]:
         self._drop(bt)
         self._request_resync(bt, reason)
+        bt.gap_open = True
         bt.last_ts = ts_event
         self.counters["gaps"] += 1
         gap = Gap(ts_event, recv_ns, "book", reason, last_seq=last_u, next_seq=next_u)
