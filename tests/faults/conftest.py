@@ -11,7 +11,6 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.support.faults.report import Case, record
 from tests.support.faults.servers import OwnRedis
 

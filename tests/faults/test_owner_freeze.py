@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ofcommon import keys
-from ofcommon.db import migrate
 from tests.support.faults import analytics
 from tests.support.faults.analytics import Workers
 from tests.support.faults.recording import SYMBOL, real_recording
 from tests.support.faults.report import Case
 from tests.support.faults.servers import OwnRedis
 from tests.support.servers import wait_for
+
+from ofcommon import keys
+from ofcommon.db import migrate
 
 pytestmark = [
     pytest.mark.e2e,

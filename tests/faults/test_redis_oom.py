@@ -13,7 +13,6 @@ import contextlib
 from pathlib import Path
 
 import pytest
-
 from tests.support.faults import feed
 from tests.support.faults.report import Case
 from tests.support.faults.servers import OwnRedis

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
-
-from ofcommon import codec, keys
-from ofcommon.db import migrate
 from tests.support.faults import analytics, feed
 from tests.support.faults.analytics import Workers
 from tests.support.faults.recording import SYMBOL, real_recording, write_recording
 from tests.support.faults.report import Case
 from tests.support.faults.servers import OwnRedis
 from tests.support.servers import stop, wait_for
+
+from ofcommon import codec, keys
+from ofcommon.db import migrate
 
 pytestmark = [
     pytest.mark.e2e,

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
-
-from ofcommon import codec, entry_ids, keys
-from ofcommon.db import migrate
-from ofcommon.messages import Gap
 from tests.support.faults import analytics
 from tests.support.faults.analytics import Workers
 from tests.support.faults.recording import SYMBOL, real_recording
 from tests.support.faults.report import Case
 from tests.support.faults.servers import OwnRedis
 from tests.support.servers import wait_for
+
+from ofcommon import codec, entry_ids, keys
+from ofcommon.db import migrate
+from ofcommon.messages import Gap
 
 pytestmark = [
     pytest.mark.e2e,
