@@ -37,9 +37,14 @@ def case(request: pytest.FixtureRequest) -> Iterator[Case]:
     yield c
     c.seconds = time.monotonic() - start
     report = request.node.stash.get(_REPORT, None)
-    if report is not None and report.passed:
+    if report is None:
+        c.result = "not run"
+    elif report.passed:
         c.result = "pass"
-    elif report is not None:
+    elif report.skipped:  # only the real-data fixtures may skip (tests/support/real_data.py)
+        longrepr = report.longrepr
+        c.result = f"skipped: {longrepr[2] if isinstance(longrepr, tuple) else longrepr}"
+    else:
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash is not None else str(report.longrepr)
         c.result = "FAIL: " + message.splitlines()[0][:300]
