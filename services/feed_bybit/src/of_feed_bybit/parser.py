@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 import msgspec
 
 from of_feed_bybit.book import L2Book, parse_decimal, parse_levels
+from of_feed_bybit.spec import SPEC_TOPIC, parse_spec_frame
 from ofcommon.instruments import Registry
 from ofcommon.messages import BookDelta, BookSnapshot, Gap, Side, SideSource, Trade
 from ofcommon.venue import BadFrame, Published
@@ -379,6 +380,8 @@ class BybitParser:
         if env.topic is None:
             self._control(recv_ns, env)
             return []
+        if env.topic == SPEC_TOPIC:
+            return self._spec(recv_ns, env)
         tape = self._trade_topics.get(env.topic)
         if tape is not None:
             return self._trades(recv_ns, env, tape)
@@ -388,6 +391,11 @@ class BybitParser:
         self.counters["unknown_topic"] += 1
         self.events.append(UnknownTopic(env.topic))
         return []
+
+    def _spec(self, recv_ns: int, env: _Frame) -> list[Published]:
+        # Every check is published, not only changes: a stream trimmed by age must still hold one
+        # for a rebuild, and the fold counts a mismatch once per change anyway.
+        return parse_spec_frame(self.category, self._venue_symbols, recv_ns, env.ts, env.data)
 
     def _other_depth(self, topic: str) -> _BookTopic | None:
         # A recording made at another depth than this parser subscribes to (replay of a depth-200
