@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -357,14 +356,17 @@ class AnalyticsRebuild:
         if not bars:
             return None
         tpr = inst.ticks_per_row
+        # Stored footprints are at the configured footprint row: every label on its grid, and
+        # that row dividing the profile row (a single stored row says nothing about its height).
+        fp_ticks = inst.footprint.row_ticks
         ticks = [round(fp.price / inst.tick_size) for b in bars for fp in b.footprint]
-        stored = math.gcd(*ticks) if ticks else tpr
-        if stored % tpr and tpr % stored:
+        if tpr % fp_ticks or any(t % fp_ticks for t in ticks):
             log.warning(
-                "%s: footprint rows (every %d ticks) do not nest in profile rows (%d ticks):"
-                " the current session's profile is rebuilt from the stream only",
+                "%s: stored footprint rows (not all on the %d-tick footprint grid) do not nest in"
+                " profile rows (%d ticks): the current session's profile is rebuilt from the"
+                " stream only",
                 inst.symbol,
-                stored,
+                fp_ticks,
                 tpr,
             )
             return None
