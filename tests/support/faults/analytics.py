@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
@@ -179,7 +180,15 @@ def wait_caught_up(
     def done() -> bool:
         return all(r.xlen(keys.stream(symbol, k)) >= len(expected[k]) for k in OUTPUTS)
 
-    wait_for(done, within, what)
+    try:
+        wait_for(done, within, what)
+    except AssertionError as err:
+        # the likeliest reason the outputs fall short: inputs dead-lettered instead of folded
+        reasons = Counter(
+            bytes(f[b"reason"]).decode().split(":")[0]
+            for _, f in r.xrange(keys.dead_letters(symbol))
+        )
+        raise AssertionError(f"{err}; dead letters by reason: {dict(reasons) or 'none'}") from None
 
 
 def differences(expected: dict[str, Entries], got: dict[str, Entries]) -> list[str]:
