@@ -114,8 +114,9 @@ def test_undecodable_flood_and_poison_are_dead_lettered(
 def test_a_trade_postgresql_refuses_is_dead_lettered_not_retried_forever(
     case: Case, own_redis: OwnRedis, database_url: str, tmp_path: Path
 ) -> None:
-    """A trade of infinite size folds, but the bar it lands in cannot be stored (JSON has no
-    infinity): a permanent error, to be dead-lettered with its reason while the stage goes on."""
+    """A trade of infinite size would fold into a bar that cannot be stored (JSON has no
+    infinity): a permanent error, to be dead-lettered with its reason while the stage goes on.
+    The poison alone: no real trade may be blamed for the bar it spoilt."""
     case.fault = "poison PostgreSQL refuses (permanent error)"
     case.checked = "dead-lettered with the reason, no restart loop, the stage folds and stores on"
     migrate(database_url)
@@ -130,7 +131,7 @@ def test_a_trade_postgresql_refuses_is_dead_lettered_not_retried_forever(
         workers.spawn("analytics-0")
         wait_for(lambda: analytics.owner(r, SYMBOL) == "analytics-0", 60, "the worker to own")
         asyncio.run(analytics.publish(own_redis.url, items[:third]))
-        r.xadd(stream, {codec.FIELD: codec.encode(poison)})
+        poison_id = r.xadd(stream, {codec.FIELD: codec.encode(poison)}).decode()
         asyncio.run(analytics.publish(own_redis.url, items[third:]))
         last = r.xrevrange(stream, count=1)[0][0]
 
@@ -144,6 +145,7 @@ def test_a_trade_postgresql_refuses_is_dead_lettered_not_retried_forever(
             case.figures["restarts"] = str(workers.restarts("analytics-0"))
         letters = r.xrange(keys.dead_letters(SYMBOL))
         assert letters, "nothing was dead-lettered"
+        assert [f[b"origin_id"].decode() for _, f in letters] == [poison_id], "a real trade blamed"
         assert all(f[b"reason"] for _, f in letters)
         assert workers.restarts("analytics-0") <= 1, "the worker restarted over and over"
         poison_minute = poison.ts_event // 60_000_000_000 * 60_000_000_000

@@ -48,6 +48,7 @@ PROFILE_NS: Final = 1000 * _MS
 # The composite spans several sessions and moves slowly; it costs the most to recompute.
 COMPOSITE_NS: Final = 5000 * _MS
 DEDUP_WINDOW: Final = 4096
+_INF: Final = float("inf")
 
 Outputs = list[Output]
 
@@ -231,6 +232,7 @@ class AnalyticsFold:
     # --- internals --------------------------------------------------------------------------
 
     def _on_trade(self, state: AnalyticsState, t: Trade) -> Outputs:
+        _check(t)
         if t.trade_id and self._dedup:
             if t.trade_id in state.recent_set:
                 state.duplicates += 1
@@ -351,3 +353,14 @@ class AnalyticsFold:
             else:
                 out.append(("bookstats", o))
         return out
+
+
+def _check(t: Trade) -> None:
+    """Refuse a print before anything mutates: a non-finite one folded into a bar poisons every
+    later output of that bar (and its database row), and the stage dead-letters a culprit only
+    when the step raises. NaN fails every comparison."""
+    if not (0.0 < t.size < _INF and -_INF < t.price < _INF):
+        raise ValueError(
+            f"trade {t.trade_id!r}: price {t.price!r} and size {t.size!r} must be finite,"
+            " the size above zero"
+        )
