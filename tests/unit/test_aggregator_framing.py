@@ -5,11 +5,11 @@ through the analytics profiler against a plain calculation written here."""
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
 from decimal import Decimal
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 from tests.support.binance_frames import binance_lines
 from tests.support.real_data import BINANCE_SPOT, CME_ESH4_TRADES, require
 

@@ -46,8 +46,7 @@ class FramingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     merged_strength: float = 70.0
 
 
-@dataclass(frozen=True, slots=True)
-class SessionProfile:
+class SessionProfile(msgspec.Struct, frozen=True):
     """One completed session, as framing needs it. ``last`` is the session's last traded price
     (from its bars); 0 when unknown, which disables the checks that need it."""
 
@@ -97,8 +96,7 @@ class SessionProfile:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class QualifiedLevel:
+class QualifiedLevel(msgspec.Struct, frozen=True):
     """A level to trade from: ``direction`` is the side a reaction there is traded."""
 
     kind: str  # val, vah, poc, lvn, naked_poc, merged_val, merged_vah
@@ -108,8 +106,7 @@ class QualifiedLevel:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(msgspec.Struct, frozen=True):
     """The framing of the latest completed session."""
 
     session_id: str
