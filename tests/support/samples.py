@@ -25,6 +25,7 @@ from ofcommon.messages import (
     SideSource,
     SizeKind,
     StackedRun,
+    StrategyStatus,
     Trade,
     TradeEvent,
 )
@@ -155,5 +156,17 @@ SAMPLES: tuple[Message, ...] = (
         mfe_ticks=12.0,
         entry_ts=T0 - 1,
         entry_price=100.0,
+    ),
+    StrategyStatus(
+        ts_event=T0,
+        status="IN_TRADE",
+        priority=115,
+        steps=["active", "active", "triggered", "triggered", "triggered", "active"],
+        phase="position_open",
+        bias=Direction.LONG,
+        price=100.5,
+        level_kind="val",
+        level_price=99.0,
+        trade_id="tr-1",
     ),
 )

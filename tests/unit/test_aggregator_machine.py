@@ -62,7 +62,7 @@ class Run:
     """One machine and the events it emitted."""
 
     def __init__(self, frame: Frame | None = None, params: MachineParams | None = None) -> None:
-        self.m = TradeMachine("X", 1.0, params)
+        self.m = TradeMachine("X", 1.0, 8.0, params)
         self.s = MachineState()
         self.events: list[TradeEvent] = []
         if frame is not None:
@@ -107,7 +107,13 @@ def entered() -> Run:
 @pytest.mark.parametrize(
     ("frame", "params", "low", "high", "expected"),
     [
-        (mkframe(), None, 105.0, 110.0, [("watch", "val")]),  # 105 - 8 ticks reaches VAL 100
+        (
+            mkframe(),
+            None,
+            105.0,
+            110.0,
+            [("watch", "val")],
+        ),  # 105 - 8 (one row of 8 ticks) reaches VAL 100
         (mkframe(), None, 108.5, 110.0, []),  # 8.5 ticks away
         (mkframe(), None, 145.0, 149.0, []),  # VAH is a SHORT level: not under a LONG bias
         (mkframe(), MachineParams(counter_bias=True), 145.0, 149.0, [("watch", "vah")]),
@@ -413,7 +419,7 @@ def steps(draw: st.DrawFn) -> list[Step]:
 @settings(max_examples=300, deadline=None)
 @given(steps())
 def test_property_never_wedges_never_two_trades_fills_traded(seq: list[Step]) -> None:
-    m = TradeMachine("X", 1.0)
+    m = TradeMachine("X", 1.0, 8.0)
     s = MachineState()
     price, t = 110.0, T0
     bars: list[BarView] = []

@@ -373,6 +373,26 @@ class TradeEvent(_Rare, tag="trade_event", frozen=True):
     entry_price: float = 0.0
 
 
+class StrategyStatus(_Rare, tag="strategy_status", frozen=True):
+    """Wire version 4: an instrument's strategy status (README "Strategy Status Labels") and
+    scanner priority, published on ``status`` when it changes; the latest entry is current.
+
+    ``steps``: the six steps' states (framing, levels, price at level, absorption, entry
+    decision, trade management), each inactive / active / waiting / watching / triggered /
+    completed (docs/aggregator.md)."""
+
+    ts_event: int
+    status: str
+    priority: int
+    steps: list[str]
+    phase: str
+    bias: Direction = Direction.NEUTRAL
+    price: float = 0.0
+    level_kind: str = ""
+    level_price: float = 0.0
+    trade_id: str = ""
+
+
 Message: TypeAlias = (
     Trade
     | BookSnapshot
@@ -388,6 +408,7 @@ Message: TypeAlias = (
     | Bias
     | TradeEvent
     | InstrumentSpec
+    | StrategyStatus
 )
 
 MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
@@ -405,4 +426,5 @@ MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
     Bias,
     TradeEvent,
     InstrumentSpec,
+    StrategyStatus,
 )

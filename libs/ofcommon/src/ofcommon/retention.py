@@ -27,6 +27,9 @@ DEFAULTS: Final[Mapping[str, StreamRetention]] = {
     "signals": StreamRetention(maxlen=100_000, max_age_s=30 * 24 * 3600),
     "tradeevents": StreamRetention(maxlen=100_000, max_age_s=90 * 24 * 3600),
     "dlq": StreamRetention(maxlen=100_000, max_age_s=14 * 24 * 3600),
+    "bias": StreamRetention(maxlen=100_000, max_age_s=90 * 24 * 3600),
+    # A snapshot stream: only its latest entry matters (approximate trim keeps a few more).
+    "status": StreamRetention(maxlen=1, max_age_s=7 * 24 * 3600),
 }
 FALLBACK: Final = StreamRetention(maxlen=100_000, max_age_s=24 * 3600)
 

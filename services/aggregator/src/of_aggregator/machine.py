@@ -44,8 +44,9 @@ def _default_cooldowns() -> dict[str, float]:
 class MachineParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The trade machine's rules (docs/aggregator.md).
 
-    ``watch_ticks``: a bar within this many ticks of a level watches it (and an absorption
-    within it is "at the level"); ``min_level_strength``: weaker levels are never watched;
+    ``watch_rows``: a bar within this many profile rows (the instrument's ``row_size``) of a
+    level watches it, and an absorption within it is "at the level"; ``min_level_strength``:
+    weaker levels are never watched;
     ``min_score``: the composite an entry needs; ``counter_bias``: also trade against the
     bias (a NEUTRAL bias allows both sides); ``watch_timeout_s``: a watch with no entry ends;
     ``max_hold_s``: a trade ends at the first bar close past it (the session end comes first
@@ -55,7 +56,7 @@ class MachineParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     level), the event time after one acts before the same kind acts again (exits never wait).
     """
 
-    watch_ticks: int = 8
+    watch_rows: float = 1.0
     min_level_strength: float = 50.0
     min_score: float = 40.0
     counter_bias: bool = False
@@ -127,12 +128,16 @@ class MachineState(msgspec.Struct):
 
 
 class TradeMachine:
-    """The fold; ``tick`` is the instrument's price increment (for ticks and proximity)."""
+    """The fold; ``tick`` is the instrument's price increment (P&L and excursions in ticks),
+    ``row`` its profile row height (the watch distance is ``watch_rows`` rows)."""
 
-    def __init__(self, symbol: str, tick: float, params: MachineParams | None = None) -> None:
+    def __init__(
+        self, symbol: str, tick: float, row: float, params: MachineParams | None = None
+    ) -> None:
         self.symbol = symbol
         self.tick = tick
         self.p = params or MachineParams()
+        self.reach = self.p.watch_rows * row
 
     # -- inputs --
 
@@ -230,7 +235,7 @@ class TradeMachine:
         f = st.frame
         if f is None:
             return []
-        reach = self.p.watch_ticks * self.tick
+        reach = self.reach
         near = [
             lv
             for lv in f.levels
@@ -519,7 +524,7 @@ class TradeMachine:
         st.cooldown_until[kind] = ts + self._cool(kind)
 
     def _near(self, price: float, level: float) -> bool:
-        return abs(price - level) <= self.p.watch_ticks * self.tick + 1e-9 * max(abs(level), 1.0)
+        return abs(price - level) <= self.reach + 1e-9 * max(abs(level), 1.0)
 
 
 def _same(a: QualifiedLevel, b: QualifiedLevel) -> bool:

@@ -1,0 +1,154 @@
+"""The aggregator fold: bars, profiles and patterns of one instrument in; bias, trade events and
+the strategy status out. Pure and deterministic over event time (``ofcommon.stage.Fold``).
+
+* ``profile``: a final *session* profile (never a developing one, never a composite) is framed
+  with the sessions before it: ``Bias`` on ``bias`` and a ``bias`` TradeEvent.
+* ``bars``: a final 1-minute bar of the instrument's session drives the machine (stops, targets,
+  timeouts, watches); a bar outside the session only advances event time.
+* ``patterns``: a ``PatternSignal`` routed by the machine's phase.
+
+After each input, a ``StrategyStatus`` on ``status`` when the status changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from of_aggregator.framing import Frame, FramingParams, SessionProfile, frame
+from of_aggregator.machine import BarView, MachineParams, MachineState, TradeMachine
+from of_aggregator.status import status
+from of_analytics.profile import ProfileConfig
+from ofcommon.entry_ids import ZERO, EntryId
+from ofcommon.instruments import Instrument, Registry, load_registry
+from ofcommon.messages import Bar, Bias, KeyLevel, Message, PatternSignal, ProfileUpdate
+from ofcommon.sessions import session_bounds
+from ofcommon.stage import Output, StructStateFold
+
+STATE_VERSION: Final = 1
+BAR_TIMEFRAME: Final = "1m"
+HISTORY: Final = 5  # sessions kept for framing (merge_days and the prior session need fewer)
+
+
+class AggregatorState(msgspec.Struct):
+    symbol: str
+    version: int = STATE_VERSION
+    machine: MachineState = msgspec.field(default_factory=MachineState)
+    history: list[SessionProfile] = msgspec.field(default_factory=list)
+    # The two latest closed bars' (close_ts, close): a closed session's last traded price.
+    closes: list[tuple[int, float]] = msgspec.field(default_factory=list)
+    last_status: list[str] = msgspec.field(default_factory=list)
+    ignored: int = 0
+
+
+def bias_message(f: Frame) -> Bias:
+    merged = f.merged or (0.0, 0.0)
+    return Bias(
+        session_id=f.session_id,
+        ts_event=f.ts_event,
+        bias=f.direction,
+        shape=f.shape,
+        levels=[KeyLevel(lv.kind, lv.price, lv.strength, True, lv.direction) for lv in f.levels],
+        confidence=f.confidence,
+        poc=f.poc,
+        vah=f.vah,
+        val=f.val,
+        warnings=list(f.warnings),
+        merged_val=merged[0],
+        merged_vah=merged[1],
+    )
+
+
+class AggregatorFold(StructStateFold[AggregatorState]):
+    """``ofcommon.stage.Fold`` of the aggregator stage."""
+
+    stage: str = "aggregator"
+    inputs: tuple[str, ...] = ("profile", "bars", "patterns")
+    state_type = AggregatorState
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        framing: FramingParams | None = None,
+        machine: MachineParams | None = None,
+    ) -> None:
+        self._registry = registry if registry is not None else load_registry()
+        self._framing = framing or FramingParams()
+        self._params = machine or MachineParams()
+        self._machines: dict[str, tuple[Instrument, TradeMachine]] = {}
+
+    def _of(self, symbol: str) -> tuple[Instrument, TradeMachine]:
+        got = self._machines.get(symbol)
+        if got is None:
+            inst = self._registry.get(symbol)
+            got = (inst, TradeMachine(symbol, inst.tick_size, inst.row_size, self._params))
+            self._machines[symbol] = got
+        return got
+
+    def initial(self, symbol: str) -> AggregatorState:
+        return AggregatorState(symbol=symbol)
+
+    def decode_state(self, data: bytes) -> AggregatorState:
+        state = super().decode_state(data)
+        if state.version != STATE_VERSION:
+            raise ValueError(f"aggregator state version {state.version}, expected {STATE_VERSION}")
+        return state
+
+    def tallies(self, state: AggregatorState) -> dict[str, float]:
+        return {
+            "aggregator_trades_closed": float(state.machine.trades_closed),
+            "aggregator_ignored": float(state.ignored),
+        }
+
+    def step(
+        self, state: AggregatorState, kind: str, msg: Message, at: EntryId = ZERO
+    ) -> Sequence[Output]:
+        inst, m = self._of(state.symbol)
+        out: list[Output] = []
+        ts = 0
+        if kind == "profile" and isinstance(msg, ProfileUpdate):
+            if not (msg.final and msg.scope == "session"):
+                return []
+            ts = msg.ts_event
+            f = self._frame(state, inst, msg)
+            out.append(("bias", bias_message(f)))
+            out.extend(("tradeevents", e) for e in m.on_frame(state.machine, f))
+        elif kind == "bars" and isinstance(msg, Bar):
+            if not (msg.final and msg.timeframe == BAR_TIMEFRAME):
+                return []
+            ts = msg.close_ts
+            state.closes = [*state.closes[-1:], (msg.close_ts, msg.close)]
+            start, end = session_bounds(inst.session_spec, msg.open_ts)
+            if start <= msg.open_ts < end:
+                view = BarView(
+                    msg.open_ts, msg.close_ts, msg.open, msg.high, msg.low, msg.close, end
+                )
+                out.extend(("tradeevents", e) for e in m.on_bar(state.machine, view))
+            else:
+                out.extend(("tradeevents", e) for e in m.on_time(state.machine, msg.close_ts))
+        elif kind == "patterns" and isinstance(msg, PatternSignal):
+            ts = msg.ts_event
+            out.extend(("tradeevents", e) for e in m.on_pattern(state.machine, msg))
+        else:
+            state.ignored += 1
+            return []
+        snap = status(state.machine, m.reach, ts)
+        key = [snap.status, str(snap.priority), *snap.steps, snap.trade_id]
+        if key != state.last_status:
+            state.last_status = key
+            out.append(("status", snap))
+        return out
+
+    def _frame(self, state: AggregatorState, inst: Instrument, u: ProfileUpdate) -> Frame:
+        last = next((c for ts, c in reversed(state.closes) if ts <= u.session_end), 0.0)
+        session = SessionProfile.from_update(u, last)
+        history = [h for h in state.history if h.session_id != u.session_id] + [session]
+        state.history = history[-HISTORY:]
+        row_price = inst.tick_size * inst.ticks_per_row
+        f = frame(
+            state.history, self._framing, row_price, ProfileConfig.from_registry(inst.profile)
+        )
+        assert f is not None  # the history holds this session
+        return f
