@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from of_aggregator.fold import AggregatorFold, AggregatorState
+from ofcommon.instruments import load_registry
 from ofcommon.messages import (
     Bar,
     Bias,
@@ -120,7 +121,8 @@ def test_a_day_of_framing_entry_and_take_profit() -> None:
     # 0.30 x 90 + 0.25 x 50 + 0.20 x 67 = 52.9
     assert abs(entry.score - 52.9) < 1e-9
     assert exit_.price == 60_900.0
-    assert exit_.pnl_ticks == round((60_900.0 - 59_620.0) / 0.01, 6)
+    tick = load_registry().get("BTCUSDT").tick_size
+    assert exit_.pnl_ticks == round((60_900.0 - 59_620.0) / tick, 6)
     assert exit_.r_multiple == round((60_900.0 - 59_620.0) / (59_620.0 - 59_470.0), 6)
     snaps = [m for k, m in out if k == "status" and isinstance(m, StrategyStatus)]
     statuses = [m.status for m in snaps]

@@ -41,6 +41,11 @@ DROPPED: Final = Counter(
 DEAD_LETTERS: Final = Counter(
     "of_dead_letters_total", "Entries sent to a dead-letter stream", ["service", "reason"]
 )
+TRIMMED_UNREAD: Final = Counter(
+    "of_trimmed_unread_total",
+    "Entries trimmed from an input stream before the consumer's group read them",
+    ["service", "kind"],
+)
 LAG: Final = Gauge(
     "of_stream_lag_entries", "Entries not yet delivered to the group", ["service", "stream"]
 )
@@ -57,6 +62,11 @@ FOLD_EVENTS: Final = Gauge(
     "of_fold_events",
     "Per-instrument tallies a stage's fold keeps in its state (late trades, gaps, duplicates, ...)",
     ["service", "symbol", "name"],
+)
+REFOLDS: Final = Counter(
+    "of_refolds_total",
+    "Owned-stage restarts from the checkpoint to re-fold without a dead-lettered input",
+    ["service"],
 )
 OWNED: Final = Gauge("of_owned_instruments", "Instruments this worker owns", ["service"])
 CHECKPOINTS: Final = Counter(

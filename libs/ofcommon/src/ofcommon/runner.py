@@ -31,6 +31,7 @@ def connect(settings: BaseSettings) -> aioredis.Redis:
         health_check_interval=10,
         socket_keepalive=True,
         max_connections=512,
+        socket_timeout=settings.socket_timeout_s(),
     )
 
 
