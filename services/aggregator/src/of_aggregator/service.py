@@ -1,25 +1,75 @@
 """The aggregator stage: framing, the trade state machine and the strategy status per instrument.
 Each owned instrument runs ``AggregatorFold`` under ``ofcommon.stage.run_owned`` (exactly once).
+
+Trade events and biases are also upserted into the PostgreSQL journal (``Journal``) before the
+batch that produced them is published and acknowledged, so a crash-restart replays them into the
+same rows. The schema is applied by ``ofx migrate``, not here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from sqlalchemy.exc import DBAPIError
+
 from of_aggregator.fold import AggregatorFold
+from of_aggregator.journal import Journal
 from ofcommon.instruments import load_registry
+from ofcommon.messages import Bias, Message, TradeEvent
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
-from ofcommon.stage import run_owned
+from ofcommon.stage import OutputsHook, run_owned
+
+log = logging.getLogger(__name__)
+
+# Attempts of one write before the worker gives up and restarts from its checkpoint (which
+# re-folds the unacknowledged inputs and so retries the write again: nothing is dropped).
+WRITE_ATTEMPTS: Final = 5
+BACKOFF_S: Final = 0.2
+BACKOFF_MAX_S: Final = 5.0
+
+
+def journal_hook(
+    journal: Journal, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> OutputsHook:
+    """Journal each batch's trade events and biases before it is published (``OutputsHook``)."""
+
+    async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
+        events = [m for k, m in outputs if k == "tradeevents" and isinstance(m, TradeEvent)]
+        biases = [m for k, m in outputs if k == "bias" and isinstance(m, Bias)]
+        if not events and not biases:
+            return
+        delay = BACKOFF_S
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(journal.write, symbol, events, biases)
+                return
+            except (OSError, DBAPIError) as err:
+                if attempt == WRITE_ATTEMPTS:
+                    raise  # the worker restarts from its checkpoint: the inputs stay unacked
+                log.warning("%s: journal write failed (%s), retry in %.1fs", symbol, err, delay)
+                await sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    return on_outputs
 
 
 async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
     # The same registry file the ownership layer reads, so instrument parameters agree.
     registry = load_registry(ctx.settings.registry_file or None)
-    await run_owned(ctx, AggregatorFold(registry))
+    journal = Journal(ctx.settings.database_url.get())
+    try:
+        await run_owned(ctx, AggregatorFold(registry), on_outputs=journal_hook(journal))
+    finally:
+        journal.close()
 
 
 SERVICE = Service(
     name="aggregator",
     settings_type=OwnedStageSettings,
     main=main,
-    summary="framing, the trade state machine and the strategy status",
+    summary="framing, the trade state machine, the strategy status and the journal",
 )
