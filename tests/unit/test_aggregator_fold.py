@@ -4,9 +4,14 @@ restored from its encoded state after every input repeats the same outputs."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
+import pytest
+from tests.support.aggregator_market import market
+
 from of_aggregator.fold import AggregatorFold, AggregatorState
+from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
 from ofcommon.messages import (
     Bar,
@@ -18,6 +23,7 @@ from ofcommon.messages import (
     StrategyStatus,
     TradeEvent,
 )
+from ofcommon.stage import assign_ids
 
 S = 1_000_000_000
 MIN = 60 * S
@@ -136,3 +142,51 @@ def test_a_day_of_framing_entry_and_take_profit() -> None:
 
 def test_restored_state_repeats_the_outputs() -> None:
     assert run(restore_every_step=True) == run(restore_every_step=False)
+
+
+def _merged(
+    streams: dict[str, list[tuple[EntryId, Message]]], rng: random.Random
+) -> list[tuple[str, EntryId, Message]]:
+    """A random interleaving as a stage can deliver it: each stream in its own order, and the
+    bars late by any amount relative to the patterns and profiles derived from the same market
+    (a read of the bars that ran before the other streams' read), never early."""
+    pos = dict.fromkeys(streams, 0)
+    out = []
+
+    def ready(k: str) -> bool:
+        if pos[k] >= len(streams[k]):
+            return False
+        if k != "bars":
+            return True
+        at = streams[k][pos[k]][0]
+        return all(pos[o] >= len(v) or v[pos[o]][0] > at for o, v in streams.items() if o != k)
+
+    while any(pos[k] < len(v) for k, v in streams.items()):
+        k = rng.choice([k for k in streams if ready(k)])
+        at, msg = streams[k][pos[k]]
+        pos[k] += 1
+        out.append((k, at, msg))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_outputs_do_not_depend_on_late_bars(seed: int) -> None:
+    inst = load_registry().get("BTCUSDT")
+    items = market(inst, 60_000.0, D1, 5, seed=3)
+    streams: dict[str, list[tuple[EntryId, Message]]] = {"bars": [], "profile": [], "patterns": []}
+    for n, (kind, msg) in enumerate(items, 1):
+        streams[kind].append((EntryId(n, 0), msg))
+    in_order = sorted(((k, at, m) for k, v in streams.items() for at, m in v), key=lambda x: x[1])
+
+    def outputs(seq: list[tuple[str, EntryId, Message]]) -> list[tuple[str, EntryId, Message]]:
+        fold = AggregatorFold()
+        state = fold.initial("BTCUSDT")
+        last: dict[str, EntryId] = {}
+        res = []
+        for kind, at, msg in seq:
+            res.extend(assign_ids(fold.step(state, kind, msg, at), at, last))
+        return res
+
+    reference = outputs(in_order)
+    assert any(isinstance(m, TradeEvent) and m.kind == "exit" for _, _, m in reference)
+    assert outputs(_merged(streams, random.Random(seed))) == reference

@@ -7,7 +7,12 @@ the strategy status out. Pure and deterministic over event time (``ofcommon.stag
   timeouts, watches); a bar outside the session only advances event time.
 * ``patterns``: a ``PatternSignal`` routed by the machine's phase.
 
-After each input, a ``StrategyStatus`` on ``status`` when the status changed.
+Across streams the stage's interleaving depends on timing, so the fold orders by event time
+itself: a pattern or profile is held until the bars show that no earlier bar is still to come
+(the latest bar closes at or before it and the next cannot close before it), then processed
+with every output anchored at its own entry ID. After each processed message a
+``StrategyStatus`` on ``status`` when the status changed. The outputs are therefore the same for
+any interleaving of the three streams, so a re-run after a crash repeats them exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from of_aggregator.framing import Frame, FramingParams, SessionProfile, frame
 from of_aggregator.machine import BarView, MachineParams, MachineState, TradeMachine
 from of_aggregator.status import status
 from of_analytics.profile import ProfileConfig
+from ofcommon import entry_ids
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
 from ofcommon.messages import Bar, Bias, KeyLevel, Message, PatternSignal, ProfileUpdate
@@ -30,6 +36,18 @@ from ofcommon.stage import Output, StructStateFold
 STATE_VERSION: Final = 1
 BAR_TIMEFRAME: Final = "1m"
 HISTORY: Final = 5  # sessions kept for framing (merge_days and the prior session need fewer)
+BAR_NS: Final = 60_000_000_000
+# Held messages at one event time: a session's framing before a pattern of the same instant.
+_RANK: Final = {"profile": 0, "patterns": 1}
+
+
+class Held(msgspec.Struct, frozen=True):
+    """A pattern or final session profile waiting for the bars to pass its event time."""
+
+    ts: int
+    rank: int
+    at: str  # its entry ID: the anchor of its outputs
+    msg: PatternSignal | ProfileUpdate
 
 
 class AggregatorState(msgspec.Struct):
@@ -40,6 +58,7 @@ class AggregatorState(msgspec.Struct):
     # The two latest closed bars' (close_ts, close): a closed session's last traded price.
     closes: list[tuple[int, float]] = msgspec.field(default_factory=list)
     last_status: list[str] = msgspec.field(default_factory=list)
+    held: list[Held] = msgspec.field(default_factory=list)
     ignored: int = 0
 
 
@@ -105,41 +124,69 @@ class AggregatorFold(StructStateFold[AggregatorState]):
     def step(
         self, state: AggregatorState, kind: str, msg: Message, at: EntryId = ZERO
     ) -> Sequence[Output]:
-        inst, m = self._of(state.symbol)
         out: list[Output] = []
-        ts = 0
-        if kind == "profile" and isinstance(msg, ProfileUpdate):
-            if not (msg.final and msg.scope == "session"):
-                return []
-            ts = msg.ts_event
-            f = self._frame(state, inst, msg)
-            out.append(("bias", bias_message(f)))
-            out.extend(("tradeevents", e) for e in m.on_frame(state.machine, f))
-        elif kind == "bars" and isinstance(msg, Bar):
+        if kind == "bars" and isinstance(msg, Bar):
             if not (msg.final and msg.timeframe == BAR_TIMEFRAME):
                 return []
-            ts = msg.close_ts
-            state.closes = [*state.closes[-1:], (msg.close_ts, msg.close)]
-            start, end = session_bounds(inst.session_spec, msg.open_ts)
-            if start <= msg.open_ts < end:
-                view = BarView(
-                    msg.open_ts, msg.close_ts, msg.open, msg.high, msg.low, msg.close, end
-                )
-                out.extend(("tradeevents", e) for e in m.on_bar(state.machine, view))
-            else:
-                out.extend(("tradeevents", e) for e in m.on_time(state.machine, msg.close_ts))
-        elif kind == "patterns" and isinstance(msg, PatternSignal):
-            ts = msg.ts_event
-            out.extend(("tradeevents", e) for e in m.on_pattern(state.machine, msg))
+            out.extend(self._release(state, msg.close_ts))
+            out.extend(self._bar(state, msg, at))
+            out.extend(self._release(state, msg.close_ts + BAR_NS))
+        elif kind in _RANK and isinstance(msg, PatternSignal | ProfileUpdate):
+            if isinstance(msg, ProfileUpdate) and not (msg.final and msg.scope == "session"):
+                return []
+            held = Held(msg.ts_event, _RANK[kind], str(at), msg)
+            state.held = sorted([*state.held, held], key=lambda h: (h.ts, h.rank, h.at))
+            bar = state.machine.last_bar
+            if bar is not None:
+                out.extend(self._release(state, bar.close_ts + BAR_NS))
         else:
             state.ignored += 1
-            return []
+        return out
+
+    def _release(self, state: AggregatorState, before: int) -> list[Output]:
+        """Process the held messages with event time before ``before``, in event-time order."""
+        out: list[Output] = []
+        while state.held and state.held[0].ts < before:
+            h = state.held.pop(0)
+            anchor = entry_ids.parse(h.at)
+            if isinstance(h.msg, ProfileUpdate):
+                out.extend(self._profile(state, h.msg, anchor))
+            else:
+                out.extend(self._pattern(state, h.msg, anchor))
+        return out
+
+    def _profile(self, state: AggregatorState, u: ProfileUpdate, at: EntryId) -> list[Output]:
+        inst, m = self._of(state.symbol)
+        f = self._frame(state, inst, u)
+        out: list[Output] = [("bias", bias_message(f), at)]
+        out.extend(("tradeevents", e, at) for e in m.on_frame(state.machine, f))
+        return out + self._status(state, u.ts_event, at)
+
+    def _pattern(self, state: AggregatorState, p: PatternSignal, at: EntryId) -> list[Output]:
+        _, m = self._of(state.symbol)
+        out: list[Output] = [("tradeevents", e, at) for e in m.on_pattern(state.machine, p)]
+        return out + self._status(state, p.ts_event, at)
+
+    def _bar(self, state: AggregatorState, bar: Bar, at: EntryId) -> list[Output]:
+        inst, m = self._of(state.symbol)
+        state.closes = [*state.closes[-1:], (bar.close_ts, bar.close)]
+        start, end = session_bounds(inst.session_spec, bar.open_ts)
+        if start <= bar.open_ts < end:
+            view = BarView(bar.open_ts, bar.close_ts, bar.open, bar.high, bar.low, bar.close, end)
+            events = m.on_bar(state.machine, view)
+        else:
+            events = m.on_time(state.machine, bar.close_ts)
+        out: list[Output] = [("tradeevents", e, at) for e in events]
+        return out + self._status(state, bar.close_ts, at)
+
+    def _status(self, state: AggregatorState, ts: int, at: EntryId) -> list[Output]:
+        _, m = self._of(state.symbol)
         snap = status(state.machine, m.reach, ts)
         key = [snap.status, str(snap.priority), *snap.steps, snap.trade_id]
-        if key != state.last_status:
-            state.last_status = key
-            out.append(("status", snap))
-        return out
+        if key == state.last_status:
+            return []
+        state.last_status = key
+        return [("status", snap, at)]
 
     def _frame(self, state: AggregatorState, inst: Instrument, u: ProfileUpdate) -> Frame:
         last = next((c for ts, c in reversed(state.closes) if ts <= u.session_end), 0.0)
