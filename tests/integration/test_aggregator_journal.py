@@ -4,10 +4,14 @@ batches (a crash-restart) or writing them twice leaves the same rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, pool, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from tests.unit.test_aggregator_fold import D2, MIN, inputs
 
 from of_aggregator.fold import AggregatorFold
@@ -99,3 +103,65 @@ async def test_a_trade_and_the_bias_are_journaled_once(database_url: str, engine
     assert (bias["session_id"], bias["direction"], bias["shape"]) == ("2024-01-01", 1, "p_shape")
     assert bias["confidence"] == pytest.approx(40 + 30 * 0.9)
     assert kinds == ["bias", "watch", "entry", "breakeven", "exit"]
+
+
+class Sleeps:
+    """The hook's backoff, recorded; ``then`` runs at the n-th sleep (the database coming back)."""
+
+    def __init__(self, at: int = 0, then: Callable[[], None] | None = None) -> None:
+        self.delays: list[float] = []
+        self._at, self._then = at, then
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        if len(self.delays) == self._at and self._then is not None:
+            self._then()
+
+
+@pytest.fixture
+def absent_database(database_server_url: str) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A URL of a database that does not exist yet, and a callable that creates it migrated."""
+    base = make_url(to_sync_url(database_server_url))
+    name = f"of_test_{uuid.uuid4().hex[:12]}"
+    admin = base.set(drivername="postgresql", database="postgres")
+    admin_url = admin.render_as_string(hide_password=False)
+    url = base.set(database=name).render_as_string(hide_password=False)
+
+    def create() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        migrate(url)
+
+    try:
+        yield url, create
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_an_unreachable_journal_is_retried_until_it_answers(
+    absent_database: tuple[str, Callable[[], None]],
+) -> None:
+    url, create = absent_database
+    out = [o for b in batches() for o in b]
+    sleeps = Sleeps(at=2, then=create)
+    with Journal(url) as journal:
+        await journal_hook(journal, sleep=sleeps)("BTCUSDT", out)
+    assert sleeps.delays == [0.2, 0.4]
+    eng = create_engine(to_sync_url(url), poolclass=pool.NullPool)
+    try:
+        with eng.connect() as c:
+            assert len(c.execute(select(journal_trades)).all()) == 1
+    finally:
+        eng.dispose()
+
+
+async def test_a_journal_that_stays_away_fails_the_batch(
+    absent_database: tuple[str, Callable[[], None]],
+) -> None:
+    url, _ = absent_database
+    sleeps = Sleeps()
+    with Journal(url) as journal, pytest.raises(OperationalError):
+        await journal_hook(journal, sleep=sleeps)("BTCUSDT", [o for b in batches() for o in b])
+    # four backoffs between five attempts, doubling: the worker then restarts from its checkpoint
+    assert sleeps.delays == [0.2, 0.4, 0.8, 1.6]
