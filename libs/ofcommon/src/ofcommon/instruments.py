@@ -35,11 +35,13 @@ __all__ = [
     "RegistryConfigError",
     "SweepParams",
     "UnknownInstrumentError",
+    "Venue",
     "default_instruments",
     "load_registry",
 ]
 
 Group = Literal["crypto", "forex", "indices", "metals", "energy", "stocks"]
+Venue = Literal["bybit", "mt5"]
 GROUPS: Final[tuple[Group, ...]] = ("crypto", "forex", "indices", "metals", "energy", "stocks")
 
 # Upper case only, so that OF_INSTRUMENTS can match symbols case-insensitively; a subset of what
@@ -181,6 +183,9 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     session: SessionName
     bybit: BybitVenue | None = None
     mt5: Mt5Venue | None = None
+    # The venue whose feed publishes the instrument's streams (one source at a time); unset:
+    # Bybit where it lists the instrument, else MT5 (see feed_venue).
+    source: Venue | None = None
     absorption: AbsorptionParams = msgspec.field(default_factory=AbsorptionParams)
     initiative: InitiativeParams = msgspec.field(default_factory=InitiativeParams)
     sweep: SweepParams = msgspec.field(default_factory=SweepParams)
@@ -201,6 +206,18 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
                 f"row_size: {self.row_size!r} is not a positive whole multiple of"
                 f" tick_size {self.tick_size!r}"
             )
+        if self.source is not None and getattr(self, self.source) is None:
+            raise ValueError(f"source: {self.source!r} is not a venue of {self.symbol}")
+
+    @property
+    def feed_venue(self) -> Venue | None:
+        """The one venue that publishes this instrument: ``source``, else Bybit if it lists the
+        instrument, else MT5; None without any venue."""
+        if self.source is not None:
+            return self.source
+        if self.bybit is not None:
+            return "bybit"
+        return "mt5" if self.mt5 is not None else None
 
     @property
     def session_spec(self) -> SessionSpec:

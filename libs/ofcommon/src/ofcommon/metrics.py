@@ -73,6 +73,12 @@ CHECKPOINTS: Final = Counter(
     "of_checkpoints_total", "Checkpoints by outcome", ["service", "outcome"]
 )
 
+SOURCE_REFUSED: Final = Counter(
+    "of_source_refused_total",
+    "Instruments a feed did not publish because another venue holds their source claim",
+    ["service", "symbol", "holder"],
+)
+
 
 def serve(port: int) -> None:
     """Expose /metrics on ``port`` (0 = off)."""
