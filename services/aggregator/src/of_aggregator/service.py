@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, cast
 
 from sqlalchemy.exc import DBAPIError
 
 from of_aggregator.fold import AggregatorFold
 from of_aggregator.journal import Journal
+from of_aggregator.settings import AggregatorSettings
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bias, Message, TradeEvent
 from ofcommon.service import Service, ServiceContext
@@ -57,19 +58,22 @@ def journal_hook(
     return on_outputs
 
 
-async def main(ctx: ServiceContext[OwnedStageSettings]) -> None:
+async def main(ctx: ServiceContext[AggregatorSettings]) -> None:
     # The same registry file the ownership layer reads, so instrument parameters agree.
     registry = load_registry(ctx.settings.registry_file or None)
     journal = Journal(ctx.settings.database_url.get())
     try:
-        await run_owned(ctx, AggregatorFold(registry), on_outputs=journal_hook(journal))
+        fold = AggregatorFold(registry, machine=ctx.settings.machine())
+        # AggregatorSettings is an OwnedStageSettings; ServiceContext is invariant in it.
+        owned = cast("ServiceContext[OwnedStageSettings]", ctx)
+        await run_owned(owned, fold, on_outputs=journal_hook(journal))
     finally:
         journal.close()
 
 
 SERVICE = Service(
     name="aggregator",
-    settings_type=OwnedStageSettings,
+    settings_type=AggregatorSettings,
     main=main,
     summary="framing, the trade state machine, the strategy status and the journal",
 )
