@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import msgspec
 import pytest
 from tests.support.aggregator_market import market
 
@@ -190,3 +191,29 @@ def test_outputs_do_not_depend_on_late_bars(seed: int) -> None:
     reference = outputs(in_order)
     assert any(isinstance(m, TradeEvent) and m.kind == "exit" for _, _, m in reference)
     assert outputs(_merged(streams, random.Random(seed))) == reference
+
+
+@pytest.mark.parametrize(
+    ("kind", "msg", "reason"),
+    [
+        ("bars", bar(0, float("nan"), 59_650.0, 59_620.0), "non-finite price"),
+        ("bars", bar(0, 59_700.0, 59_650.0, 59_620.0), "outside low..high"),
+        (
+            "patterns",
+            PatternSignal("p", D2, "absorption", Direction.LONG, 1.0, float("inf")),
+            "non-finite",
+        ),
+        ("profile", msgspec.structs.replace(profile(), val=61_000.0), "not finite and ordered"),
+    ],
+)
+def test_bad_input_is_refused_with_the_reason_and_changes_nothing(
+    kind: str, msg: Message, reason: str
+) -> None:
+    fold = AggregatorFold()
+    state = fold.initial("BTCUSDT")
+    for k, m in inputs()[:5]:
+        fold.step(state, k, m)
+    before = fold.encode_state(state)
+    with pytest.raises(ValueError, match=reason):
+        fold.step(state, kind, msg)
+    assert fold.encode_state(state) == before

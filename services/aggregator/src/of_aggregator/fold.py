@@ -17,6 +17,7 @@ any interleaving of the three streams, so a re-run after a crash repeats them ex
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -37,6 +38,7 @@ STATE_VERSION: Final = 1
 BAR_TIMEFRAME: Final = "1m"
 HISTORY: Final = 5  # sessions kept for framing (merge_days and the prior session need fewer)
 BAR_NS: Final = 60_000_000_000
+MAX_HELD: Final = 10_000
 # Held messages at one event time: a session's framing before a pattern of the same instant.
 _RANK: Final = {"profile": 0, "patterns": 1}
 
@@ -124,6 +126,11 @@ class AggregatorFold(StructStateFold[AggregatorState]):
     def step(
         self, state: AggregatorState, kind: str, msg: Message, at: EntryId = ZERO
     ) -> Sequence[Output]:
+        # A message the machine cannot trust is refused before it changes anything: the stage
+        # dead-letters the entry with this reason ("fold-error: ...") and goes on.
+        problem = _invalid(msg)
+        if problem:
+            raise ValueError(f"{type(msg).__name__} refused: {problem}")
         out: list[Output] = []
         if kind == "bars" and isinstance(msg, Bar):
             if not (msg.final and msg.timeframe == BAR_TIMEFRAME):
@@ -139,6 +146,10 @@ class AggregatorFold(StructStateFold[AggregatorState]):
             bar = state.machine.last_bar
             if bar is not None:
                 out.extend(self._release(state, bar.close_ts + BAR_NS))
+            if len(state.held) > MAX_HELD:
+                # No bars for that long (a stalled bars stream): run the oldest late rather
+                # than hold without bound.
+                out.extend(self._release(state, state.held[0].ts + 1))
         else:
             state.ignored += 1
         return out
@@ -199,3 +210,23 @@ class AggregatorFold(StructStateFold[AggregatorState]):
         )
         assert f is not None  # the history holds this session
         return f
+
+
+def _invalid(msg: Message) -> str:
+    """Why ``msg`` cannot be folded ("" when it can)."""
+    if isinstance(msg, Bar):
+        prices = (msg.open, msg.high, msg.low, msg.close)
+        if not all(math.isfinite(p) for p in prices):
+            return f"non-finite price in {prices}"
+        if not msg.low <= min(msg.open, msg.close) <= max(msg.open, msg.close) <= msg.high:
+            return f"open/close outside low..high {prices}"
+        if msg.close_ts <= msg.open_ts:
+            return f"close_ts {msg.close_ts} not after open_ts {msg.open_ts}"
+    elif isinstance(msg, PatternSignal):
+        if not (math.isfinite(msg.price) and math.isfinite(msg.strength)):
+            return f"non-finite price {msg.price} or strength {msg.strength}"
+    elif isinstance(msg, ProfileUpdate) and msg.final and msg.scope == "session":
+        levels = (msg.val, msg.poc, msg.vah)
+        if not all(math.isfinite(p) for p in levels) or not msg.val <= msg.vah:
+            return f"value area val/poc/vah {levels} not finite and ordered"
+    return ""
