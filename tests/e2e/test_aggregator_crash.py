@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,7 @@ async def _write(url: str, items: list[tuple[str, str, Message]]) -> None:
             # as they do live (a pattern is written after the bar it was detected on)
             producer.add(keys.stream(symbol, kind), msg)
             await producer.flush()
+            await asyncio.sleep(0.003)  # a paced replay: the kills land while entries arrive
     finally:
         await client.aclose()
 
@@ -85,6 +87,26 @@ def _expected(r: sync_redis.Redis, symbol: str) -> dict[str, Entries]:
         for out_kind, out_id, result in assign_ids(outputs, at, last):
             out[out_kind].append((str(out_id), codec.encode(result)))
     return out
+
+
+def _output_counts(items: list[tuple[str, str, Message]], chunk: int) -> list[int]:
+    """How many bias and trade-event entries the pure fold has written after each chunk."""
+    fold = AggregatorFold(load_registry())
+    states = {s: fold.initial(s) for s in SYMBOLS}
+    counts, total = [], 0
+    for i, (symbol, kind, msg) in enumerate(items, 1):
+        total += sum(o[0] in OUTPUTS for o in fold.step(states[symbol], kind, msg))
+        if i % chunk == 0 or i == len(items):
+            counts.append(total)
+    return counts
+
+
+def _owned(r: sync_redis.Redis, worker: str) -> bool:
+    """``worker`` holds the lease of every instrument (lease value ``worker:generation``)."""
+    return all(
+        (r.get(keys.lease(s, "aggregator")) or b"").startswith(f"{worker}:".encode())
+        for s in SYMBOLS
+    )
 
 
 def _actual(r: sync_redis.Redis, symbol: str, kind: str) -> Entries:
@@ -114,33 +136,44 @@ def test_sigkill_restart_and_takeover_is_exactly_once(
     }
     items = _inputs()
     chunk = -(-len(items) // ROUNDS)
+    targets = _output_counts(items, chunk)
     kills = 0
-    proc = spawn_service(TARGET, env, tmp_path, "run0", OF_WORKER_ID="aggregator-0")
+    interrupted = 0
+    worker = "aggregator-0"
+    proc = spawn_service(TARGET, env, tmp_path, "run0", OF_WORKER_ID=worker)
     others = []
     try:
         for round_no in range(1, ROUNDS + 1):
+            # the worker is up and owns both instruments: the chunk arrives while it runs
+            wait_for(lambda w=worker: _owned(r, w), 30, f"{worker} to own every instrument")
             before = _outputs(r)
-            asyncio.run(_write(url, items[(round_no - 1) * chunk : round_no * chunk]))
+            # the chunk is written while the worker runs, so that the kill lands mid-stream
+            part = items[(round_no - 1) * chunk : round_no * chunk]
+            writer = threading.Thread(target=asyncio.run, args=(_write(url, part),))
+            writer.start()
             wait_for(lambda b=before: _outputs(r) > b, 30, "progress")
             if round_no == 3:
                 # A second worker joins and, once the first dies, takes every instrument over.
                 second = spawn_service(
                     TARGET, env, tmp_path, "second", OF_WORKER_ID="aggregator-second"
                 )
-                time.sleep(rng.uniform(0.5, 1.5))
+                time.sleep(rng.uniform(0.1, 0.3))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+                writer.join()
                 kills += 1
                 others.append(proc)
-                proc = second
+                proc, worker = second, "aggregator-second"
                 continue
-            time.sleep(rng.uniform(0.0, 0.2))
+            time.sleep(rng.uniform(0.0, 0.1))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            writer.join()
             kills += 1
-            proc = spawn_service(
-                TARGET, env, tmp_path, f"run{round_no}", OF_WORKER_ID=f"aggregator-{round_no}"
-            )
+            # fewer outputs than the pure fold gives for what was written: killed mid-stream
+            interrupted += int(_outputs(r) < targets[round_no - 1])
+            worker = f"aggregator-{round_no}"
+            proc = spawn_service(TARGET, env, tmp_path, f"run{round_no}", OF_WORKER_ID=worker)
         expected = {s: _expected(r, s) for s in SYMBOLS}
 
         def caught_up() -> bool:
@@ -177,6 +210,7 @@ def test_sigkill_restart_and_takeover_is_exactly_once(
         finally:
             engine.dispose()
         assert kills == ROUNDS
+        assert interrupted >= 2, "most kills must land while the stage is mid-stream"
         assert all(r.xlen(keys.dead_letters(s)) == 0 for s in SYMBOLS)
         # the restarted worker re-folds what its predecessor had not checkpointed (its outputs
         # are refused as repeats) and acknowledges every input
@@ -194,14 +228,7 @@ def test_sigkill_restart_and_takeover_is_exactly_once(
         # and a worker started after the clean stop re-writes nothing
         written = {(sym, k): _actual(r, sym, k) for sym in SYMBOLS for k in OUTPUTS}
         proc = spawn_service(TARGET, env, tmp_path, "after", OF_WORKER_ID="aggregator-after")
-        wait_for(
-            lambda: all(
-                (r.get(keys.lease(sym, "aggregator")) or b"").startswith(b"aggregator-after")
-                for sym in SYMBOLS
-            ),
-            30,
-            "a new worker to own every instrument",
-        )
+        wait_for(lambda: _owned(r, "aggregator-after"), 30, "a new worker to own every instrument")
         time.sleep(1.0)
         assert {(sym, k): _actual(r, sym, k) for sym in SYMBOLS for k in OUTPUTS} == written
     finally:
