@@ -496,3 +496,11 @@ def test_property_never_wedges_never_two_trades_fills_traded(seq: list[Step]) ->
     assert s.trade is None
     assert s.watch is None
     assert s.phase is Phase.IDLE
+
+
+def test_a_new_frame_at_the_session_end_closes_the_trade_first() -> None:
+    r = entered()
+    r.bar(bar(2, 104.0, 112.0, 108.0))  # the session's last bar, long before its end
+    out = r.m.on_frame(r.s, replace(mkframe(sid="d2"), ts_event=SESSION_END))
+    assert r.kinds(out) == [("exit", "session_end"), ("bias", "p_shape")]
+    assert (out[0].price, out[0].ts_event) == (108.0, SESSION_END)

@@ -142,9 +142,11 @@ class TradeMachine:
     # -- inputs --
 
     def on_frame(self, st: MachineState, frame: Frame) -> list[TradeEvent]:
-        """A new framing (a session closed): a watch of a level no longer framed ends."""
+        """A new framing (a session closed): what ended with the session ends first, then a
+        watch of a level no longer framed ends."""
+        out = self.on_time(st, frame.ts_event)
         st.frame = frame
-        out = [self._bias_event(st, frame)]
+        out.append(self._bias_event(st, frame))
         w = st.watch
         if w is not None and not any(_same(w.level, lv) for lv in frame.levels):
             out.append(self._cancel(st, frame.ts_event, "levels_changed"))
