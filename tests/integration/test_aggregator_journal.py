@@ -11,7 +11,6 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, pool, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from tests.unit.test_aggregator_fold import D2, MIN, inputs
 
 from of_aggregator.fold import AggregatorFold
@@ -156,12 +155,23 @@ async def test_an_unreachable_journal_is_retried_until_it_answers(
         eng.dispose()
 
 
-async def test_a_journal_that_stays_away_fails_the_batch(
+class GiveUp(Exception):
+    """Ends the test's wait: the hook itself never gives up."""
+
+
+async def test_a_journal_that_stays_away_pauses_with_capped_backoff(
     absent_database: tuple[str, Callable[[], None]],
 ) -> None:
     url, _ = absent_database
-    sleeps = Sleeps()
-    with Journal(url) as journal, pytest.raises(OperationalError):
-        await journal_hook(journal, sleep=sleeps)("BTCUSDT", [o for b in batches() for o in b])
-    # four backoffs between five attempts, doubling: the worker then restarts from its checkpoint
-    assert sleeps.delays == [0.2, 0.4, 0.8, 1.6]
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) == 8:
+            raise GiveUp
+
+    with Journal(url) as journal, pytest.raises(GiveUp):
+        await journal_hook(journal, sleep=sleep)("BTCUSDT", [o for b in batches() for o in b])
+    # doubling from 0.2 s, capped at 5 s: it pauses the instrument rather than restart the
+    # worker (a restart re-delivers the inputs, and repeated deliveries look like poison)
+    assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]

@@ -3,7 +3,8 @@ Each owned instrument runs ``AggregatorFold`` under ``ofcommon.stage.run_owned``
 
 Trade events and biases are also upserted into the PostgreSQL journal (``Journal``) before the
 batch that produced them is published and acknowledged, so a crash-restart replays them into the
-same rows. The schema is applied by ``ofx migrate``, not here.
+same rows; while PostgreSQL is away the instrument pauses. The schema is applied by
+``ofx migrate``, not here.
 """
 
 from __future__ import annotations
@@ -26,17 +27,21 @@ from ofcommon.stage import OutputsHook, run_owned
 
 log = logging.getLogger(__name__)
 
-# Attempts of one write before the worker gives up and restarts from its checkpoint (which
-# re-folds the unacknowledged inputs and so retries the write again: nothing is dropped).
-WRITE_ATTEMPTS: Final = 5
+# Backoff between attempts of one write, capped; a warning every LOG_EVERY attempts.
 BACKOFF_S: Final = 0.2
 BACKOFF_MAX_S: Final = 5.0
+LOG_EVERY: Final = 10
 
 
 def journal_hook(
     journal: Journal, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 ) -> OutputsHook:
-    """Journal each batch's trade events and biases before it is published (``OutputsHook``)."""
+    """Journal each batch's trade events and biases before it is published (``OutputsHook``).
+
+    A failed write is retried in place with capped backoff for as long as it fails: a PostgreSQL
+    outage pauses the instrument (its inputs wait unacknowledged in Redis). Restarting the worker
+    instead would re-deliver the pending inputs until the stage took them for poison
+    (``ofcommon.deliveries``) and dead-lettered real input."""
 
     async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
         events = [m for k, m in outputs if k == "tradeevents" and isinstance(m, TradeEvent)]
@@ -44,14 +49,21 @@ def journal_hook(
         if not events and not biases:
             return
         delay = BACKOFF_S
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 await asyncio.to_thread(journal.write, symbol, events, biases)
                 return
             except (OSError, DBAPIError) as err:
-                if attempt == WRITE_ATTEMPTS:
-                    raise  # the worker restarts from its checkpoint: the inputs stay unacked
-                log.warning("%s: journal write failed (%s), retry in %.1fs", symbol, err, delay)
+                if attempt % LOG_EVERY == 1:
+                    log.warning(
+                        "%s: journal write failed (attempt %d: %s); retry at most %.1fs apart",
+                        symbol,
+                        attempt,
+                        err,
+                        BACKOFF_MAX_S,
+                    )
                 await sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
 
