@@ -21,6 +21,8 @@ StreamKind = Literal[
     "signals",  # aggregator -> alerts, api: Bias
     "tradeevents",  # aggregator -> alerts, api: TradeEvent
     "dlq",  # any stage: dead letters with reason and origin
+    "bias",  # aggregator -> alerts, api: Bias (framing, once per session close and on change)
+    "status",  # aggregator -> api: StrategyStatus, the latest entry is current (docs/aggregator.md)
 ]
 STREAM_KINDS: Final[tuple[str, ...]] = get_args(StreamKind)
 

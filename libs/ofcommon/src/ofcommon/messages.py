@@ -22,7 +22,7 @@ from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-WIRE_VERSION: Final = 3
+WIRE_VERSION: Final = 4
 
 
 class Side(IntEnum):
@@ -302,10 +302,12 @@ class PatternSignal(_Rare, tag="pattern", frozen=True):
 
 
 class KeyLevel(msgspec.Struct, frozen=True, array_like=True):
-    kind: str  # poc, vah, val, hvn, lvn, naked_poc, single_print, ...
+    kind: str  # poc, vah, val, hvn, lvn, naked_poc, single_print, merged_val, merged_vah, ...
     price: float
     strength: float = 0.0
     qualified: bool = False
+    # Wire version 4: the side a reaction at the level is traded (LONG: support).
+    direction: Direction = Direction.NEUTRAL
 
 
 class Bias(_Rare, tag="bias", frozen=True):
@@ -316,6 +318,30 @@ class Bias(_Rare, tag="bias", frozen=True):
     bias: Direction
     shape: str = ""
     levels: list[KeyLevel] = msgspec.field(default_factory=list)
+    # Wire version 4: the framing behind the bias (docs/aggregator.md). ``warnings``:
+    # vah_rejection, val_rejection, bullish_hook, bearish_hook; merged VA 0 when nothing merged.
+    confidence: float = 0.0
+    poc: float = 0.0
+    vah: float = 0.0
+    val: float = 0.0
+    warnings: list[str] = msgspec.field(default_factory=list)
+    merged_val: float = 0.0
+    merged_vah: float = 0.0
+
+
+TradeEventKind: TypeAlias = Literal[
+    "watch",
+    "entry",
+    "breakeven",
+    "trail",
+    "exit",
+    "cancel",
+    # wire version 4
+    "entry_rejected",
+    "exit_warning",
+    "alert",
+    "bias",
+]
 
 
 class TradeEvent(_Rare, tag="trade_event", frozen=True):
@@ -324,13 +350,47 @@ class TradeEvent(_Rare, tag="trade_event", frozen=True):
     event_id: str
     trade_id: str
     ts_event: int
-    kind: Literal["watch", "entry", "breakeven", "trail", "exit", "cancel"]
+    kind: TradeEventKind
     direction: Direction
     price: float
     stop: float = 0.0
     target: float = 0.0
     pnl_ticks: float | None = None
     reason: str = ""
+    # Wire version 4 (docs/aggregator.md): the entry's composite score and grade, the level it
+    # was taken at, the pattern signal ids behind it; on exits the result in R (risk = the
+    # initial stop distance) and the excursions in ticks; entry time and price on every event
+    # of a trade after its entry.
+    score: float = 0.0
+    grade: str = ""
+    level_kind: str = ""
+    level_price: float = 0.0
+    signals: list[str] = msgspec.field(default_factory=list)
+    r_multiple: float | None = None
+    mae_ticks: float | None = None
+    mfe_ticks: float | None = None
+    entry_ts: int = 0
+    entry_price: float = 0.0
+
+
+class StrategyStatus(_Rare, tag="strategy_status", frozen=True):
+    """Wire version 4: an instrument's strategy status (README "Strategy Status Labels") and
+    scanner priority, published on ``status`` when it changes; the latest entry is current.
+
+    ``steps``: the six steps' states (framing, levels, price at level, absorption, entry
+    decision, trade management), each inactive / active / waiting / watching / triggered /
+    completed (docs/aggregator.md)."""
+
+    ts_event: int
+    status: str
+    priority: int
+    steps: list[str]
+    phase: str
+    bias: Direction = Direction.NEUTRAL
+    price: float = 0.0
+    level_kind: str = ""
+    level_price: float = 0.0
+    trade_id: str = ""
 
 
 Message: TypeAlias = (
@@ -348,6 +408,7 @@ Message: TypeAlias = (
     | Bias
     | TradeEvent
     | InstrumentSpec
+    | StrategyStatus
 )
 
 MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
@@ -365,4 +426,5 @@ MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
     Bias,
     TradeEvent,
     InstrumentSpec,
+    StrategyStatus,
 )

@@ -48,6 +48,10 @@ DEFAULTS: Final[Mapping[str, StreamRetention]] = {
     "signals": sized(0.04, 30 * DAY),
     "tradeevents": sized(0.013, 90 * DAY),
     "dlq": sized(0.08, 14 * DAY),
+    # the aggregator: one Bias per completed session; the status changes at most a few times a
+    # minute and only its latest entry is read
+    "bias": sized(0.0001, 90 * DAY),
+    "status": sized(0.01, HOUR),
 }
 FALLBACK: Final = sized(1, DAY)
 

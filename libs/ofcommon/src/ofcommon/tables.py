@@ -1,6 +1,7 @@
-"""SQLAlchemy Core tables of the analytics schema, shared by every stage that touches it.
+"""SQLAlchemy Core tables of the schema, shared by every stage that touches it.
 
-Analytics writes these rows and the api reads them; migrations 0002_analytics and later build them.
+Analytics and the aggregator (its journal) write these rows and the api reads them; migrations
+0002_analytics and later build them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["bars_1m", "metadata", "session_profiles"]
+__all__ = [
+    "bars_1m",
+    "journal_bias",
+    "journal_events",
+    "journal_trades",
+    "metadata",
+    "session_profiles",
+]
 
 metadata = MetaData()
 
@@ -97,3 +105,82 @@ Index("ix_session_profiles_symbol_end", session_profiles.c.symbol, session_profi
 # Cross-symbol time-range reads (the api's "all bars in this window"); per-symbol ranges use the
 # primary key (symbol, open_ts).
 Index("ix_bars_1m_open_ts", bars_1m.c.open_ts)
+
+# --- the aggregator's journal (migration 0005_journal; docs/aggregator.md "Journal") ----------
+
+# Every TradeEvent the aggregator published (its signals: watches, entries, rejections, stop
+# moves, warnings, exits), keyed by its deterministic id.
+journal_events = Table(
+    "journal_events",
+    metadata,
+    Column("symbol", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("trade_id", Text, nullable=False),
+    Column("ts_event", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("direction", Integer, nullable=False),
+    Column("price", Double, nullable=False),
+    Column("stop", Double, nullable=False),
+    Column("target", Double, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("grade", Text, nullable=False),
+    Column("signals", JSONB, nullable=False),
+    Column("level_kind", Text, nullable=False),
+    Column("level_price", Double, nullable=False),
+    Column("pnl_ticks", Double, nullable=True),
+    Column("r_multiple", Double, nullable=True),
+    Column("mae_ticks", Double, nullable=True),
+    Column("mfe_ticks", Double, nullable=True),
+    PrimaryKeyConstraint("symbol", "event_id", name="pk_journal_events"),
+)
+Index("ix_journal_events_trade", journal_events.c.symbol, journal_events.c.trade_id)
+
+# One row per trade: written at its entry, completed at its exit. ``stops`` lists every stop,
+# the initial one first, as [ts_event, stop, kind] (kind entry / breakeven / trail).
+journal_trades = Table(
+    "journal_trades",
+    metadata,
+    Column("symbol", Text, nullable=False),
+    Column("trade_id", Text, nullable=False),
+    Column("direction", Integer, nullable=False),
+    Column("entry_ts", BigInteger, nullable=False),
+    Column("entry_price", Double, nullable=False),
+    Column("stop", Double, nullable=False),
+    Column("target", Double, nullable=False),
+    Column("stops", JSONB, nullable=False),
+    Column("score", Double, nullable=False),
+    Column("grade", Text, nullable=False),
+    Column("level_kind", Text, nullable=False),
+    Column("level_price", Double, nullable=False),
+    Column("signals", JSONB, nullable=False),
+    Column("exit_ts", BigInteger, nullable=True),
+    Column("exit_price", Double, nullable=True),
+    Column("exit_reason", Text, nullable=True),
+    Column("pnl_ticks", Double, nullable=True),
+    Column("r_multiple", Double, nullable=True),
+    Column("mae_ticks", Double, nullable=True),
+    Column("mfe_ticks", Double, nullable=True),
+    PrimaryKeyConstraint("symbol", "trade_id", name="pk_journal_trades"),
+)
+Index("ix_journal_trades_entry_ts", journal_trades.c.entry_ts)
+
+# The daily bias: one row per instrument and completed session.
+journal_bias = Table(
+    "journal_bias",
+    metadata,
+    Column("symbol", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("ts_event", BigInteger, nullable=False),
+    Column("direction", Integer, nullable=False),
+    Column("shape", Text, nullable=False),
+    Column("confidence", Double, nullable=False),
+    Column("poc", Double, nullable=False),
+    Column("vah", Double, nullable=False),
+    Column("val", Double, nullable=False),
+    Column("warnings", JSONB, nullable=False),
+    Column("levels", JSONB, nullable=False),
+    Column("merged_val", Double, nullable=False),
+    Column("merged_vah", Double, nullable=False),
+    PrimaryKeyConstraint("symbol", "session_id", name="pk_journal_bias"),
+)

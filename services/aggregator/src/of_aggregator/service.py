@@ -1,12 +1,91 @@
-"""The aggregator stage: framing, signal aggregation, the trade state machine and journal.
+"""The aggregator stage: framing, the trade state machine and the strategy status per instrument.
+Each owned instrument runs ``AggregatorFold`` under ``ofcommon.stage.run_owned`` (exactly once).
 
-Not built yet: a worker takes part in instrument ownership, reports health and stops cleanly.
+Trade events and biases are also upserted into the PostgreSQL journal (``Journal``) before the
+batch that produced them is published and acknowledged, so a crash-restart replays them into the
+same rows; while PostgreSQL is away the instrument pauses. The schema is applied by
+``ofx migrate``, not here.
 """
 
 from __future__ import annotations
 
-from ofcommon.stage import lease_only_service
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, cast
 
-SERVICE = lease_only_service(
-    "aggregator", "framing, signal aggregation, the trade state machine and journal"
+from sqlalchemy.exc import DBAPIError
+
+from of_aggregator.fold import AggregatorFold
+from of_aggregator.journal import Journal
+from of_aggregator.settings import AggregatorSettings
+from ofcommon.instruments import load_registry
+from ofcommon.messages import Bias, Message, TradeEvent
+from ofcommon.service import Service, ServiceContext
+from ofcommon.settings import OwnedStageSettings
+from ofcommon.stage import OutputsHook, run_owned
+
+log = logging.getLogger(__name__)
+
+# Backoff between attempts of one write, capped; a warning every LOG_EVERY attempts.
+BACKOFF_S: Final = 0.2
+BACKOFF_MAX_S: Final = 5.0
+LOG_EVERY: Final = 10
+
+
+def journal_hook(
+    journal: Journal, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> OutputsHook:
+    """Journal each batch's trade events and biases before it is published (``OutputsHook``).
+
+    A failed write is retried in place with capped backoff for as long as it fails: a PostgreSQL
+    outage pauses the instrument (its inputs wait unacknowledged in Redis). Restarting the worker
+    instead would re-deliver the pending inputs until the stage took them for poison
+    (``ofcommon.deliveries``) and dead-lettered real input."""
+
+    async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
+        events = [m for k, m in outputs if k == "tradeevents" and isinstance(m, TradeEvent)]
+        biases = [m for k, m in outputs if k == "bias" and isinstance(m, Bias)]
+        if not events and not biases:
+            return
+        delay = BACKOFF_S
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await asyncio.to_thread(journal.write, symbol, events, biases)
+                return
+            except (OSError, DBAPIError) as err:
+                if attempt % LOG_EVERY == 1:
+                    log.warning(
+                        "%s: journal write failed (attempt %d: %s); retry at most %.1fs apart",
+                        symbol,
+                        attempt,
+                        err,
+                        BACKOFF_MAX_S,
+                    )
+                await sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    return on_outputs
+
+
+async def main(ctx: ServiceContext[AggregatorSettings]) -> None:
+    # The same registry file the ownership layer reads, so instrument parameters agree.
+    registry = load_registry(ctx.settings.registry_file or None)
+    journal = Journal(ctx.settings.database_url.get())
+    try:
+        fold = AggregatorFold(registry, machine=ctx.settings.machine())
+        # AggregatorSettings is an OwnedStageSettings; ServiceContext is invariant in it.
+        owned = cast("ServiceContext[OwnedStageSettings]", ctx)
+        await run_owned(owned, fold, on_outputs=journal_hook(journal))
+    finally:
+        journal.close()
+
+
+SERVICE = Service(
+    name="aggregator",
+    settings_type=AggregatorSettings,
+    main=main,
+    summary="framing, the trade state machine, the strategy status and the journal",
 )
