@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from of_analytics import service
 from of_analytics.persist import AnalyticsStore
-from ofcommon import codec, keys
+from ofcommon import codec, keys, retrying
 from ofcommon.db import migrate, to_sync_url
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.messages import Bar, Heartbeat, Message, ProfileUpdate
@@ -152,7 +152,7 @@ async def test_hook_retries_a_database_that_is_away_until_it_answers(
         await service.persist_hook(away, sleep=sleeps)(SYM, OUTPUTS)
         assert away.bars_between(SYM, 0, 10 * MINUTE) == [bar("1m", final=True)]
     assert len(sleeps.delays) == 2
-    assert sleeps.delays[1] == min(service.BACKOFF_S * 2, service.BACKOFF_MAX_S)
+    assert sleeps.delays[1] == min(retrying.BACKOFF_S * 2, retrying.BACKOFF_MAX_S)
 
 
 async def test_hook_waits_for_a_database_that_stays_away_and_never_drops(
@@ -165,7 +165,7 @@ async def test_hook_waits_for_a_database_that_stays_away_and_never_drops(
     with AnalyticsStore(url) as away, pytest.raises(StopRetrying):
         await service.persist_hook(away, sleep=sleeps)(SYM, OUTPUTS)
     assert len(sleeps.delays) == 40
-    assert max(sleeps.delays) == service.BACKOFF_MAX_S
+    assert max(sleeps.delays) == retrying.BACKOFF_MAX_S
     create()
     with AnalyticsStore(url) as back:
         assert back.bars_between(SYM, 0, 10 * MINUTE) == []  # nothing written meanwhile

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, cast
+from typing import cast
 
 from sqlalchemy.exc import DBAPIError
 
 from of_aggregator.fold import AggregatorFold
 from of_aggregator.journal import Journal
 from of_aggregator.settings import AggregatorSettings
+from ofcommon import retrying
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bias, Message, TradeEvent
 from ofcommon.service import Service, ServiceContext
@@ -26,11 +27,6 @@ from ofcommon.settings import OwnedStageSettings
 from ofcommon.stage import OutputsHook, run_owned
 
 log = logging.getLogger(__name__)
-
-# Backoff between attempts of one write, capped; a warning every LOG_EVERY attempts.
-BACKOFF_S: Final = 0.2
-BACKOFF_MAX_S: Final = 5.0
-LOG_EVERY: Final = 10
 
 
 def journal_hook(
@@ -48,24 +44,12 @@ def journal_hook(
         biases = [m for k, m in outputs if k == "bias" and isinstance(m, Bias)]
         if not events and not biases:
             return
-        delay = BACKOFF_S
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await asyncio.to_thread(journal.write, symbol, events, biases)
-                return
-            except (OSError, DBAPIError) as err:
-                if attempt % LOG_EVERY == 1:
-                    log.warning(
-                        "%s: journal write failed (attempt %d: %s); retry at most %.1fs apart",
-                        symbol,
-                        attempt,
-                        err,
-                        BACKOFF_MAX_S,
-                    )
-                await sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
+        await retrying.until_written(
+            lambda: journal.write(symbol, events, biases),
+            what=f"{symbol}: journal write",
+            transient=lambda err: isinstance(err, (OSError, DBAPIError)),
+            sleep=sleep,
+        )
 
     return on_outputs
 

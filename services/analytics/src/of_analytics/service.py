@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from of_analytics.fold import AnalyticsFold
 from of_analytics.persist import BAR_TIMEFRAME, AnalyticsStore
 from of_analytics.rebuild import AnalyticsRebuild
+from ofcommon import retrying
 from ofcommon.db import current_revision, head_revision
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bar, Message, ProfileUpdate
@@ -28,16 +29,9 @@ from ofcommon.stage import OutputsHook, Rejected, run_owned
 
 log = logging.getLogger(__name__)
 
-# Attempts of one write before the worker gives up and restarts from its checkpoint (which
-# re-folds the unacknowledged inputs and so retries the write again: nothing is dropped).
-# A failing write is logged at its first attempt and then every LOG_EVERY attempts.
-LOG_EVERY: Final = 12
-BACKOFF_S: Final = 0.2
-BACKOFF_MAX_S: Final = 5.0
-
 # What the database says about a row itself (a value out of range, a violated constraint): it
 # says it again on every attempt, so the row is rejected. Anything else (the server or network
-# away or busy, a schema problem) is not the row's fault: retried, then the worker restarts.
+# away or busy, a schema problem) is not the row's fault: retried in place until it answers.
 ROW_REFUSED: Final = (DataError, IntegrityError)
 
 
@@ -101,31 +95,22 @@ def persist_hook(
         if not stored:
             return
         msgs = [m for _, m in stored]
-        delay = BACKOFF_S
-        attempt = 0
-        while True:
-            attempt += 1
+        try:
+            await retrying.until_written(
+                lambda: _write(store, symbol, msgs),
+                what=f"{symbol}: PostgreSQL write",
+                transient=lambda err: not _row_refused(err),
+                sleep=sleep,
+            )
+        except Exception as err:
+            if not _row_refused(err):
+                raise
+            log.error("%s: PostgreSQL refused the batch (%s)", symbol, err)
             try:
-                await asyncio.to_thread(_write, store, symbol, msgs)
-                return
-            except Exception as err:
-                if _row_refused(err):
-                    log.error("%s: PostgreSQL refused the batch (%s)", symbol, err)
-                    try:
-                        culprit = await asyncio.to_thread(_culprit, store, symbol, stored)
-                    except LookupError:
-                        raise err from None
-                    raise culprit from err
-                if attempt % LOG_EVERY == 1:
-                    log.warning(
-                        "%s: PostgreSQL write failed (attempt %d: %s); retry at most %.1fs apart",
-                        symbol,
-                        attempt,
-                        err,
-                        BACKOFF_MAX_S,
-                    )
-                await sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
+                culprit = await asyncio.to_thread(_culprit, store, symbol, stored)
+            except LookupError:
+                raise err from None
+            raise culprit from err
 
     return on_outputs
 
