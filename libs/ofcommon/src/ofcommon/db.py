@@ -1,21 +1,30 @@
-"""PostgreSQL URLs and schema migrations for every OrderFlow component.
+"""PostgreSQL URLs, stores and schema migrations for every OrderFlow component.
 
-Normalises database URLs to psycopg 3 and runs the Alembic revisions shipped in ofcommon.migrations.
+Normalises database URLs to psycopg 3, gives stores their engine (``EngineStore``) and runs the
+Alembic revisions shipped in ofcommon.migrations.
 """
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["alembic_config", "current_revision", "migrate", "migrations_dir", "to_sync_url"]
+__all__ = [
+    "EngineStore",
+    "alembic_config",
+    "current_revision",
+    "migrate",
+    "migrations_dir",
+    "to_sync_url",
+]
 
 SYNC_DRIVER = "postgresql+psycopg"
 _POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
@@ -93,3 +102,27 @@ def head_revision() -> str:
     if head is None:
         raise RuntimeError("no migration revisions found")
     return head
+
+
+class EngineStore:
+    """A synchronous PostgreSQL store owning one pooled engine (call it via asyncio.to_thread);
+    a context manager that disposes the engine on exit."""
+
+    def __init__(self, url: str, *, pool_size: int = 2) -> None:
+        self._engine: Engine = create_engine(
+            to_sync_url(url), pool_size=pool_size, pool_pre_ping=True
+        )
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -6,13 +6,12 @@ Idempotent upserts, written before a batch is published: a replay rewrites the s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert
 
-from ofcommon.db import to_sync_url
+from ofcommon.db import EngineStore
 from ofcommon.messages import Bias, TradeEvent
 from ofcommon.tables import journal_bias, journal_events, journal_trades
 
@@ -66,25 +65,8 @@ def _bias_row(symbol: str, b: Bias) -> dict[str, Any]:
     }
 
 
-class Journal:
+class Journal(EngineStore):
     """Writes one instrument batch in one transaction."""
-
-    def __init__(self, url: str) -> None:
-        self._engine: Engine = create_engine(to_sync_url(url), pool_pre_ping=True)
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def write(self, symbol: str, events: Sequence[TradeEvent], biases: Sequence[Bias]) -> None:
         with self._engine.begin() as conn:

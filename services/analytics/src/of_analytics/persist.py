@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Engine, and_, create_engine, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
-from ofcommon.db import to_sync_url
+from ofcommon.db import EngineStore
 from ofcommon.messages import (
     Bar,
     BigPrint,
@@ -180,16 +179,14 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
         yield rows[start : start + _CHUNK]
 
 
-class AnalyticsStore:
+class AnalyticsStore(EngineStore):
     """Closed 1-minute bars and session profiles in PostgreSQL (sync: call via asyncio.to_thread).
 
     Expects the schema at 0003_bar_analytics or later (ofcommon.db.migrate).
     """
 
     def __init__(self, url: str, *, pool_size: int = 2) -> None:
-        self._engine: Engine = create_engine(
-            to_sync_url(url), pool_size=pool_size, pool_pre_ping=True
-        )
+        super().__init__(url, pool_size=pool_size)
         bar_new = insert(bars_1m).excluded
         self._upsert_bar = insert(bars_1m).on_conflict_do_update(
             index_elements=[bars_1m.c.symbol, bars_1m.c.open_ts],
@@ -210,20 +207,6 @@ class AnalyticsStore:
                 and_(prof_new.final == stored.final, stored.ts_event <= prof_new.ts_event),
             ),
         )
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> AnalyticsStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def write_bars(self, symbol: str, bars: Sequence[Bar]) -> int:
         """Upsert the final bars of ``bars`` in one transaction; partials are skipped.
