@@ -1,0 +1,223 @@
+"""The patterns fold: one instrument's analytics outputs in, ``PatternSignal``s out.
+Pure and deterministic over event time (``ofcommon.stage.Fold``): a re-run repeats every signal.
+
+Inputs and what they cause:
+
+* ``bars``: the first final bar of ``timeframe`` per open time runs the bar detectors
+  (absorption methods a/b, initiative, exhaustion, divergence), in that order; partial bars,
+  other timeframes and amendments of a bar already judged are ignored. A gapped bar (trades may
+  be missing) enters the history but is not judged.
+* ``bookstats``: thin levels per side, kept for ``BOOK_KEEP_NS`` of event time, for the sweep's
+  confirmation.
+* ``consumption``: the sweep and absorption's book method (c).
+
+The stage folds its three inputs in entry-ID order, but an anchored consumption event may be read
+before or after a bar or book statistics that sort next to it, depending on read timing. So that a
+re-run repeats every signal, a consumption event only uses what is certainly folded before it
+whatever the timing: the book statistics at least ``found.SETTLE_NS`` older than it, and the
+thresholds as of the bars closed at least one bar period before it.
+
+Warm-up: nothing fires before ``warmup`` closed bars were seen (``auto`` has its statistics then;
+``fixed`` needs the history too). The signal's ``ts_event`` is its decision time (``found.Found``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from of_patterns import absorption, divergence, exhaustion, initiative, sweep
+from of_patterns.found import SETTLE_NS, Found, to_signal
+from of_patterns.history import BarPoint, point
+from of_patterns.settings import PatternsSettings, ThresholdMode
+from of_patterns.thresholds import Limits, Rolling, Scale, limits
+from ofcommon.entry_ids import ZERO, EntryId
+from ofcommon.instruments import Instrument, Registry, load_registry
+from ofcommon.messages import Bar, BookStats, Consumption, Message
+from ofcommon.stage import Output
+
+STATE_VERSION: Final = 1
+OUTPUT: Final = "patterns"
+PATTERNS: Final = ("absorption", "initiative", "sweep", "exhaustion", "divergence")
+BOOK_KEEP_NS: Final = 10 * SETTLE_NS
+SCALES_KEPT: Final = 4
+TIMEFRAME_NS: Final = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
+
+
+class BookPoint(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    ts: int
+    thin_asks: int
+    thin_bids: int
+
+
+class PatternsState(msgspec.Struct):
+    version: int
+    symbol: str
+    volumes: Rolling
+    history: list[BarPoint] = msgspec.field(default_factory=list)
+    scales: list[Scale] = msgspec.field(default_factory=list)
+    books: list[BookPoint] = msgspec.field(default_factory=list)
+    last_open_ts: int = 0
+    absorption: absorption.AbsorptionState = msgspec.field(
+        default_factory=absorption.AbsorptionState
+    )
+    divergence: divergence.DivergenceState = msgspec.field(
+        default_factory=divergence.DivergenceState
+    )
+    sweep: sweep.SweepState = msgspec.field(default_factory=sweep.SweepState)
+    signals: dict[str, int] = msgspec.field(default_factory=dict)
+    amended_bars: int = 0
+    gapped_bars: int = 0
+
+
+class PatternsFold:
+    """``ofcommon.stage.Fold`` of the patterns stage."""
+
+    stage: str = "patterns"
+    inputs: tuple[str, ...] = ("bars", "bookstats", "consumption")
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        mode: ThresholdMode = "auto",
+        timeframe: str = "1m",
+        window: int = 60,
+        warmup: int = 20,
+    ) -> None:
+        self._registry = registry if registry is not None else load_registry()
+        self.mode = mode
+        self.timeframe = timeframe
+        self._window = window
+        self._warmup = warmup
+        self._instruments: dict[str, Instrument] = {}
+
+    @classmethod
+    def from_settings(cls, registry: Registry, s: PatternsSettings) -> PatternsFold:
+        return cls(
+            registry,
+            mode=s.patterns_threshold_mode,
+            timeframe=s.patterns_timeframe,
+            window=s.patterns_auto_window_bars,
+            warmup=s.patterns_warmup_bars,
+        )
+
+    def _inst(self, symbol: str) -> Instrument:
+        inst = self._instruments.get(symbol)
+        if inst is None:
+            inst = self._instruments[symbol] = self._registry.get(symbol)
+        return inst
+
+    def _keep(self, inst: Instrument) -> int:
+        return max(
+            initiative.AVERAGE_BARS,
+            inst.divergence.lookback_bars + 1,
+            inst.exhaustion.min_bars_declining + 2 + exhaustion.LOOKBACK,
+        )
+
+    # --- Fold -------------------------------------------------------------------------------
+
+    def initial(self, symbol: str) -> PatternsState:
+        self._inst(symbol)
+        return PatternsState(STATE_VERSION, symbol, Rolling(self._window))
+
+    def step(
+        self, state: PatternsState, kind: str, msg: Message, at: EntryId = ZERO
+    ) -> Sequence[Output]:
+        if kind == "bars":
+            if isinstance(msg, Bar):
+                return self._on_bar(state, msg)
+        elif kind == "consumption":
+            if isinstance(msg, Consumption):
+                return self._on_consumption(state, msg)
+        elif kind == "bookstats" and isinstance(msg, BookStats):
+            self._on_book(state, msg)
+        return ()
+
+    def tallies(self, state: PatternsState) -> dict[str, float]:
+        out: dict[str, float] = {f"signals_{p}": state.signals.get(p, 0) for p in PATTERNS}
+        out["amended_bars_ignored"] = state.amended_bars
+        out["gapped_bars_not_judged"] = state.gapped_bars
+        return out
+
+    def encode_state(self, state: PatternsState) -> bytes:
+        return msgspec.msgpack.encode(state)
+
+    def decode_state(self, data: bytes) -> PatternsState:
+        state = msgspec.msgpack.decode(data, type=PatternsState)
+        if state.version != STATE_VERSION:
+            raise ValueError(f"patterns state version {state.version}, expected {STATE_VERSION}")
+        return state
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _bar_limits(self, state: PatternsState, inst: Instrument) -> Limits:
+        v = state.volumes
+        return limits(inst, self.mode, len(v.values), v.median(), self._warmup)
+
+    def _event_limits(self, state: PatternsState, inst: Instrument, ts: int) -> Limits | None:
+        cut = ts - TIMEFRAME_NS[self.timeframe] * SETTLE_NS
+        scale = next((s for s in reversed(state.scales) if s.close_ts <= cut), None)
+        if scale is None:
+            return None
+        return limits(inst, self.mode, scale.bars, scale.median, self._warmup)
+
+    def _emit(self, state: PatternsState, found: list[Found | None]) -> list[Output]:
+        out: list[Output] = []
+        for f in found:
+            if f is not None:
+                state.signals[f.pattern] = state.signals.get(f.pattern, 0) + 1
+                out.append((OUTPUT, to_signal(state.symbol, self.timeframe, f)))
+        return out
+
+    def _on_bar(self, state: PatternsState, bar: Bar) -> list[Output]:
+        if bar.timeframe != self.timeframe or not bar.final:
+            return []
+        if bar.open_ts <= state.last_open_ts:
+            state.amended_bars += 1
+            return []
+        state.last_open_ts = bar.open_ts
+        inst = self._inst(state.symbol)
+        lim = self._bar_limits(state, inst)
+        judge = lim.ready and not bar.gapped and bar.volume > 0
+        if bar.gapped:
+            state.gapped_bars += 1
+        found: list[Found | None] = []
+        if judge:
+            found.append(absorption.on_bar(state.absorption, bar, inst, lim))
+            found.append(initiative.on_bar(state.history, bar, inst, lim))
+        state.history.append(point(bar))
+        del state.history[: -self._keep(inst)]
+        if judge:
+            found.append(exhaustion.on_bar(state.history, inst))
+            found.append(divergence.on_bar(state.divergence, state.history, inst, lim))
+        state.volumes.add(bar.volume)
+        v = state.volumes
+        state.scales.append(Scale(bar.close_ts, len(v.values), v.median()))
+        del state.scales[:-SCALES_KEPT]
+        return self._emit(state, found)
+
+    def _on_book(self, state: PatternsState, b: BookStats) -> None:
+        asks, bids = sweep.thin_sides(b)
+        state.books.append(BookPoint(b.ts_event, asks, bids))
+        cut = b.ts_event - BOOK_KEEP_NS
+        while state.books and state.books[0].ts < cut:
+            state.books.pop(0)
+
+    def _on_consumption(self, state: PatternsState, c: Consumption) -> list[Output]:
+        inst = self._inst(state.symbol)
+        lim = self._event_limits(state, inst, c.ts_event)
+        if lim is None or not lim.ready:
+            return []
+        cut = c.ts_event - SETTLE_NS
+        book = next((b for b in reversed(state.books) if b.ts <= cut), None)
+        thin = (0, 0) if book is None else (book.thin_asks, book.thin_bids)
+        return self._emit(
+            state,
+            [
+                sweep.on_consumption(state.sweep, c, thin, inst, lim),
+                absorption.on_consumption(state.absorption, c, inst, lim),
+            ],
+        )
