@@ -12,7 +12,8 @@ from of_patterns.thresholds import Limits
 from ofcommon.messages import Direction
 
 LIM = Limits(True, 50.0, 30.0, 15.0, 6.0, 20.0)  # significance: 0.5 x delta 30 = 15
-# lookback 10: ten window bars, then the bar judged. The pivot P1 (high 18002.0) is bar 5.
+# lookback 10: ten window bars, then the bar judged. The pivot P1 (high 18002.0) is bar 5, above
+# the three bars on each side; the leg into it (bars 2-4) starts from a CVD of 20.
 HIGHS = [18000.5, 18000.8, 18001.2, 18001.5, 18001.8, 18002.0, 18001.7, 18001.4, 18001.5, 18001.8]
 CVDS = [0.0, -10.0, 20.0, 50.0, 80.0, 100.0, 70.0, 50.0, 55.0, 60.0]
 
@@ -37,8 +38,8 @@ def test_bearish_divergence() -> None:
         18002.3,
         bars[-1].close_ts,
     )
-    # rise into P1 from the origin (-10): 110; now 70: kept 70 / 110
-    assert found.details["delta_kept"] == pytest.approx(70 / 110, abs=1e-4)
+    # rise into P1 from the leg's origin (20): 80; now 40: kept half
+    assert found.details["delta_kept"] == pytest.approx(0.5)
     assert found.details["new_extreme_ticks"] == pytest.approx(3.0)
 
 
@@ -61,7 +62,7 @@ def test_bullish_divergence_is_the_mirror() -> None:
 @pytest.mark.parametrize(
     ("high", "cvd"),
     [
-        (18002.3, 90.0),  # kept 100 / 110 > 0.8: delta confirmed the high
+        (18002.3, 90.0),  # kept 70 / 80 > 0.8: delta confirmed the high
         (18002.1, 60.0),  # 1 tick beyond P1, needs 2
         (18001.9, 20.0),  # no new extreme
     ],
@@ -72,8 +73,15 @@ def test_negatives(high: float, cvd: float) -> None:
 
 
 def test_an_insignificant_swing_is_no_divergence() -> None:
-    small = Limits(True, 50.0, 300.0, 15.0, 6.0, 20.0)  # significance 150 > the rise of 110
+    small = Limits(True, 50.0, 300.0, 15.0, 6.0, 20.0)  # significance 150 > the rise of 80
     assert divergence.on_bar(divergence.DivergenceState(), swing(), INST, small) is None
+
+
+def test_a_high_without_three_lower_bars_on_each_side_is_no_pivot() -> None:
+    bars = swing()
+    # bar 7 now rises above P1: no fractal pivot remains in the window
+    bars[7] = point(bar(7, 18001.5, 18002.05, 18001.5, 18002.0, 40.0, 0.0, cvd=50.0))
+    assert divergence.on_bar(divergence.DivergenceState(), bars, INST, LIM) is None
 
 
 def test_one_signal_per_pivot() -> None:

@@ -11,7 +11,7 @@ from tests.support.pattern_bars import INST, background, bar
 
 from of_patterns import exhaustion
 from of_patterns.history import point
-from ofcommon.messages import Bar, Direction, ImbalanceRow, Side
+from ofcommon.messages import Bar, Direction, FootprintRow, ImbalanceRow, Side
 
 PRIOR = background(10)  # highs 18000.2, lows 17999.9
 
@@ -21,7 +21,9 @@ def push_up(
     volumes: Sequence[float] = (40.0, 32.0, 26.0, 20.0),
     deltas: Sequence[float] = (20.0, 12.0, 6.0, 0.0),
     last_imbalances: Sequence[ImbalanceRow] = (),
+    rows: int = 6,
 ) -> list[Bar]:
+    """Four bars up; the last has ``rows`` one-tick footprint rows up to its high."""
     out = []
     for k, (h, v, d) in enumerate(zip(highs, volumes, deltas, strict=True)):
         last = k == len(highs) - 1
@@ -35,6 +37,9 @@ def push_up(
                 v,
                 d,
                 imbalances=last_imbalances if last else (),
+                rows=[FootprintRow(round(h - 0.1 * r, 1), 1.0, 1.0, 2) for r in range(rows)]
+                if last
+                else (),
             )
         )
     return out
@@ -87,6 +92,13 @@ def test_bearish_exhaustion_is_the_mirror() -> None:
 )
 def test_negatives(window: list[Bar]) -> None:
     assert exhaustion.on_bar([point(b) for b in PRIOR + window], INST) is None
+
+
+def test_a_coarse_footprint_cannot_place_an_imbalance_at_the_extreme() -> None:
+    """Two footprint rows for the whole bar: the requirement is not applied (it would reject a
+    true exhaustion for a row that spans the bar); the bonus still counts."""
+    window = push_up(last_imbalances=[ImbalanceRow(18000.6, Side.BUY, 4.0)], rows=2)
+    assert exhaustion.on_bar([point(b) for b in PRIOR + window], INST) is not None
 
 
 def test_contrarian_imbalance_at_the_top_adds_strength() -> None:

@@ -1,9 +1,10 @@
 """Delta divergence, swing form (landscape §2.10): price makes a new swing extreme while the
 cumulative delta fails to follow (seed §8.5, with its sign and unit defects fixed).
 
-On each closed bar c, over the ``lookback_bars`` closed bars before it: P1 = the bar with the
-highest high, a pivot (some later bar of the window has a lower high); origin = the lowest
-cumulative delta (``Bar.cvd_total``) of the window's bars before P1. Bearish divergence -> SHORT
+On each closed bar c, over the ``lookback_bars`` closed bars before it: P1 = the highest swing
+pivot, a bar whose high is above the highs of the ``PIVOT_BARS`` bars on each side of it (a
+fractal); origin = the lowest cumulative delta (``Bar.cvd_total``) of the ``PIVOT_BARS`` bars
+before P1, the leg into the pivot. Bearish divergence -> SHORT
 when c's high is at least ``min_price_new_extreme_ticks`` instrument ticks above P1's, the rise of
 cumulative delta into P1 (P1's cvd - origin) is at least ``SWING_SHARE`` x the delta threshold,
 and c's rise from the same origin is at most ``delta_failure_pct`` of it. Rises are differences
@@ -25,6 +26,7 @@ from ofcommon.instruments import Instrument
 from ofcommon.messages import Direction
 
 SWING_SHARE: Final = 0.5
+PIVOT_BARS: Final = 3
 
 
 class DivergenceState(msgspec.Struct):
@@ -57,9 +59,15 @@ def _check(
 ) -> Found | None:
     p = inst.divergence
     ext = [b.high if swing > 0 else -b.low for b in window]
-    i1 = max(range(len(window)), key=lambda i: (ext[i], i))
-    if i1 == 0 or i1 == len(window) - 1 or min(ext[i1 + 1 :]) >= ext[i1]:
+    k = PIVOT_BARS
+    pivots = [
+        i
+        for i in range(k, len(window) - k)
+        if all(ext[j] < ext[i] for j in range(i - k, i + k + 1) if j != i)
+    ]
+    if not pivots:
         return None
+    i1 = max(pivots, key=lambda i: (ext[i], i))
     p1 = window[i1]
     if p1.open_ts == (state.fired_high if swing > 0 else state.fired_low):
         return None
@@ -68,7 +76,7 @@ def _check(
     ) / (inst.tick_size)
     if new_ticks + 1e-9 < p.min_price_new_extreme_ticks or new_ticks <= 0:
         return None
-    cvds = [swing * b.cvd for b in window[:i1]]
+    cvds = [swing * b.cvd for b in window[i1 - k : i1]]
     origin = min(cvds)
     rise1 = swing * p1.cvd - origin
     rise2 = swing * c.cvd - origin

@@ -7,7 +7,8 @@ mixed n and n + 1). Bullish exhaustion -> SHORT when: W's first high is above ev
 falls by at least ``volume_decline_pct`` from W's first bar to its last; the push side's delta is
 positive in W's first bar and its last bar keeps at most ``DELTA_FADE`` of it. With
 ``requires_contrarian_imbalance`` the last bar needs a bid-dominant imbalance in the top 30 % of
-its range when its footprint shows any imbalance (a bar without imbalances cannot tell). Mirror
+its range when its footprint has ``CONTRARIAN_MIN_ROWS`` rows or more and shows any imbalance (a
+bar without imbalances, or of a few coarse rows, cannot tell); it adds strength anyway. Mirror
 for bearish exhaustion -> LONG at the lows.
 """
 
@@ -23,6 +24,9 @@ from ofcommon.messages import Direction
 
 LOOKBACK: Final = 10
 DELTA_FADE: Final = 0.5
+# Fewer footprint rows than this cannot place an imbalance at the bar's extreme (a coarse row
+# spans most of the bar): the contrarian requirement is then not applied.
+CONTRARIAN_MIN_ROWS: Final = 5
 
 
 def on_bar(history: list[BarPoint], inst: Instrument) -> Found | None:
@@ -83,4 +87,4 @@ def _check(w: list[BarPoint], before: list[BarPoint], push: int, inst: Instrumen
 
 
 def _any_imbalance(b: BarPoint) -> bool:
-    return b.imbalance_rows > 0
+    return b.imbalance_rows > 0 and b.footprint_rows >= CONTRARIAN_MIN_ROWS

@@ -4,6 +4,8 @@ Shared by the bar-based detectors, so each keeps only its own extra state.
 
 from __future__ import annotations
 
+import itertools
+
 import msgspec
 
 from ofcommon.messages import Bar, Side
@@ -24,12 +26,17 @@ class BarPoint(msgspec.Struct, frozen=True, array_like=True, gc=False):
     sell_imbalances_top: int = 0
     buy_imbalances_bottom: int = 0
     imbalance_rows: int = 0
+    footprint_rows: int = 0
 
 
 def point(bar: Bar) -> BarPoint:
     rng = bar.high - bar.low
     top = bar.high - 0.3 * rng
     bottom = bar.low + 0.3 * rng
+    # A row is named by its lowest price and spans up to the next row's: it reaches the top zone
+    # when its span does.
+    prices = sorted(r.price for r in bar.footprint)
+    row = min((b - a for a, b in itertools.pairwise(prices)), default=0.0)
     return BarPoint(
         open_ts=bar.open_ts,
         close_ts=bar.close_ts,
@@ -41,10 +48,11 @@ def point(bar: Bar) -> BarPoint:
         delta=bar.delta,
         cvd=bar.cvd_total,
         sell_imbalances_top=sum(
-            1 for i in bar.imbalances if i.side == Side.SELL and i.price >= top
+            1 for i in bar.imbalances if i.side == Side.SELL and i.price + row > top
         ),
         buy_imbalances_bottom=sum(
             1 for i in bar.imbalances if i.side == Side.BUY and i.price <= bottom
         ),
         imbalance_rows=len(bar.imbalances),
+        footprint_rows=len(bar.footprint),
     )
