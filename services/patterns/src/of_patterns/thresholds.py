@@ -19,7 +19,7 @@ import msgspec
 from ofcommon.instruments import Instrument
 
 # auto: threshold = multiple x median bar volume; chosen on simulator seeds 1-3 (docs/quality.md)
-AUTO_ABSORPTION: Final = 2.0  # one price row takes twice a typical bar's whole volume
+AUTO_ABSORPTION: Final = 1.6  # one price row takes 1.6 x a typical bar's whole volume
 AUTO_DELTA: Final = 1.0  # a bar's delta as large as a typical bar's whole volume
 AUTO_LEVEL: Final = 0.6  # a swept level holds less than 60 % of a typical bar's volume
 AUTO_SWEEP: Final = 0.3  # a sweep trades 30 % of a typical bar's volume in its burst
