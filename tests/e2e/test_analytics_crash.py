@@ -22,7 +22,7 @@ from ofcommon import codec, entry_ids, keys
 from ofcommon.bus import Producer
 from ofcommon.db import migrate
 from ofcommon.instruments import load_registry
-from ofcommon.messages import Bar, ProfileUpdate
+from ofcommon.messages import Bar, InstrumentSpec, ProfileUpdate
 from ofcommon.simulator import SimConfig, simulate
 from ofcommon.stage import assign_ids
 from ofcommon.venue import Published
@@ -51,7 +51,27 @@ def _inputs() -> list[Published]:
         start_ns=MIDNIGHT - 150 * 1_000_000_000,
         duration_ns=240 * 1_000_000_000,
     )
-    return [item for item in simulate(config) if isinstance(item, Published)]
+    items = [item for item in simulate(config) if isinstance(item, Published)]
+    # The venues' ticks: BTCUSDT's before its first trade (adopted at once), EURUSD's mid-stream
+    # (the book switches at once, bars and profile after midnight): both must survive the kills.
+    t0 = MIDNIGHT - 150 * 1_000_000_000
+    btc = InstrumentSpec(
+        ts_event=t0, ts_recv=t0, venue="bybit:linear", venue_symbol="BTCUSDT", tick_size=0.1
+    )
+    eur = InstrumentSpec(
+        ts_event=MIDNIGHT - 60 * 1_000_000_000,
+        ts_recv=MIDNIGHT - 60 * 1_000_000_000,
+        venue="mt5",
+        venue_symbol="EURUSD",
+        tick_size=0.0001,
+    )
+    cut = len(items) // 3
+    return [
+        Published("BTCUSDT", "trades", btc),
+        *items[:cut],
+        Published("EURUSD", "trades", eur),
+        *items[cut:],
+    ]
 
 
 async def _write(url: str, items: list[Published]) -> None:

@@ -28,7 +28,15 @@ from tests.support.fake_bybit import (
 from tests.support.servers import free_port, metric_sum, scrape_metrics, spawn_service, stop
 
 from ofcommon import codec, keys
-from ofcommon.messages import BookDelta, BookSnapshot, Gap, Heartbeat, Message, Trade
+from ofcommon.messages import (
+    BookDelta,
+    BookSnapshot,
+    Gap,
+    Heartbeat,
+    InstrumentSpec,
+    Message,
+    Trade,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 
@@ -267,6 +275,16 @@ async def test_feed_survives_faults_and_publishes_the_venue(start_feed: Any) -> 
     assert any("u jumped" in g.reason for g in book_gaps)
     xrp_gaps = [m for m in await feed.messages("XRPUSDT", "book") if isinstance(m, Gap)]
     assert any("u jumped" in g.reason for g in xrp_gaps)
+
+    # the venue's facts (instruments-info) before the first trade, and again after the reconnect
+    for symbol, tick, step in (("BTCUSDT", 0.10, 0.001), ("BTCSPOT", 0.01, 0.000001)):
+        msgs = await feed.messages(symbol, "trades")
+        specs = [m for m in msgs if isinstance(m, InstrumentSpec)]
+        assert len(specs) >= 2, symbol  # at start and on the reconnect
+        assert {(s.tick_size, s.size_step) for s in specs} == {(tick, step)}
+        first_trade = next(i for i, m in enumerate(msgs) if isinstance(m, Trade))
+        assert isinstance(msgs[0], InstrumentSpec), symbol
+        assert first_trade > 0
 
     # heartbeats on every stream, venue time never going back
     for symbol in ("BTCUSDT", "XRPUSDT", "BTCSPOT"):

@@ -22,7 +22,7 @@ from ofcommon.bus import Producer
 from ofcommon.checkpoint import Snapshot
 from ofcommon.db import migrate
 from ofcommon.instruments import load_registry
-from ofcommon.messages import Bar, Message, ProfileUpdate
+from ofcommon.messages import Bar, InstrumentSpec, Message, ProfileUpdate
 from ofcommon.ownership import Lease
 from ofcommon.simulator import SimConfig, simulate
 from ofcommon.stage import InstrumentWorker, StageTiming
@@ -321,3 +321,32 @@ async def test_rows_stored_by_unacknowledged_entries_are_not_counted_twice(
     # The pending entries are re-read from the start, so stored rows must not be installed too:
     # the worker starts empty, as it would have without the rebuild.
     assert await rebuild(SYMBOL, redis) is None
+
+
+async def test_a_rebuild_keeps_the_venue_tick_of_a_spec_before_the_stored_bars(
+    redis: aioredis.Redis, store: AnalyticsStore
+) -> None:
+    registry = load_registry()
+    fold = AnalyticsFold(registry)
+    rebuild = AnalyticsRebuild(fold, store, registry)
+    items = _inputs()
+    t0 = getattr(items[0].msg, "ts_event", 0)
+    spec = InstrumentSpec(
+        ts_event=t0, ts_recv=t0, venue="bybit:linear", venue_symbol=SYMBOL, tick_size=0.1
+    )
+    before, across = _split([Published(SYMBOL, "trades", spec), *items], MIDNIGHT - 30 * NS)
+    await _write(redis, before)
+    await _run(redis, fold, store, rebuild)
+    assert store.bars_between(SYMBOL, 0, 2**62), "the first run stored closed bars"
+    await redis.delete(keys.snapshot(SYMBOL, fold.stage))
+    await _write(redis, across)
+    rebuilt = await rebuild(SYMBOL, redis)
+    assert rebuilt is not None
+    # the reference: the uninterrupted fold over the stream up to the rebuild's position
+    reference = fold.initial(SYMBOL)
+    for _, fields in await redis.xrange(TRADES, max=rebuilt.positions[TRADES]):
+        fold.step(reference, "trades", codec.decode(fields[b"d"]))
+    assert reference.spec.tick == 0.1  # it took the spec at once
+    assert rebuilt.state.spec.tick == reference.spec.tick
+    assert rebuilt.state.book.params.row == reference.book.params.row == 0.1
+    assert rebuilt.state.bars.base == reference.bars.base

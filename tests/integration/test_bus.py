@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from tests.support.samples import SAMPLES
 
 from ofcommon import codec, entry_ids, keys, retention
-from ofcommon.bus import GroupReader, Producer
+from ofcommon.bus import DeadLetters, GroupReader, Producer
 from ofcommon.messages import Side, Trade
 
 pytestmark = pytest.mark.redis
@@ -63,11 +63,11 @@ async def test_explicit_ids_make_repeated_writes_duplicates(redis: aioredis.Redi
     ids = [str(entry_ids.EntryId(1000, i)) for i in range(5)]
     for m, i in zip(msgs, ids, strict=True):
         producer.add(stream, m, i)
-    assert await producer.flush() == (5, 0)
+    assert await producer.flush() == (5, 0, 0)
     for m, i in zip(msgs, ids, strict=True):  # a replay after a crash writes the same again
         producer.add(stream, m, i)
     producer.add(stream, msgs[0], str(entry_ids.EntryId(1000, 5)))
-    assert await producer.flush() == (1, 5)
+    assert await producer.flush() == (1, 5, 0)
     assert await redis.xlen(stream) == 6
 
 
@@ -118,3 +118,39 @@ async def test_trimmed_pending_entry_is_dead_lettered(redis: aioredis.Redis) -> 
     dead = await redis.xrange(keys.dead_letters("XAUUSDT"))
     assert dead[0][1][b"reason"].startswith(b"trimmed")
     assert (await redis.xpending(stream, "g"))["pending"] == 0
+
+
+async def test_a_rerun_does_not_repeat_a_dead_letter(redis: aioredis.Redis) -> None:
+    """A consumer killed between dead-lettering an entry and acking it reads the entry again on
+    restart; the dead letter it writes then must not be a second copy."""
+    stream = keys.stream("SOLUSDT", "trades")
+    dlq = keys.dead_letters("SOLUSDT")
+    bad_id = (await redis.xadd(stream, {codec.FIELD: b"\xc1garbage"})).decode()
+    for _ in range(2):  # the first run, killed before its ack, then the re-run
+        reader = GroupReader(redis, [stream], "g", "c1", service="test", block_ms=10)
+        await reader.start()
+        await redis.xgroup_setid(stream, "g", "0")  # as if nothing had been acknowledged
+        assert await reader.read() == []
+    dead = await redis.xrange(dlq)
+    assert [(i.decode(), f[b"origin_id"].decode()) for i, f in dead] == [(bad_id, bad_id)]
+
+
+async def test_dead_letters_below_the_top_still_go_in_once_each(redis: aioredis.Redis) -> None:
+    origin = keys.stream("SOLUSDT", "trades")
+    dlq = keys.dead_letters("SOLUSDT")
+    await redis.xadd(dlq, {b"reason": b"newer"}, id="9000-0")  # another stage's, far newer
+    analytics, patterns = DeadLetters(redis, "analytics"), DeadLetters(redis, "patterns")
+    assert await analytics.send(origin, "1000-0", "undecodable: x", b"\xc1")
+    assert await patterns.send(origin, "1000-0", "undecodable: x", b"\xc1")  # another stage
+    assert await analytics.send(origin, "1000-1", "undecodable: y", b"\xc2")
+    for _ in range(2):  # re-runs: every one of them already there
+        assert not await analytics.send(origin, "1000-0", "undecodable: x", b"\xc1")
+        assert not await patterns.send(origin, "1000-0", "undecodable: x", b"\xc1")
+        assert not await analytics.send(origin, "1000-1", "undecodable: y", b"\xc2")
+    dead = [(f.get(b"stage"), f.get(b"origin_id")) for _, f in await redis.xrange(dlq)]
+    assert dead == [
+        (None, None),
+        (b"analytics", b"1000-0"),
+        (b"patterns", b"1000-0"),
+        (b"analytics", b"1000-1"),
+    ]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import importlib.util
 import itertools
 import json
 import signal
@@ -26,6 +25,7 @@ import redis.asyncio as aioredis
 from tests.support.real_data import BYBIT_XRP_OB500
 from tests.support.servers import wait_for
 
+from of_feed_bybit.parser import BybitParser
 from ofcommon import cli, codec, keys, logs, replay as replay_mod
 from ofcommon.instruments import (
     BybitVenue,
@@ -50,10 +50,6 @@ pytestmark = [pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
 BYBIT_XRP = BYBIT_XRP_OB500
-HAVE_BYBIT = importlib.util.find_spec("of_feed_bybit.parser") is not None
-needs_bybit = pytest.mark.skipif(
-    not HAVE_BYBIT, reason="of_feed_bybit.parser is not importable: the Bybit parser is not built"
-)
 needs_bybit_data = pytest.mark.skipif(
     not BYBIT_XRP.is_file(), reason=f"real data folder absent: {BYBIT_XRP} not found"
 )
@@ -98,7 +94,6 @@ TEST_VENUE = Venue(name="test", categories=("spot",), parser=JsonParser)
 
 def bybit_ob500_venue() -> Venue:
     """The real Bybit parser at the archive's retired depth 500 (the live venue uses 50)."""
-    from of_feed_bybit.parser import BybitParser
 
     def parser(category: str, registry: Registry) -> FrameParser:
         assert category == "linear"
@@ -111,7 +106,7 @@ def lookup_with_test_venues(real: Callable[[str], Venue]) -> Callable[[str], Ven
     def lookup(name: str) -> Venue:
         if name == "test":
             return TEST_VENUE
-        if name == "bybit" and HAVE_BYBIT:
+        if name == "bybit":
             return bybit_ob500_venue()
         return real(name)
 
@@ -269,16 +264,18 @@ async def test_replaying_twice_gives_identical_stream_contents(
 async def test_derived_ids_come_from_receive_time_with_a_per_stream_sequence(
     redis: aioredis.Redis, venues: None, registry: Registry, tmp_path: Path
 ) -> None:
-    recv = T0 + 250_000  # mid-millisecond: the ID takes the millisecond
+    recv = T0 + 250_000  # mid-millisecond: the ID takes the millisecond, the sequence the rest
     frames = [trade(recv, "BTCUSDT", 1), trade(recv, "BTCUSDT", 2), trade(recv, "XAUUSDT", 3)]
     frames += [trade(recv + MS, "BTCUSDT", 4), trade(recv + MS - 1, "BTCUSDT", 5)]
     await replay(redis, record(tmp_path, frames), registry=registry, ids="derived")
     ms = recv // MS
+    seq = 250_000 * 1024  # ns within the ms, times 1024 slots for the outputs of one receive time
     ids = [i.decode() for i, _ in await redis.xrange(TRADES)]
-    # the last frame's clock stepped back into the previous millisecond: it takes the next seq
-    assert ids == [f"{ms}-0", f"{ms}-1", f"{ms + 1}-0", f"{ms + 1}-1"]
+    # two frames received at the same ns take consecutive slots; the last frame's clock stepped
+    # back into the previous millisecond: it takes the next sequence number
+    assert ids == [f"{ms}-{seq}", f"{ms}-{seq + 1}", f"{ms + 1}-{seq}", f"{ms + 1}-{seq + 1}"]
     xau = await redis.xrange(keys.stream("XAUUSDT", "trades"))
-    assert [i.decode() for i, _ in xau] == [f"{ms}-0"]
+    assert [i.decode() for i, _ in xau] == [f"{ms}-{seq}"]
 
 
 async def test_a_second_derived_replay_writes_nothing_new(
@@ -593,7 +590,6 @@ def bybit_recording(tmp_path: Path) -> list[Path]:
 XRP_BOOK = keys.stream("XRPUSDT", "book")
 
 
-@needs_bybit
 @needs_bybit_data
 async def test_bybit_recording_replays_identically_twice(
     redis: aioredis.Redis, venues: None, xrp_registry: Registry, bybit_recording: list[Path]
@@ -611,7 +607,6 @@ async def test_bybit_recording_replays_identically_twice(
     assert [m.seq for m in book] == list(range(20254869, 20254919))
 
 
-@needs_bybit
 @needs_bybit_data
 async def test_bybit_derived_replay_twice_writes_nothing_new(
     redis: aioredis.Redis, venues: None, xrp_registry: Registry, bybit_recording: list[Path]
@@ -625,7 +620,6 @@ async def test_bybit_derived_replay_twice_writes_nothing_new(
     assert ids[0] == "1733011200691-0"  # the snapshot's receive ms (its Bybit ts here)
 
 
-@needs_bybit
 @needs_bybit_data
 async def test_bybit_bad_frames_are_dead_lettered_and_the_book_goes_on(
     redis: aioredis.Redis, venues: None, xrp_registry: Registry, tmp_path: Path
@@ -643,7 +637,6 @@ async def test_bybit_bad_frames_are_dead_lettered_and_the_book_goes_on(
     assert not any(isinstance(m, Gap) for m in book)  # the sequence was never broken
 
 
-@needs_bybit
 @needs_bybit_data
 async def test_bybit_loop_restarts_the_book_each_pass_later_in_time(
     redis: aioredis.Redis, venues: None, xrp_registry: Registry, bybit_recording: list[Path]
@@ -807,7 +800,6 @@ def test_ofx_record_runs_the_venues_recorder(
 
 
 @pytest.mark.e2e
-@needs_bybit
 @needs_bybit_data
 def test_ofx_replay_of_real_bybit_frames_at_ten_times_speed(
     service_env: dict[str, str], tmp_path: Path

@@ -15,6 +15,7 @@ from ofcommon.messages import (
     Gap,
     Heartbeat,
     ImbalanceRow,
+    InstrumentSpec,
     KeyLevel,
     Message,
     PatternSignal,
@@ -114,5 +115,8 @@ SAMPLES: tuple[Message, ...] = (
         price=100.0,
         stop=99.0,
         target=102.0,
+    ),
+    InstrumentSpec(
+        ts_event=T0, ts_recv=T0, venue="bybit:linear", venue_symbol="BTCUSDT", tick_size=0.1
     ),
 )

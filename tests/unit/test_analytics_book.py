@@ -261,6 +261,41 @@ def test_a_print_explains_only_one_removal() -> None:
     ]
 
 
+def test_a_print_after_a_cancel_explains_the_later_removal_not_the_cancel() -> None:
+    # An ask of 5 is cancelled at 100 ms, re-posted at 500 ms and lifted by a buy of 5 at 600 ms:
+    # the first removal is a cancel (then a re-post), the second the trade - not a fake iceberg.
+    eng = fresh()
+    eng.on_delta(delta(T0 + 100 * MS, 2, asks=[(101.0, 0.0)]))
+    eng.on_delta(delta(T0 + 500 * MS, 3, asks=[(101.0, 5.0)]))
+    eng.on_trade(trade(T0 + 600 * MS, 101.0, 5.0, Side.BUY))
+    eng.on_delta(delta(T0 + 600 * MS, 4, asks=[(101.0, 0.0)]))
+    got = [(c.ts_event, c.traded, c.cancelled) for c in cons(eng.advance(T0 + 3_000 * MS))]
+    assert got == [(T0 + 100 * MS, 0.0, 5.0), (T0 + 600 * MS, 5.0, 0.0)]
+
+
+def test_a_removal_takes_the_nearest_print_first() -> None:
+    # Two buys of 3 at the 101 ask, 800 ms and 10 ms before a removal of 3: the near one is its
+    # cause (a lift 800 ms earlier would have shrunk the ask then). The old print stays unused, and
+    # is too old (1050 ms) for the removal at 1150 ms, which is therefore a cancel.
+    eng = fresh()
+    eng.on_trade(trade(T0 + 100 * MS, 101.0, 3.0, Side.BUY, "old"))
+    eng.on_trade(trade(T0 + 890 * MS, 101.0, 3.0, Side.BUY, "near"))
+    eng.on_delta(delta(T0 + 900 * MS, 2, asks=[(101.0, 2.0)]))  # 5 -> 2
+    eng.on_delta(delta(T0 + 1_150 * MS, 3, asks=[(101.0, 0.0)]))  # 2 -> 0
+    got = [(c.ts_event, c.traded, c.cancelled) for c in cons(eng.advance(T0 + 3_000 * MS))]
+    assert got == [(T0 + 900 * MS, 3.0, 0.0), (T0 + 1_150 * MS, 0.0, 2.0)]
+
+
+def test_a_print_within_the_lag_allowance_after_a_removal_explains_it() -> None:
+    eng = fresh()
+    lag = eng.params.print_lag_ns
+    eng.on_delta(delta(T0 + 100 * MS, 2, asks=[(101.0, 0.0)]))  # 5 removed
+    eng.on_trade(trade(T0 + 100 * MS + lag, 101.0, 2.0, Side.BUY, "in"))
+    eng.on_trade(trade(T0 + 100 * MS + lag + 1, 101.0, 3.0, Side.BUY, "late"))
+    (c,) = cons(eng.advance(T0 + 3_000 * MS))
+    assert (c.traded, c.cancelled) == (2.0, 3.0)
+
+
 def test_refill_at_the_same_price_flags_an_iceberg_hint() -> None:
     eng = fresh()
     eng.on_trade(trade(T0 + 10 * MS, 101.0, 5.0, Side.BUY))

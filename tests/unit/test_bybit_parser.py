@@ -268,9 +268,14 @@ def test_delta_applies_and_publishes_net_changes() -> None:
     assert p.counters["deltas"] == 1
 
 
-def test_delta_before_snapshot_is_ignored_with_one_resubscribe_request() -> None:
+def test_delta_before_snapshot_is_ignored_with_one_gap_and_one_resubscribe_request() -> None:
     p = parser()
-    assert p.parse(R0, book("delta", 7, [["1", "1"]])) == []
+    gap = only(p.parse(R0, book("delta", 7, [["1", "1"]], ts=T0 + 5, cts=T0 + 4)))
+    assert gap == Published(
+        "BTCUSDT",
+        "book",
+        Gap((T0 + 4) * MS, R0, "book", "delta before snapshot: no book until a snapshot", 0, 7),
+    )
     assert p.parse(R0, book("delta", 8, [["1", "1"]])) == []
     assert p.counters["ignored_deltas"] == 2
     assert p.events == [Resubscribe("orderbook.50.BTCUSDT", "delta before snapshot")]

@@ -14,7 +14,15 @@ from tests.support import fake_mt5
 from of_feed_mt5 import frames
 from of_feed_mt5.parser import Mt5Parser, make_parser, tick_snapper
 from ofcommon.instruments import load_registry
-from ofcommon.messages import BookSnapshot, Heartbeat, Quote, Side, SizeKind, Trade
+from ofcommon.messages import (
+    BookSnapshot,
+    Heartbeat,
+    InstrumentSpec,
+    Quote,
+    Side,
+    SizeKind,
+    Trade,
+)
 from ofcommon.venue import BadFrame
 
 REGISTRY = load_registry()
@@ -198,9 +206,31 @@ def test_heartbeats_go_to_both_streams() -> None:
     assert out[0].msg == Heartbeat(42, 43, "mt5")
 
 
-def test_symbol_frames_only_announce() -> None:
+def test_a_symbol_frame_without_a_tick_only_announces() -> None:
     frame = frames.encode(frames.SymbolFrame(instrument="EURUSD", symbol="EURUSDm", clock="EET"))
     assert Mt5Parser(REGISTRY).parse(0, frame) == []
+
+
+def test_a_symbol_frame_states_the_terminal_tick_and_prices_snap_to_it() -> None:
+    parser = Mt5Parser(REGISTRY)
+    symbol = frames.SymbolFrame(
+        instrument="BTCUSDT", symbol="BTCUSD", clock="+180", point=0.01, tick_size=0.5
+    )
+    (p,) = parser.parse(9, frames.encode(symbol))
+    assert (p.symbol, p.kind) == ("BTCUSDT", "trades")
+    assert p.msg == InstrumentSpec(
+        ts_event=9, ts_recv=9, venue="mt5", venue_symbol="BTCUSD", tick_size=0.5
+    )
+    # a last of 60000.26 (registry tick 0.01) lands on the terminal's 0.5 grid: 60000.5 is nearer
+    out = parser.parse(
+        10, ticks_frame([(T // 1000, 60_000.0, 60_000.5, 60_000.26, 1, T, 0x38, 1.0)])
+    )
+    (trade,) = [q.msg for q in out if isinstance(q.msg, Trade)]
+    assert trade.price == 60_000.5
+    only_point = frames.SymbolFrame(instrument="EURUSD", symbol="EURUSD", clock="+0", point=1e-5)
+    (q,) = parser.parse(11, frames.encode(only_point))
+    assert isinstance(q.msg, InstrumentSpec)
+    assert q.msg.tick_size == 1e-5  # no trade_tick_size: the point is the tick
 
 
 def test_prices_are_snapped_to_the_instrument_grid() -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from ofcommon import codec, keys, metrics, retention
-from ofcommon.messages import Message
+from ofcommon import codec, entry_ids, keys, metrics, retention
+from ofcommon.messages import Gap, Message
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,11 @@ _DUPLICATE_ID: Final = "equal or smaller than the target stream top item"
 _TRIM_INTERVAL_S: Final = 60.0
 LAG_REPORT_S: Final = 5.0
 LAG_COUNT_CAP: Final = 10_000  # lag and pending metrics, per stream, at most this often
+# entries a producer keeps while Redis refuses writes (~60 B each on the wire, a few 100 B here)
+MAX_BUFFER: Final = 200_000
+_GAP_KINDS: Final = frozenset({"trades", "book"})  # the streams a Gap marker exists for
+_DEAD_LETTER_IDENTITY: Final = (b"origin", b"origin_id", b"stage")
+_DLQ_SCAN: Final = 20_000  # dead letters looked through for an earlier copy of one
 
 
 class Entry(NamedTuple):
@@ -37,6 +42,27 @@ class Entry(NamedTuple):
 class FlushResult(NamedTuple):
     added: int
     duplicates: int
+    holes: int = 0  # refused below the stream's top without being duplicates: not written
+
+
+def _gap_stream(kind: str) -> Literal["trades", "book"]:
+    return "trades" if kind == "trades" else "book"
+
+
+def _time_span(encoded: Iterable[bytes]) -> tuple[int, int, int]:
+    """(first event time, last event time, last receive time) of encoded messages; what does
+    not decode counts as 0."""
+    first = last = recv = 0
+    for data in encoded:
+        try:
+            msg = codec.decode(data)
+        except codec.DecodeError:
+            continue
+        ts = getattr(msg, "ts_event", 0)
+        first = ts if not first else min(first, ts)
+        last = max(last, ts)
+        recv = max(recv, getattr(msg, "ts_recv", 0))
+    return first, last, recv
 
 
 def kind_of(stream: str) -> str:
@@ -53,35 +79,77 @@ def symbol_of(stream: str) -> str | None:
         return None
 
 
+class WriteRefused(RedisError, RuntimeError):
+    """Redis refused some writes (OOM, MISCONF, READONLY, ...). A producer still buffers every
+    unwritten entry, in order, for the next flush."""
+
+
+class _Loss:
+    """What the bounded buffer dropped on one stream since its Gap was last written."""
+
+    __slots__ = ("count", "first_event", "last_event", "last_id", "last_recv")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_event = 0
+        self.last_event = 0
+        self.last_recv = 0
+        self.last_id = "*"
+
+
 class Producer:
     """Buffers entries and writes them in one pipelined round trip per flush.
 
-    Entries added with an explicit ID that Redis refuses as not above the stream's top were
-    already written by an earlier run; they are counted as duplicates, not errors. On a
-    connection error the buffer is kept, so a retried flush loses nothing.
+    A flush that fails keeps every unwritten entry, in order, so a retried flush loses nothing:
+    on a connection error the whole batch, on refused writes (OOM, MISCONF, READONLY) the refused
+    entries, after which ``WriteRefused`` is raised. The buffer is bounded (``max_buffer``): past
+    it the oldest entries are dropped, counted, and a ``Gap`` saying what was lost goes onto each
+    trades/book stream concerned ahead of what is left.
+
+    An explicit ID that Redis refuses as not above the stream's top is a duplicate only when that
+    very ID already holds the same entry (a re-run rewriting what it wrote); any other refusal is
+    a hole: counted, logged, and reported with a ``Gap`` on a trades/book stream.
     """
 
-    def __init__(self, redis: Redis, *, service: str = "", trim_by_age: bool = True) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        service: str = "",
+        trim_by_age: bool = True,
+        max_buffer: int = MAX_BUFFER,
+    ) -> None:
+        if max_buffer < 1:
+            raise ValueError(f"max_buffer must be at least 1, got {max_buffer}")
         self._redis = redis
         self._service = service
         self._buf: list[tuple[str, str, bytes]] = []
+        self._max_buffer = max_buffer
+        self._lost: dict[str, _Loss] = {}
         self._trim_by_age = trim_by_age
         self._written: set[str] = set()
         self._next_trim = time.monotonic() + _TRIM_INTERVAL_S
         self._targets: dict[str, tuple[bytes, bytes, str]] = {}  # stream -> key, maxlen, kind
+        self._backlog = 0  # what this producer adds to the backlog gauge
+        self.holes = 0  # refused entries that were not duplicates, since this producer started
+        self.dropped = 0  # entries the bounded buffer gave up, since this producer started
 
     def __len__(self) -> int:
         return len(self._buf)
 
     def add(self, stream: str, msg: Message, entry_id: str = "*") -> None:
         self._buf.append((stream, entry_id, codec.encode(msg)))
+        if len(self._buf) > self._max_buffer:
+            self._shed()
 
     def add_encoded(self, stream: str, data: bytes, entry_id: str = "*") -> None:
         """Add an already-encoded message (the ``d`` value)."""
         self._buf.append((stream, entry_id, data))
+        if len(self._buf) > self._max_buffer:
+            self._shed()
 
     async def publish(self, stream: str, msg: Message, entry_id: str = "*") -> FlushResult:
-        if self._buf:  # keep the order of what is already buffered
+        if self._buf or self._lost:  # keep the order of what is already buffered
             self.add(stream, msg, entry_id)
             return await self.flush()
         key, maxlen, kind = self._target(stream)
@@ -92,11 +160,15 @@ class Producer:
             )
         except ResponseError as err:
             if _DUPLICATE_ID in str(err):
-                metrics.DUPLICATES.labels(self._service, kind).inc()
-                return FlushResult(0, 1)
-            raise RuntimeError(f"1 XADD failed, first on {stream}: {err}") from err
+                dups, holes = await self._sort_refused([(stream, entry_id, data)])
+                return FlushResult(0, dups, holes)
+            self._buf.append((stream, entry_id, data))
+            self._note_backlog()
+            metrics.WRITE_ERRORS.labels(self._service, kind).inc()
+            raise WriteRefused(f"1 XADD refused, on {stream}: {err}") from err
         except BaseException:
             self._buf.append((stream, entry_id, data))  # as in flush: a retry loses nothing
+            self._note_backlog()
             raise
         metrics.MESSAGES_OUT.labels(self._service, kind).inc()
         self._written.add(stream)
@@ -105,37 +177,177 @@ class Producer:
         return FlushResult(1, 0)
 
     async def flush(self) -> FlushResult:
-        if not self._buf:
+        if not self._buf and not self._lost:
             return FlushResult(0, 0)
-        buf = self._buf
+        gaps = self._loss_gaps()
+        buf, self._buf = self._buf, []  # what is added during the round trip waits behind it
+        batch = gaps + buf
         pipe = self._redis.pipeline(transaction=False)
         command = pipe.execute_command
-        for stream, entry_id, data in buf:
+        for stream, entry_id, data in batch:
             key, maxlen, _ = self._target(stream)
             command(b"XADD", key, b"MAXLEN", b"~", maxlen, entry_id, codec.FIELD, data)
-        results = await pipe.execute(raise_on_error=False)
-        self._buf = []
-        failures: list[tuple[str, BaseException]] = []
-        added: dict[str, int] = {}
-        dups: dict[str, int] = {}
-        for (stream, _, _), result in zip(buf, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, ResponseError) and _DUPLICATE_ID in str(result):
-                    dups[stream] = dups.get(stream, 0) + 1
-                else:
-                    failures.append((stream, result))
-            else:
-                added[stream] = added.get(stream, 0) + 1
+        try:  # a connection error raises here: everything goes back, the losses stay recorded
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            self._buf = buf + self._buf
+            self._note_backlog()
+            raise
+        keep, refused, failures, added = self._sort_results(batch, len(gaps), results)
+        self._buf = keep + self._buf
         self._written.update(added)
-        for counter, per_stream in ((metrics.MESSAGES_OUT, added), (metrics.DUPLICATES, dups)):
-            for stream, n in per_stream.items():
-                counter.labels(self._service, self._target(stream)[2]).inc(n)
+        for stream, count in added.items():
+            metrics.MESSAGES_OUT.labels(self._service, self._target(stream)[2]).inc(count)
+        dups, holes = await self._sort_refused(refused) if refused else (0, 0)
+        self._note_backlog()
         if failures:
+            for stream, _ in failures:
+                metrics.WRITE_ERRORS.labels(self._service, self._target(stream)[2]).inc()
             stream, err = failures[0]
-            raise RuntimeError(f"{len(failures)} XADD failed, first on {stream}: {err}") from err
+            raise WriteRefused(
+                f"{len(failures)} XADD refused, first on {stream}: {err}"
+                f" ({len(self._buf)} entries kept for the next flush)"
+            ) from err
         if self._trim_by_age and time.monotonic() >= self._next_trim:
             await self.trim_by_age()
-        return FlushResult(sum(added.values()), sum(dups.values()))
+        return FlushResult(sum(added.values()), dups, holes)
+
+    def _note_backlog(self) -> None:
+        """Keep the backlog gauge at what failed flushes left (summed over the process)."""
+        n = len(self._buf)
+        if n != self._backlog:
+            metrics.BACKLOG.labels(self._service).inc(n - self._backlog)
+            self._backlog = n
+
+    def _sort_results(
+        self, batch: Sequence[tuple[str, str, bytes]], n_gaps: int, results: Sequence[Any]
+    ) -> tuple[
+        list[tuple[str, str, bytes]],
+        list[tuple[str, str, bytes]],
+        list[tuple[str, BaseException]],
+        dict[str, int],
+    ]:
+        """(entries to keep, entries refused below the top, failures, added per stream)."""
+        keep: list[tuple[str, str, bytes]] = []
+        refused: list[tuple[str, str, bytes]] = []
+        failures: list[tuple[str, BaseException]] = []
+        added: dict[str, int] = {}
+        for k, (entry, result) in enumerate(zip(batch, results, strict=True)):
+            stream = entry[0]
+            failed = isinstance(result, BaseException)
+            duplicate = isinstance(result, ResponseError) and _DUPLICATE_ID in str(result)
+            if k < n_gaps:  # a loss's Gap: made again at the next flush unless it went in
+                if not failed or duplicate:
+                    self._lost.pop(stream, None)
+            elif duplicate:
+                refused.append(entry)
+                continue
+            elif failed:
+                keep.append(entry)
+            if failed and not duplicate:
+                failures.append((stream, result))
+            elif not failed:
+                added[stream] = added.get(stream, 0) + 1
+        return keep, refused, failures, added
+
+    async def _sort_refused(self, refused: Sequence[tuple[str, str, bytes]]) -> tuple[int, int]:
+        """(duplicates, holes) among entries refused as not above their stream's top.
+
+        A duplicate is the same entry under the same ID; anything else cannot be written any
+        more (a stream only grows at its top), so it is reported as a hole.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        for stream, entry_id, _ in refused:
+            pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
+        found = await pipe.execute()
+        holes: dict[str, list[tuple[str, bytes]]] = {}
+        dups: dict[str, int] = {}
+        for (stream, entry_id, data), existing in zip(refused, found, strict=True):
+            if existing and (existing[0][1] or {}).get(codec.FIELD) == data:
+                dups[stream] = dups.get(stream, 0) + 1
+            else:
+                holes.setdefault(stream, []).append((entry_id, data))
+        for stream, count in dups.items():
+            metrics.DUPLICATES.labels(self._service, self._target(stream)[2]).inc(count)
+        for stream, lost in holes.items():
+            await self._report_hole(stream, lost)
+        return sum(dups.values()), sum(len(v) for v in holes.values())
+
+    async def _report_hole(self, stream: str, lost: Sequence[tuple[str, bytes]]) -> None:
+        kind = self._target(stream)[2]
+        self.holes += len(lost)
+        metrics.HOLES.labels(self._service, kind).inc(len(lost))
+        top = await self._redis.xrevrange(stream, count=1)
+        top_id = entry_ids.parse(top[0][0] or b"0-0") if top else entry_ids.ZERO
+        reason = (
+            f"refused: {len(lost)} entries with IDs {lost[0][0]}..{lost[-1][0]} below the"
+            f" stream top {top_id} that hold other data; not written"
+        )
+        log.error("%s: %s", stream, reason, extra={"stream": stream})
+        if kind not in _GAP_KINDS:
+            return
+        first_ns, _, last_recv = _time_span(data for _, data in lost)
+        gap = codec.encode(Gap(first_ns, last_recv, _gap_stream(kind), reason))
+        key, maxlen, _ = self._target(stream)
+        gap_id = str(top_id.next()).encode()
+        try:  # on top of the stream at once, before anything newer is buffered behind it
+            await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                b"XADD", key, b"MAXLEN", b"~", maxlen, gap_id, codec.FIELD, gap
+            )
+        except ResponseError as err:
+            if _DUPLICATE_ID not in str(err):
+                self._buf.insert(0, (stream, gap_id.decode(), gap))
+                raise
+            log.error("%s: the gap marker for the hole lost a race to another writer", stream)
+        except BaseException:
+            self._buf.insert(0, (stream, gap_id.decode(), gap))
+            raise
+
+    def _shed(self) -> None:
+        """Drop the oldest tenth of a full buffer, recording per stream what was lost."""
+        drop = len(self._buf) - self._max_buffer + max(1, self._max_buffer // 10)
+        lost, self._buf = self._buf[:drop], self._buf[drop:]
+        self.dropped += len(lost)
+        per_kind: dict[str, int] = {}
+        for stream, entry_id, data in lost:
+            loss = self._lost.get(stream)
+            if loss is None:
+                loss = self._lost[stream] = _Loss()
+            first_event, last_event, last_recv = _time_span((data,))
+            if not loss.count or first_event < loss.first_event:
+                loss.first_event = first_event
+            loss.last_event = max(loss.last_event, last_event)
+            loss.last_recv = max(loss.last_recv, last_recv)
+            loss.count += 1
+            loss.last_id = entry_id
+            kind = self._target(stream)[2]
+            per_kind[kind] = per_kind.get(kind, 0) + 1
+        for kind, count in per_kind.items():
+            metrics.DROPPED.labels(self._service, kind).inc(count)
+        log.error(
+            "producer buffer full (%d entries) while Redis refuses writes: dropped the oldest %d",
+            self._max_buffer,
+            len(lost),
+        )
+
+    def _loss_gaps(self) -> list[tuple[str, str, bytes]]:
+        """A Gap for every trades/book stream the bounded buffer dropped entries of; other
+        kinds have no gap marker, their loss is in the log and the metric only."""
+        out: list[tuple[str, str, bytes]] = []
+        for stream, loss in list(self._lost.items()):
+            kind = self._target(stream)[2]
+            if kind not in _GAP_KINDS:
+                del self._lost[stream]
+                continue
+            reason = (
+                f"producer buffer full while Redis refused writes: {loss.count} entries dropped,"
+                f" event time {loss.first_event}..{loss.last_event} ns"
+            )
+            gap = Gap(loss.first_event, loss.last_recv, _gap_stream(kind), reason)
+            # an explicit ID keeps the stream's order: the last lost ID lies between what was
+            # written before and what is still buffered
+            out.append((stream, loss.last_id, codec.encode(gap)))
+        return out
 
     def _target(self, stream: str) -> tuple[bytes, bytes, str]:
         # the key, MAXLEN and kind of a stream, worked out once per stream, not once per entry
@@ -165,7 +377,11 @@ class DeadLetters:
     """Writes entries that cannot be decoded or processed to the instrument's dead-letter stream.
 
     Each dead letter keeps the reason, the origin stream and ID, the stage and the raw bytes, so it
-    can be inspected (``ofx tail of:{SYM}:dlq``) and replayed by hand.
+    can be inspected (``ofx tail of:{SYM}:dlq``) and replayed by hand. Its ID is derived from the
+    origin's (an origin ID ``ms-seq`` is used as is) so a re-run after a crash does not repeat it:
+    a dead letter of the same origin entry by the same stage found at or above that ID is a
+    duplicate. When the derived ID cannot go in (the stream's top is above it and it is not there)
+    the dead letter takes an automatic ID, which a re-run finds the same way.
     """
 
     def __init__(self, redis: Redis, service: str) -> None:
@@ -181,16 +397,56 @@ class DeadLetters:
             codec.FIELD: raw if raw is not None else b"",
         }
 
-    async def send(self, origin: str, origin_id: str, reason: str, raw: bytes | None) -> None:
+    async def send(
+        self,
+        origin: str,
+        origin_id: str,
+        reason: str,
+        raw: bytes | None,
+        *,
+        entry_id: str | None = None,
+    ) -> bool:
+        """Write the dead letter; False when it was already there (a re-run). ``entry_id``
+        overrides the ID derived from ``origin_id``."""
         stream = keys.dead_letters(symbol_of(origin))
-        await self._redis.xadd(
-            stream,
-            self.fields(origin, origin_id, reason, raw),
-            maxlen=retention.for_kind("dlq").maxlen,
-            approximate=True,
-        )
+        fields = self.fields(origin, origin_id, reason, raw)
+        wanted = entry_id if entry_id is not None else _dead_letter_id(origin_id)
+        maxlen = retention.for_kind("dlq").maxlen
+        try:
+            await self._redis.xadd(stream, fields, id=wanted, maxlen=maxlen, approximate=True)
+        except ResponseError as err:
+            if _DUPLICATE_ID not in str(err):
+                raise WriteRefused(f"dead letter to {stream} refused: {err}") from err
+            if await self._already_sent(stream, wanted, fields):
+                metrics.DUPLICATES.labels(self._service, "dlq").inc()
+                return False
+            await self._redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
         metrics.DEAD_LETTERS.labels(self._service, reason.split(":")[0]).inc()
         log.warning("dead-lettered %s %s: %s", origin, origin_id, reason, extra={"stream": stream})
+        return True
+
+    async def _already_sent(self, stream: str, since: str, fields: Mapping[bytes, bytes]) -> bool:
+        """Whether a dead letter of the same origin entry by the same stage sits at or above
+        ``since`` (at most ``_DLQ_SCAN`` entries are looked at: dead letters are few)."""
+        start, seen = since, 0
+        while seen < _DLQ_SCAN:
+            batch = await self._redis.xrange(stream, min=start, max="+", count=1000) or []
+            for entry_id, old in batch:
+                if old and all(old.get(k) == fields[k] for k in _DEAD_LETTER_IDENTITY):
+                    return True
+                start = f"({_s(entry_id or b'0-0')}"
+            seen += len(batch)
+            if len(batch) < 1000:
+                return False
+        log.warning("%s: no earlier copy among %d dead letters; writing it again", stream, seen)
+        return False
+
+
+def _dead_letter_id(origin_id: str) -> str:
+    try:
+        return str(entry_ids.parse(origin_id))
+    except ValueError:  # not an entry ID (a feed's frame): nothing to derive from
+        return "*"
 
 
 def decode_fields(fields: Mapping[bytes, bytes] | None) -> tuple[Message | None, bytes | None, str]:

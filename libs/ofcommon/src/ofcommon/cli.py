@@ -247,6 +247,7 @@ def _print_progress(stats: ReplayStats) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ofcommon import replay as replay_mod
+    from ofcommon.bus import WriteRefused
     from ofcommon.instruments import RegistryConfigError, load_registry
 
     settings = _base_settings()
@@ -278,15 +279,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except (OSError, ConnectionError, RedisConnectionError) as err:
             print(f"replay: Redis unreachable: {err}", file=sys.stderr)
             return 1
+        except WriteRefused as err:
+            print(f"replay: Redis refuses writes: {err}", file=sys.stderr)
+            return 1
         finally:
             await redis.aclose()
+        print(json.dumps(stats.as_dict(), sort_keys=True), flush=True)
+        if stats.holes:
+            print(
+                f"replay: {stats.holes} entries could not be written: their IDs lie below the"
+                " top of a stream that holds other entries there (a Gap on the stream says so)",
+                file=sys.stderr,
+            )
+            return 1
         if stats.duplicates and args.ids == "derived":
             print(
                 f"replay: {stats.duplicates} entries were refused as already written"
-                " (an earlier replay of the same recording, or newer entries in the stream)",
+                " (an earlier replay of the same recording)",
                 file=sys.stderr,
             )
-        print(json.dumps(stats.as_dict(), sort_keys=True), flush=True)
         return 0
 
     return asyncio.run(go())

@@ -41,3 +41,15 @@ def derive(input_id: EntryId, index: int, last: EntryId) -> EntryId:
     """
     candidate = EntryId(input_id.ms, input_id.seq * FANOUT + min(index, FANOUT - 1))
     return candidate if candidate > last else last.next()
+
+
+def from_receive_time(recv_ns: int, index: int, last: EntryId) -> EntryId:
+    """The ID of output ``index`` of the frame received at ``recv_ns``, strictly above ``last``.
+
+    The millisecond and the nanoseconds within it both come from the receive time, so the ID of
+    a frame does not depend on which frames came before it: a recording split into parts and
+    replayed part by part gets the same IDs as one replay of the whole.
+    """
+    ms, sub_ms = divmod(recv_ns, 1_000_000)
+    candidate = EntryId(ms, sub_ms * FANOUT + min(index, FANOUT - 1))
+    return candidate if candidate > last else last.next()

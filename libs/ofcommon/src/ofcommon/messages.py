@@ -135,6 +135,24 @@ class Gap(_Hot, tag="gap", frozen=True):
     next_seq: int = 0
 
 
+class InstrumentSpec(_Rare, tag="instrument_spec", frozen=True):
+    """The venue's contract facts for an instrument, as its feed read them (Bybit instruments-info,
+    MT5 symbol_info), on the trades stream: at feed start, on reconnect and when they change.
+
+    ``tick_size`` is the venue's price increment: analytics uses it, not the registry's, for the
+    book window and the footprint grid (docs/analytics.md). ``size_step`` is the quantity step
+    (0 when the venue gives none). ``ts_event`` is venue time where the venue says it (Bybit's
+    REST ``time``), else our receive time; it is no watermark: consumers act on it in stream order.
+    """
+
+    ts_event: int
+    ts_recv: int
+    venue: str  # e.g. "bybit:linear", "mt5"
+    venue_symbol: str
+    tick_size: float
+    size_step: float = 0.0
+
+
 # --- analytics -> of:{SYM}:bars / :profile / :bookstats --------------------------------------
 
 
@@ -329,6 +347,7 @@ Message: TypeAlias = (
     | PatternSignal
     | Bias
     | TradeEvent
+    | InstrumentSpec
 )
 
 MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
@@ -345,4 +364,5 @@ MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
     PatternSignal,
     Bias,
     TradeEvent,
+    InstrumentSpec,
 )

@@ -18,6 +18,26 @@ DUPLICATES: Final = Counter(
     "Outputs Redis refused as already written (replay after a crash)",
     ["service", "kind"],
 )
+HOLES: Final = Counter(
+    "of_refused_outputs_total",
+    "Explicit-ID outputs Redis refused below the stream top that were not duplicates (lost)",
+    ["service", "kind"],
+)
+WRITE_ERRORS: Final = Counter(
+    "of_write_errors_total",
+    "Outputs Redis refused to write (OOM, MISCONF, READONLY...); kept for the next flush",
+    ["service", "kind"],
+)
+BACKLOG: Final = Gauge(
+    "of_producer_backlog_entries",
+    "Outputs a failed flush left buffered for the next one (all producers of the process)",
+    ["service"],
+)
+DROPPED: Final = Counter(
+    "of_producer_dropped_total",
+    "Outputs a producer's full buffer gave up while Redis refused writes (reported by a Gap)",
+    ["service", "kind"],
+)
 DEAD_LETTERS: Final = Counter(
     "of_dead_letters_total", "Entries sent to a dead-letter stream", ["service", "reason"]
 )

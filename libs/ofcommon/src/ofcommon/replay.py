@@ -13,17 +13,20 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 import msgspec
-from redis.exceptions import ResponseError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    TimeoutError as RedisTimeoutError,
+)
 
-from ofcommon import keys, metrics, retention
-from ofcommon.bus import DeadLetters, Producer, Redis
+from ofcommon import entry_ids, keys
+from ofcommon.bus import DeadLetters, Producer, Redis, WriteRefused
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Registry
 from ofcommon.messages import Gap, Message, Trade
@@ -44,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IdMode = Literal["auto", "derived"]
+_T = TypeVar("_T")
 
 SERVICE: Final = "replay"
 BATCH: Final = 500  # entries per pipelined flush: one round trip, bounded memory
@@ -53,7 +57,10 @@ PROGRESS_EVERY_S: Final = 1.0
 SHIFT_UNIT_NS: Final = 60 * 1_000_000_000
 _MIN_SLEEP_S: Final = 0.001
 _YIELD_EVERY: Final = 1024  # frames between forced yields, so signal handlers get to run
-_DUPLICATE_ID: Final = "equal or smaller than the target stream top item"
+# a failing write is retried this long (Redis restarting, or refusing writes) before giving up
+RETRY_FOR_S: Final = 120.0
+_RETRY_FIRST_S: Final = 0.1
+_RETRY_MAX_S: Final = 5.0
 _TIME_FIELDS: Final = frozenset(
     {"ts_event", "ts_recv", "open_ts", "close_ts", "session_start", "session_end"}
 )
@@ -68,7 +75,8 @@ class ReplayError(Exception):
 @dataclass
 class ReplayStats:
     """What one replay did. ``messages`` counts what the parsers produced, per stream kind;
-    ``added`` + ``duplicates`` is what Redis did with them (duplicates: refused derived IDs)."""
+    ``added`` + ``duplicates`` + ``holes`` is what Redis did with them (duplicates: derived IDs
+    that already hold the same entry; holes: refused IDs that hold something else)."""
 
     files: int = 0
     frames: int = 0
@@ -81,6 +89,7 @@ class ReplayStats:
     passes: int = 0
     span_s: float = 0.0  # receive-time span of the recording (one pass)
     duration_s: float = 0.0  # wall time of the replay
+    holes: int = 0  # refused below a stream's top without being duplicates: lost, Gap written
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -189,7 +198,8 @@ async def replay(
     start with fresh parsers until ``stop``; pass ``k`` shifts every timestamp by
     ``k * shift_period`` and suffixes trade ids with ``~k``, and each pass after the first
     starts with a ``Gap`` on every trades/book stream. ``ids="derived"``: entry IDs from the
-    receive time (ms) and a per-stream sequence, so a repeated replay is refused as duplicates.
+    frame's receive time alone (ms, and ns within it), so a repeated replay, or a replay of a
+    recording's parts one by one, writes each entry under the same ID (a repeat is a duplicate).
     """
     if speed is not None and not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a positive number or None (max), got {speed!r}")
@@ -218,26 +228,32 @@ async def replay(
 
 
 class _Publisher:
-    """The producer plus entry-ID assignment and dead letters, with their counts in the stats."""
+    """The producer plus entry-ID assignment and dead letters, with their counts in the stats.
 
-    def __init__(self, redis: Redis, ids: IdMode, stats: ReplayStats) -> None:
+    A write that fails because Redis is away or refuses writes is retried with backoff: the
+    producer keeps what it could not write, and derived IDs make a repeated write a duplicate.
+    """
+
+    def __init__(self, redis: Redis, ids: IdMode, stats: ReplayStats, stop: asyncio.Event) -> None:
         self._redis = redis
         self._derived = ids == "derived"
         self._stats = stats
+        self._stop = stop
         # Derived IDs carry the recording's (old) receive times; an age trim (MINID now - age)
         # would delete them at once and let a repeat write them again, so only MAXLEN applies.
         self._producer = Producer(redis, service=SERVICE, trim_by_age=not self._derived)
         self._dead = DeadLetters(redis, SERVICE)
         self._last: dict[str, EntryId] = {}
+        self._frame: dict[str, tuple[int, int]] = {}  # stream -> (recv_ns, outputs so far)
 
     def next_id(self, stream: str, recv_ns: int) -> str:
         if not self._derived:
             return "*"
-        last = self._last.get(stream, ZERO)
-        candidate = EntryId(recv_ns // 1_000_000, 0)
-        # several entries in one millisecond, or a receive clock that stepped back, take the
-        # next sequence number: IDs only grow, and are the same on every run
-        entry_id = candidate if candidate > last else last.next()
+        last_recv, index = self._frame.get(stream, (-1, 0))
+        index = index + 1 if recv_ns == last_recv else 0
+        self._frame[stream] = (recv_ns, index)
+        # a receive clock that stepped back takes the next sequence number: IDs only grow
+        entry_id = entry_ids.from_receive_time(recv_ns, index, self._last.get(stream, ZERO))
         self._last[stream] = entry_id
         return str(entry_id)
 
@@ -249,46 +265,47 @@ class _Publisher:
         return len(self._producer)
 
     async def flush(self) -> None:
-        result = await self._producer.flush()
+        result = await self._retrying("publishing", self._producer.flush)
         self._stats.added += result.added
         self._stats.duplicates += result.duplicates
+        self._stats.holes += result.holes
 
     async def dead_letter(
         self, origin: str, origin_id: str, reason: str, raw: bytes, recv_ns: int
     ) -> None:
         if not self._derived:
-            await self._dead.send(origin, origin_id, reason, raw)
+            await self._retrying(
+                "dead-lettering", lambda: self._dead.send(origin, origin_id, reason, raw)
+            )
             self._stats.dead_letters += 1
             return
-        stream = keys.dead_letters(None)
-        entry_id = self.next_id(stream, recv_ns)
-        fields = self._dead.fields(origin, origin_id, reason, raw)
-        maxlen = retention.for_kind("dlq").maxlen
-        try:
-            await self._redis.xadd(stream, fields, id=entry_id, maxlen=maxlen, approximate=True)
-        except ResponseError as err:
-            if _DUPLICATE_ID not in str(err):
-                raise
-            if await self._same_dead_letter(stream, entry_id, fields):
-                self._stats.duplicates += 1
-                return
-            # something newer (a live stage) sits on top of the dead-letter stream: a derived ID
-            # cannot go in, and a dead letter is never dropped, so it takes an automatic one
-            await self._dead.send(origin, origin_id, reason, raw)
+        entry_id = self.next_id(keys.dead_letters(None), recv_ns)
+        written = await self._retrying(
+            "dead-lettering",
+            lambda: self._dead.send(origin, origin_id, reason, raw, entry_id=entry_id),
+        )
+        if written:
             self._stats.dead_letters += 1
-            return
-        metrics.DEAD_LETTERS.labels(SERVICE, reason.split(":")[0]).inc()
-        log.warning("dead-lettered %s %s: %s", origin, origin_id, reason)
-        self._stats.dead_letters += 1
+        else:
+            self._stats.duplicates += 1
 
-    async def _same_dead_letter(
-        self, stream: str, entry_id: str, fields: Mapping[Any, Any]
-    ) -> bool:
-        existing = await self._redis.xrange(stream, min=entry_id, max=entry_id, count=1)
-        if not existing:
-            return False
-        old = existing[0][1] or {}
-        return all(old.get(k) == fields[k] for k in (b"origin", b"origin_id"))
+    async def _retrying(self, what: str, write: Callable[[], Awaitable[_T]]) -> _T:
+        """``write()``, again with backoff while Redis is away or refuses writes; given up only
+        when stopped or after ``RETRY_FOR_S`` of failures in a row."""
+        delay = _RETRY_FIRST_S
+        failing_since: float | None = None
+        while True:
+            try:
+                return await write()
+            except (OSError, RedisConnectionError, RedisTimeoutError, WriteRefused) as err:
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if self._stop.is_set() or now - failing_since >= RETRY_FOR_S:
+                    raise
+                log.warning("replay: %s failed (%s); retrying in %.1f s", what, err, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
 
 class _Replayer:
@@ -311,7 +328,7 @@ class _Replayer:
         self._stop = stop
         self._progress = progress
         self.stats = ReplayStats(files=sum(len(s.paths) for s in sources))
-        self._pub = _Publisher(redis, ids, self.stats)
+        self._pub = _Publisher(redis, ids, self.stats, stop)
         # time bounds of the first pass (frames' receive times and every message timestamp)
         self._lo: int | None = None
         self._hi: int | None = None

@@ -52,7 +52,10 @@ class BookParams:
     thin_fraction: float = 0.25  # thin: size < thin_fraction × average level size
     wall_multiple: float = 4.0  # wall: size > wall_multiple × average level size
     throttle_ns: int = 250_000_000  # at most one valid BookStats per 250 ms of event time
-    match_window_ns: int = 1_000_000_000  # trades within ±1 s of a removal can explain it
+    # A print explains a removal if it is at most 1 s before it, or at most ``print_lag_ns``
+    # after it: the book's timestamp may trail the print's (docs/analytics.md measures it).
+    match_window_ns: int = 1_000_000_000
+    print_lag_ns: int = 20_000_000
     dead_band: float = 0.15  # |imbalance| below this: no path of least resistance (seed §7)
     max_pending: int = 50_000  # removals waiting for the trades stream; beyond, the oldest resolve
     max_prints: int = 200_000  # prints waiting for the book stream; beyond, the oldest are dropped
@@ -65,8 +68,11 @@ class BookParams:
             raise ValueError(f"row must be positive, got {self.row}")
         if self.rows < 1:
             raise ValueError(f"rows must be at least 1, got {self.rows}")
-        if self.throttle_ns < 0 or self.match_window_ns < 0:
-            raise ValueError("throttle_ns and match_window_ns must not be negative")
+        if self.throttle_ns < 0 or self.match_window_ns < 0 or self.print_lag_ns < 0:
+            raise ValueError("throttle_ns, match_window_ns and print_lag_ns must not be negative")
+        if self.print_lag_ns > self.match_window_ns:
+            # resolution waits match_window_ns: a later print could not be seen in time
+            raise ValueError("print_lag_ns must not exceed match_window_ns")
         if self.max_pending < 1 or self.max_prints < 1:
             raise ValueError("max_pending and max_prints must be at least 1")
 
@@ -146,8 +152,11 @@ class BookEngine:
       and every book update that can bear on it has been seen, whatever the interleaving).
       Removals resolve in book order, each against the not yet used trades at that exact price
       whose aggressor hit that side (a ``SELL`` aggressor takes bids, a ``BUY`` takes asks) and
-      whose ``ts_event`` lies within ``± match_window_ns`` of it: ``traded = min(removed,
-      matched)``, ``cancelled = the rest``; each trade's size is used once. If the same level
+      whose ``ts_event`` lies in ``[removal ts - match_window_ns, removal ts + print_lag_ns]``,
+      nearest in event time first (ties: the earlier arrival): ``traded = min(removed,
+      matched)``, ``cancelled = the rest``; each trade's size is used once. A print later than
+      the allowance belongs to a later removal: a cancel, a re-post and a lift of the re-posted
+      order must read "cancelled, then traded", not "traded, refilled". If the same level
       grows again by ``removal ts + match_window_ns``, ``refilled`` is set (a synthetic iceberg
       hint: a hidden or re-posted order). Levels outside the window are skipped: the feed's depth
       window pushes far levels out with size 0, which is neither a trade nor a cancellation.
@@ -491,15 +500,21 @@ class BookEngine:
             del self._by_level[key]
 
     def _resolve(self, r: _Removal) -> Resolved:
-        w = self.params.match_window_ns
+        lo = r.ts - self.params.match_window_ns
+        hi = r.ts + self.params.print_lag_ns
         need = r.removed
-        for p in self._by_level.get((r.side, r.price), ()):
+        level = self._by_level.get((r.side, r.price), ())
+        # Nearest first: the print closest to the removal is the likeliest cause; sorted() is
+        # stable, so equally near prints go in arrival order and the split stays deterministic.
+        near = sorted(
+            (p for p in level if p.left > 0 and lo <= p.ts <= hi), key=lambda p: abs(p.ts - r.ts)
+        )
+        for p in near:
             if need <= _SIZE_EPS:
                 break
-            if p.left > 0 and abs(p.ts - r.ts) <= w:
-                used = min(p.left, need)
-                p.left -= used
-                need -= used
+            used = min(p.left, need)
+            p.left -= used
+            need -= used
         traded = r.removed - max(need, 0.0)
         event = Consumption(
             ts_event=r.ts,

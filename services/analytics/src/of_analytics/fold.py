@@ -11,6 +11,8 @@ What each input causes (outputs in this order within one step):
   ``dedup_window`` trades is a feed's retried write and is dropped.
 * trades stream ``Heartbeat``: closes bars and sessions that event time has passed.
 * trades stream ``Gap``: marks the open (or next) bar as gapped.
+* trades stream ``InstrumentSpec``: the venue's tick replaces the registry's (``venuespec.py``):
+  at once for the book, for bars, footprint and profile once no bar is open. No output.
 * book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine).
 * either stream: ``Consumption`` events on ``consumption``, once both streams' event time has
   passed a removal's matching window (``of_analytics.book``). They are *anchored* at the book entry
@@ -22,18 +24,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import msgspec
 
+from of_analytics import venuespec
 from of_analytics.bars import BarBuilder, BarsState
 from of_analytics.book import BookEngine, BookOutput, BookParams, Resolved
 from of_analytics.profile import ProfileConfig, SessionProfiler
 from of_analytics.state import STATE_VERSION, AnalyticsSnapshot
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
-from ofcommon.messages import Gap, Heartbeat, Message, Trade
+from ofcommon.messages import Gap, Heartbeat, InstrumentSpec, Message, Trade
 from ofcommon.stage import Output
 
 __all__ = ["AnalyticsFold", "AnalyticsState"]
@@ -62,6 +65,7 @@ class AnalyticsState:
     recent_ids: deque[str] = field(default_factory=deque)
     recent_set: set[str] = field(default_factory=set)
     duplicates: int = 0
+    spec: venuespec.SpecState = field(default_factory=venuespec.SpecState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,27 +97,39 @@ class AnalyticsFold:
         self._dedup = dedup_window
         self._consumption = consumption
         self._engines: dict[str, _Engines] = {}
+        self._venue_engines: dict[tuple[str, float], _Engines] = {}
 
-    def _engines_of(self, symbol: str) -> _Engines:
+    def _engines_of(self, symbol: str, tick: float = 0.0) -> _Engines:
+        """The engines of ``symbol`` on the registry's grid, or (``tick`` > 0) the venue's."""
         eng = self._engines.get(symbol)
         if eng is None:
             inst = self._registry.get(symbol)
             eng = _Engines(inst, BarBuilder.for_instrument(inst))
             self._engines[symbol] = eng
+        if tick:
+            venue = self._venue_engines.get((symbol, tick))
+            if venue is None:
+                inst = msgspec.structs.replace(eng.instrument, tick_size=tick)
+                venue = _Engines(inst, BarBuilder.for_instrument(inst))
+                self._venue_engines[(symbol, tick)] = venue
+            return venue
         return eng
 
     # --- Fold -------------------------------------------------------------------------------
 
     def initial(self, symbol: str) -> AnalyticsState:
         inst = self._engines_of(symbol).instrument
-        config = ProfileConfig.from_registry(inst.profile)
         return AnalyticsState(
             symbol=symbol,
             bars=BarBuilder.initial(),
-            # The kind follows the trades: tick volume for a quote-only instrument.
-            profiler=SessionProfiler(inst, config, size_kind=None),
+            profiler=self._profiler(inst),
             book=BookEngine(BookParams(row=inst.tick_size)),
         )
+
+    @staticmethod
+    def _profiler(inst: Instrument) -> SessionProfiler:
+        # Every registry profile field; the kind follows the trades (tick volume when quote-only).
+        return SessionProfiler(inst, ProfileConfig.from_registry(inst.profile), size_kind=None)
 
     def step(
         self, state: AnalyticsState, kind: str, msg: Message, at: EntryId = ZERO
@@ -124,8 +140,10 @@ class AnalyticsFold:
             if isinstance(msg, Heartbeat):
                 return self._on_time(state, msg.ts_event)
             if isinstance(msg, Gap):
-                self._engines_of(state.symbol).bars.on_gap(state.bars, msg)
+                self._engines_of(state.symbol, state.spec.tick).bars.on_gap(state.bars, msg)
                 return self._book_out(state.book.advance_trades(msg.ts_event))
+            if isinstance(msg, InstrumentSpec):
+                self._on_spec(state, msg)
             return ()
         if kind == "book":
             return self._book_out(state.book.on_book(msg, at))
@@ -143,6 +161,8 @@ class AnalyticsFold:
             "profile_out_of_hours_trades": profiler.out_of_hours,
             "consumption_forced": book.forced,
             "consumption_prints_dropped": book.dropped_prints,
+            "venue_tick_mismatches": state.spec.mismatches,
+            "venue_specs_refused": state.spec.refused,
         }
 
     def encode_state(self, state: AnalyticsState) -> bytes:
@@ -157,6 +177,7 @@ class AnalyticsFold:
             next_composite_ts=state.next_composite_ts,
             recent_trade_ids=list(state.recent_ids),
             duplicates=state.duplicates,
+            spec=state.spec,
         )
         return msgspec.msgpack.encode(snap)
 
@@ -165,6 +186,12 @@ class AnalyticsFold:
         if snap.version != STATE_VERSION:
             raise ValueError(f"analytics state version {snap.version}, expected {STATE_VERSION}")
         state = self.initial(snap.symbol)
+        state.spec = snap.spec
+        if snap.spec.tick:
+            inst = self._engines_of(snap.symbol, snap.spec.tick).instrument
+            state.profiler = self._profiler(inst)
+        if snap.spec.book_tick:
+            state.book = BookEngine(BookParams(row=snap.spec.book_tick))
         state.bars = snap.bars
         state.profiler.restore(snap.profile)
         state.book.restore(snap.book)
@@ -187,8 +214,8 @@ class AnalyticsFold:
             state.recent_set.add(t.trade_id)
             if len(state.recent_ids) > self._dedup:
                 state.recent_set.discard(state.recent_ids.popleft())
-        eng = self._engines_of(state.symbol)
         out: Outputs = []
+        eng = self._grid(state, t.ts_event, out)
         # Most trades cause no closed bar, no closed session and no consumption: test before
         # building generators (this is the fold's hot path).
         closed = eng.bars.on_trade(state.bars, t)
@@ -217,12 +244,64 @@ class AnalyticsFold:
         return out
 
     def _on_time(self, state: AnalyticsState, ts: int) -> Outputs:
-        eng = self._engines_of(state.symbol)
         out: Outputs = []
+        eng = self._grid(state, ts, out)
         out.extend(("bars", bar) for bar in eng.bars.advance(state.bars, ts))
         out.extend(("profile", u) for u in state.profiler.on_time(ts))
         out.extend(self._book_out(state.book.advance_trades(ts)))
         return out
+
+    def adopt_spec(self, state: AnalyticsState, spec: InstrumentSpec) -> None:
+        """Take ``spec``'s tick at once, open bars or not: for a state rebuilt from storage whose
+        stored bars were built after the spec (``rebuild.py``)."""
+        self._on_spec(state, spec, at_once=True)
+
+    def _on_spec(self, state: AnalyticsState, spec: InstrumentSpec, at_once: bool = False) -> None:
+        registry = self._engines_of(state.symbol).instrument
+        tick = venuespec.accept(state.spec, registry, spec)
+        if tick is None:
+            return
+        # The book keeps no tick-dependent state: its window follows the venue tick at once.
+        if state.book.params.row != tick:
+            state.book.params = replace(state.book.params, row=tick)
+        state.spec.book_tick = tick
+        target = 0.0 if tick == registry.tick_size else tick
+        if target == state.spec.tick:
+            state.spec.pending = 0.0
+            return
+        # Bars, footprint and profile switch grids only where no bar is open, so that no bar
+        # mixes two row grids: at once on a fresh state (the feeds publish the spec before their
+        # trades), else once every open bar has closed (in practice the next UTC day).
+        closes = venuespec.open_until(state.bars)
+        if closes is None or at_once:
+            state.spec.pending = 0.0
+            self._switch(state, target)
+        else:
+            state.spec.pending = tick
+            state.spec.pending_from = closes
+
+    def _grid(self, state: AnalyticsState, ts: int, out: Outputs) -> _Engines:
+        """The engines for event time ``ts``: a pending venue tick applies once ``ts`` has passed
+        every bar open when it came; those bars close first, on the old grid (into ``out``)."""
+        spec = state.spec
+        if spec.pending and ts >= spec.pending_from:
+            old = self._engines_of(state.symbol, spec.tick)
+            out.extend(("bars", bar) for bar in old.bars.advance(state.bars, ts))
+            closes = venuespec.open_until(state.bars)
+            if closes is not None:  # a bar opened since the spec came still runs: wait for it
+                spec.pending_from = closes
+                return old
+            tick, spec.pending = spec.pending, 0.0
+            registry = self._engines_of(state.symbol).instrument
+            self._switch(state, 0.0 if tick == registry.tick_size else tick)
+        return self._engines_of(state.symbol, spec.tick)
+
+    def _switch(self, state: AnalyticsState, tick: float) -> None:
+        """Bars, footprint and profile of ``state`` on the grid of ``tick`` (0: the registry's)."""
+        profile = state.profiler.to_state()
+        state.spec.tick = tick
+        state.profiler = self._profiler(self._engines_of(state.symbol, tick).instrument)
+        state.profiler.restore(profile)
 
     def _book_out(self, outs: list[BookOutput]) -> Outputs:
         out: Outputs = []

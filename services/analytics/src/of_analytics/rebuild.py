@@ -41,7 +41,16 @@ from of_analytics.state import ClosedSessionState, NakedPocState, SessionState
 from ofcommon import keys
 from ofcommon.bus import Redis, decode_fields
 from ofcommon.instruments import Instrument, Registry
-from ofcommon.messages import Bar, Gap, Heartbeat, Message, ProfileUpdate, SizeKind, Trade
+from ofcommon.messages import (
+    Bar,
+    Gap,
+    Heartbeat,
+    InstrumentSpec,
+    Message,
+    ProfileUpdate,
+    SizeKind,
+    Trade,
+)
 from ofcommon.sessions import session_bounds, session_id
 from ofcommon.stage import Rebuilt
 
@@ -51,6 +60,9 @@ log = logging.getLogger(__name__)
 
 _DAY_NS: Final = 86_400 * 1_000_000_000
 _CHUNK: Final = 1000
+# How far back (entries) a rebuild looks for the venue's last InstrumentSpec; the feeds republish
+# it at every instruments-info check (Bybit: hourly), so an hour of a busy stream is enough.
+SPEC_SCAN: Final = 200_000
 _FAR: Final = 2**62
 NAKED_LOOKBACK_DAYS: Final = 30
 
@@ -139,6 +151,9 @@ class AnalyticsRebuild:
         state, ticks_from = await asyncio.to_thread(self._stored_state, symbol, last, reached)
         reach = cut if ticks_from is None or cut is None else min(cut, ticks_from)
         stream = await self._back_to(redis, trades, _Stream(position, tail, reached, False), reach)
+        spec = await self._spec_before(redis, trades, stream)
+        if spec is not None:
+            self._fold.adopt_spec(state, spec)
         trimmed = await self._maybe_trimmed(redis, trades, stream, cut)
         self._fold_stream(state, stream, cut, trimmed, ticks_from)
         positions = {trades: position} if position else {}
@@ -174,6 +189,24 @@ class AnalyticsRebuild:
                     return stream
             chunk = await _chunk_before(redis, key, stream.entries[0][0], False)
             stream.entries[:0] = chunk
+
+    async def _spec_before(self, redis: Redis, key: str, stream: _Stream) -> InstrumentSpec | None:
+        """The venue's newest ``InstrumentSpec`` before ``stream.entries`` (which ``_fold_stream``
+        adopts itself), within ``SPEC_SCAN`` entries: the stored bars were built on its tick."""
+        if any(isinstance(m, InstrumentSpec) for _, m in stream.entries):
+            return None
+        upto = stream.entries[0][0] if stream.entries else stream.position
+        scanned = 0
+        while upto is not None and scanned < SPEC_SCAN:
+            chunk = await _chunk_before(redis, key, upto, False)
+            for _, msg in reversed(chunk):
+                if isinstance(msg, InstrumentSpec):
+                    return msg
+            if len(chunk) < _CHUNK:
+                return None
+            scanned += len(chunk)
+            upto = chunk[0][0]
+        return None
 
     async def _maybe_trimmed(
         self, redis: Redis, key: str, stream: _Stream, cut: int | None
@@ -238,6 +271,9 @@ class AnalyticsRebuild:
                 builder.observe(state.bars, msg)
                 if msg.trade_id:
                     _remember(state, msg.trade_id)
+            elif isinstance(msg, InstrumentSpec):
+                # The stored bars after it were built on its tick: adopt it with them, at once.
+                self._fold.adopt_spec(state, msg)
 
     # --- storage ----------------------------------------------------------------------------
 

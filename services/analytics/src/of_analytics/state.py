@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from of_analytics.bars import BarsState
+from of_analytics.venuespec import SpecState
 from ofcommon.messages import Side, SizeKind
 
 __all__ = [
@@ -114,3 +115,4 @@ class AnalyticsSnapshot(msgspec.Struct, gc=False):
     next_composite_ts: int = 0
     recent_trade_ids: list[str] = msgspec.field(default_factory=list)
     duplicates: int = 0
+    spec: SpecState = msgspec.field(default_factory=SpecState)

@@ -29,7 +29,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from of_feed_bybit.parser import BybitParser, Pong, Resubscribe, SubscribeResult, UnknownTopic
-from of_feed_bybit.rest import BybitRest, RestError
+from of_feed_bybit.rest import BybitRest, InstrumentInfo, RestError
+from of_feed_bybit.spec import spec_frame
+from of_feed_bybit.venueclock import VenueClock
 from ofcommon import keys
 from ofcommon.clock import Clock
 from ofcommon.instruments import Instrument
@@ -293,8 +295,8 @@ class BybitClient:
         self.reconnect_reasons: dict[str, int] = {}
         self.last_close = ""
         self.last_frame_mono = 0.0
-        self.last_event_ns = 0  # newest exchange timestamp published
-        self.last_event_recv_ns = 0  # our receive time of that frame
+        self.venue_clock = VenueClock()  # newest exchange time per stream, for the heartbeats
+        self._spec_frame: bytes | None = None  # the venue's instrument facts, sent on connect
         self.connected_since_ns = 0
         self._session: _Session | None = None
         self._requests: dict[str, _Request] = {}
@@ -313,6 +315,15 @@ class BybitClient:
     def holding(self, symbol: str) -> bool:
         """True while live trades of ``symbol`` wait for its REST backfill to go out first."""
         return symbol in self._held
+
+    def instruments_info(self, infos: Sequence[InstrumentInfo]) -> None:
+        """The venue's instruments-info rows: published as ``InstrumentSpec`` on the trades
+        streams now and at every new connection, through the parser like any frame so that a
+        recording replays them."""
+        wanted = set(self.venue_symbols.values())
+        mine = [i for i in infos if i.symbol in wanted]
+        self._spec_frame = spec_frame(self.category, mine, self.clock.now_ns() // 1_000_000)
+        self._on_frame(self.clock.now_ns(), self._spec_frame)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, and reconnect with jittered exponential backoff, until ``stop``."""
@@ -418,6 +429,8 @@ class BybitClient:
             # live trades wait until the REST backfill went out, so a stream stays in time order
             self._held = {s: [] for s in self.venue_symbols}
             self._backfill_task = asyncio.create_task(self._backfill(), name="bybit-backfill")
+        if self._spec_frame is not None:  # ahead of the subscriptions, so before any trade
+            self._on_frame(self.clock.now_ns(), self._spec_frame)
         self._subscribe_all()
         tasks = [
             asyncio.create_task(self._reader(session), name="bybit-reader"),
@@ -582,9 +595,7 @@ class BybitClient:
                 self.counters["gaps"] += 1
                 GAPS.labels(self.category, msg.stream).inc()
             elif isinstance(msg, Trade | BookDelta | BookSnapshot):
-                if msg.ts_event >= self.last_event_ns:
-                    self.last_event_ns = msg.ts_event
-                    self.last_event_recv_ns = msg.ts_recv
+                self.venue_clock.observe(p.kind, msg.ts_event, msg.ts_recv)
                 if isinstance(msg, BookSnapshot):
                     bt = self._book_topic.get(p.symbol)
                     if bt is not None:

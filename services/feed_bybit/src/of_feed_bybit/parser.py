@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 import msgspec
 
 from of_feed_bybit.book import L2Book, parse_decimal, parse_levels
+from of_feed_bybit.spec import SPEC_TOPIC, parse_spec_frame
 from ofcommon.instruments import Registry
 from ofcommon.messages import BookDelta, BookSnapshot, Gap, Side, SideSource, Trade
 from ofcommon.venue import BadFrame, Published
@@ -186,6 +187,7 @@ class _Tape:
 class _BookTopic:
     __slots__ = (
         "book",
+        "gap_open",
         "last_ts",
         "last_u",
         "resync_requested",
@@ -204,6 +206,7 @@ class _BookTopic:
         self.last_u = 0
         self.last_ts = 0  # ts_event of the last message published on the book stream
         self.resync_requested = False
+        self.gap_open = False  # a Gap already told consumers there is no book until a snapshot
 
 
 class BybitParser:
@@ -294,6 +297,7 @@ class BybitParser:
             last_u = bt.last_u if bt.valid else 0
             self._drop(bt)
             bt.resync_requested = False  # the new connection subscribes every topic afresh
+            bt.gap_open = True
             gap = Gap(
                 bt.last_ts or recv_ns,
                 recv_ns,
@@ -376,6 +380,8 @@ class BybitParser:
         if env.topic is None:
             self._control(recv_ns, env)
             return []
+        if env.topic == SPEC_TOPIC:
+            return self._spec(recv_ns, env)
         tape = self._trade_topics.get(env.topic)
         if tape is not None:
             return self._trades(recv_ns, env, tape)
@@ -385,6 +391,11 @@ class BybitParser:
         self.counters["unknown_topic"] += 1
         self.events.append(UnknownTopic(env.topic))
         return []
+
+    def _spec(self, recv_ns: int, env: _Frame) -> list[Published]:
+        # Every check is published, not only changes: a stream trimmed by age must still hold one
+        # for a rebuild, and the fold counts a mismatch once per change anyway.
+        return parse_spec_frame(self.category, self._venue_symbols, recv_ns, env.ts, env.data)
 
     def _other_depth(self, topic: str) -> _BookTopic | None:
         # A recording made at another depth than this parser subscribes to (replay of a depth-200
@@ -511,6 +522,7 @@ class BybitParser:
         if bt.book.crossed():
             return self._refuse_crossed(recv_ns, ts_event, bt, u, last_u, "snapshot")
         bt.valid = True
+        bt.gap_open = False
         bt.last_u = u
         bt.last_ts = ts_event
         self.counters["snapshots"] += 1
@@ -536,7 +548,14 @@ class BybitParser:
         if not bt.valid:
             self.counters["ignored_deltas"] += 1
             self._request_resync(bt, "delta before snapshot")
-            return []
+            if bt.gap_open:
+                return []
+            # the first book message is a delta (a replay starting mid-recording, a lost
+            # snapshot): what it and the deltas after it change is missing until a snapshot
+            bt.gap_open = True
+            self.counters["gaps"] += 1
+            reason = "delta before snapshot: no book until a snapshot"
+            return [Published(bt.symbol, "book", Gap(ts_event, recv_ns, "book", reason, 0, u))]
         if u != bt.last_u + 1:
             reason = f"u jumped from {bt.last_u} to {u}"
             return self._gap(recv_ns, ts_event, bt, reason, bt.last_u, u)
@@ -566,6 +585,7 @@ class BybitParser:
     ) -> list[Published]:
         self._drop(bt)
         self._request_resync(bt, reason)
+        bt.gap_open = True
         bt.last_ts = ts_event
         self.counters["gaps"] += 1
         gap = Gap(ts_event, recv_ns, "book", reason, last_seq=last_u, next_seq=next_u)

@@ -106,9 +106,10 @@ def check_instruments(
 ) -> list[Mismatch]:
     """Compare the registry's Bybit instruments with instruments-info rows.
 
-    The registry tick decides the price grid downstream; a different venue tick is never silently
-    adopted, it is reported. Bybit has no qty step in the registry to compare with, so the venue
-    step is only reported by ``describe_infos``.
+    A venue tick that differs from the registry's is reported here (log, health, gauge) and goes
+    downstream as the instrument's ``InstrumentSpec``, whose tick analytics uses instead of the
+    registry's (docs/analytics.md). Bybit has no qty step in the registry to compare with, so the
+    venue step is only reported by ``describe_infos`` and the spec.
     """
     by_key = {(i.category, i.symbol): i for i in infos}
     out: list[Mismatch] = []

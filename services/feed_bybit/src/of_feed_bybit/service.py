@@ -4,9 +4,11 @@ Trades and books of the registry's Bybit instruments go to ``of:{SYM}:trades`` /
 Heartbeats: every ``OF_BYBIT_HEARTBEAT_S`` each instrument gets a ``Heartbeat`` on both streams
 while its connection is up. Its ``ts_event`` is the newest exchange timestamp seen on that
 connection (any instrument) advanced by the wall time elapsed since that frame arrived: venue
-time keeps moving through a quiet market. It never goes below the last ``ts_event`` published
-on the stream, so event time on a stream never runs backwards. No heartbeats while disconnected:
-the ``Gap`` marker says data may be missing, and a guessed clock must not close bars over it.
+time keeps moving through a quiet market. On the trades streams only trades count: a book frame,
+stamped after the trades it shows, must not move a trades heartbeat past a trade still in flight
+(``venueclock.py``). It never goes below the last ``ts_event`` published on the stream, so event
+time on a stream never runs backwards. No heartbeats while disconnected: the ``Gap`` marker says
+data may be missing, and a guessed clock must not close bars over it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ MISMATCHES = Gauge(
 
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 _RESUME_SCAN: Final = 2000  # newest trades-stream entries read at start (>= any REST page)
+_FIRST_CHECK_S: Final = 5.0  # how long the connections wait for the first instruments-info
 
 
 class BybitSettings(BaseSettings, kw_only=True, frozen=True):
@@ -225,12 +228,14 @@ class Publisher:
 
     def _heartbeats(self) -> None:
         c = self._client
-        if not c.connected or not c.last_event_ns:
+        if not c.connected:
             return
         now = self._ctx.clock.now_ns()
-        venue_now = c.last_event_ns + max(0, now - c.last_event_recv_ns)
         for symbol in self._symbols:
             for kind in ("trades", "book"):
+                venue_now = c.venue_clock.now(kind, now)
+                if venue_now is None:
+                    continue  # nothing of this kind on the connection yet: no venue time
                 if kind == "trades" and c.holding(symbol):
                     continue  # live trades wait behind a backfill; they are older than now
                 ts = max(venue_now, self._last_ts.get((symbol, kind), 0))
@@ -293,8 +298,11 @@ async def _instrument_check(
     ctx: ServiceContext[BybitSettings],
     rest: BybitRest,
     by_category: dict[str, list[Instrument]],
+    clients: Sequence[BybitClient] = (),
+    first: asyncio.Event | None = None,
 ) -> None:
-    """instruments-info at start and every refresh interval; mismatches go to log and health."""
+    """instruments-info at start and every refresh interval; mismatches go to log and health,
+    the venue's facts to the clients (``InstrumentSpec``); ``first`` is set after the first pass."""
     status: dict[str, object] = {}
     ctx.status["instruments"] = status
     while not ctx.stop.is_set():
@@ -305,6 +313,9 @@ async def _instrument_check(
                 log.warning("bybit instruments-info %s failed: %s", category, err)
                 status[category] = {"error": str(err)}
                 continue
+            for client in clients:
+                if client.category == category:
+                    client.instruments_info(infos)
             mismatches = check_instruments(instruments, infos)
             for problem in ("tick_size", "not_listed", "status"):
                 n = sum(1 for m in mismatches if m.problem == problem)
@@ -318,6 +329,8 @@ async def _instrument_check(
                 "venue": describe_infos([i for i in infos if i.symbol in wanted]),
             }
         with contextlib.suppress(TimeoutError):
+            if first is not None:
+                first.set()
             await asyncio.wait_for(ctx.stop.wait(), ctx.settings.bybit_instruments_refresh_s)
 
 
@@ -362,7 +375,14 @@ async def main(ctx: ServiceContext[BybitSettings]) -> None:
         )
         clients.append(client)
         publishers.append(Publisher(ctx, client, outbox, [i.symbol for i in instruments]))
-    check = asyncio.create_task(_instrument_check(ctx, rest, by_category), name="bybit-check")
+    checked = asyncio.Event()
+    check = asyncio.create_task(
+        _instrument_check(ctx, rest, by_category, clients, checked), name="bybit-check"
+    )
+    # The venue's tick goes out before the first trade when REST answers in time (analytics then
+    # adopts it at once); otherwise the clients start anyway and it follows when REST answers.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(checked.wait(), _FIRST_CHECK_S)
     client_tasks = [asyncio.create_task(_supervise(c, client_stop)) for c in clients]
     pub_tasks = [asyncio.create_task(p.run(published), name="bybit-publisher") for p in publishers]
     status_task = asyncio.create_task(_status_loop(ctx, clients, publishers, recorders))

@@ -29,6 +29,7 @@ from ofcommon.instruments import Instrument, Registry
 from ofcommon.messages import (
     BookSnapshot,
     Heartbeat,
+    InstrumentSpec,
     Level,
     Quote,
     Side,
@@ -144,8 +145,8 @@ class Mt5Parser:
             return [Published(decoded.instrument, kind, beat) for kind in ("trades", "book")]
         if isinstance(decoded, frames.BarsFrame):
             return self._bars(recv_ns, decoded, state)
-        self._clock(decoded.clock)  # a symbol frame only announces; its clock must be valid
-        return []
+        self._clock(decoded.clock)  # a symbol frame announces; its clock must be valid
+        return self._spec(recv_ns, decoded, state)
 
     # --- frames ------------------------------------------------------------------------------
 
@@ -156,6 +157,22 @@ class Mt5Parser:
                 raise BadFrame(f"unknown instrument {instrument!r}")
             state = self._states[instrument] = _State(self._registry.get(instrument))
         return state
+
+    def _spec(self, recv_ns: int, frame: frames.SymbolFrame, state: _State) -> list[Published]:
+        """The terminal's tick (``trade_tick_size``, else ``point``) as the instrument's
+        ``InstrumentSpec``; from here on prices snap to it rather than to the registry's."""
+        tick = frame.tick_size if frame.tick_size > 0 else frame.point
+        if not (math.isfinite(tick) and tick > 0):
+            return []  # the terminal said nothing usable: the registry's grid stays
+        state.snap = tick_snapper(tick)
+        spec = InstrumentSpec(
+            ts_event=recv_ns,
+            ts_recv=recv_ns,
+            venue=SOURCE,
+            venue_symbol=frame.symbol or frame.instrument,
+            tick_size=tick,
+        )
+        return [Published(frame.instrument, "trades", spec)]
 
     def _clock(self, spec: str) -> ServerClock:
         clock = self._clocks.get(spec)

@@ -13,7 +13,7 @@ from typing import Final
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
 from ofcommon import codec, keys
-from ofcommon.bus import Producer
+from ofcommon.bus import Producer, WriteRefused
 from ofcommon.service import Service, ServiceContext
 from ofcommon.simulator.generator import SimConfig, events
 from ofcommon.simulator.labels import Label, LabelWriter
@@ -93,12 +93,13 @@ class _Publisher:
             self.report(ts)
 
     async def flush(self) -> None:
-        """Flush, retrying while Redis is away (the producer keeps its buffer) until stopped."""
+        """Flush, retrying while Redis is away or refuses writes (the producer keeps what it
+        could not write) until stopped."""
         while True:
             try:
                 await self.producer.flush()
                 return
-            except (RedisConnectionError, RedisTimeout, OSError) as err:
+            except (RedisConnectionError, RedisTimeout, OSError, WriteRefused) as err:
                 if self.ctx.stop.is_set():
                     raise
                 log.warning("publishing failed, retrying: %s", err)
