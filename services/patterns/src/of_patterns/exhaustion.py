@@ -3,9 +3,10 @@ landscape §2.7). Decision time: the close of the last bar of the window.
 
 Window W = the last ``min_bars_declining`` + 1 closed bars (one window for every test: the seed
 mixed n and n + 1). Bullish exhaustion -> SHORT when: W's first high is above every high of the
-``LOOKBACK`` bars before W and each bar of W makes a higher high; volume never rises across W and
-falls by at least ``volume_decline_pct`` from W's first bar to its last; the push side's delta is
-positive in W's first bar and its last bar keeps at most ``DELTA_FADE`` of it. With
+``LOOKBACK`` bars before W and each bar of W makes a higher high; the push starts with effort (W's
+first bar trades at least the median bar volume of ``thresholds.Limits``), then volume never rises
+across W and falls by at least ``volume_decline_pct`` from W's first bar to its last; the push
+side's delta is positive in W's first bar and its last bar keeps at most ``DELTA_FADE`` of it. With
 ``requires_contrarian_imbalance`` the last bar needs a bid-dominant imbalance in the top 30 % of
 its range when its footprint has ``CONTRARIAN_MIN_ROWS`` rows or more and shows any imbalance (a
 bar without imbalances, or of a few coarse rows, cannot tell); it adds strength anyway. Mirror
@@ -19,6 +20,7 @@ from typing import Final
 
 from of_patterns.found import Found, clamp01
 from of_patterns.history import BarPoint
+from of_patterns.thresholds import Limits
 from ofcommon.instruments import Instrument
 from ofcommon.messages import Direction
 
@@ -29,7 +31,7 @@ DELTA_FADE: Final = 0.5
 CONTRARIAN_MIN_ROWS: Final = 5
 
 
-def on_bar(history: list[BarPoint], inst: Instrument) -> Found | None:
+def on_bar(history: list[BarPoint], inst: Instrument, lim: Limits) -> Found | None:
     """``history``: closed bars, oldest first, the bar being judged last."""
     p = inst.exhaustion
     n = p.min_bars_declining + 1
@@ -38,20 +40,22 @@ def on_bar(history: list[BarPoint], inst: Instrument) -> Found | None:
     w = history[-n:]
     before = history[-n - LOOKBACK : -n]
     for push in (1, -1):
-        found = _check(w, before, push, inst)
+        found = _check(w, before, push, inst, lim)
         if found is not None:
             return found
     return None
 
 
-def _check(w: list[BarPoint], before: list[BarPoint], push: int, inst: Instrument) -> Found | None:
+def _check(
+    w: list[BarPoint], before: list[BarPoint], push: int, inst: Instrument, lim: Limits
+) -> Found | None:
     p = inst.exhaustion
     ext = [b.high if push > 0 else -b.low for b in w]
     prior = max((b.high if push > 0 else -b.low) for b in before)
     if ext[0] <= prior or any(b <= a for a, b in itertools.pairwise(ext)):
         return None
     vols = [b.volume for b in w]
-    if vols[0] <= 0 or any(b > a for a, b in itertools.pairwise(vols)):
+    if vols[0] < lim.median_volume or any(b > a for a, b in itertools.pairwise(vols)):
         return None
     decline = (vols[0] - vols[-1]) / vols[0]
     if decline < p.volume_decline_pct:

@@ -91,7 +91,7 @@ class PatternsFold:
         self.mode = mode
         self.timeframe = timeframe
         self._window = window
-        self._warmup = warmup
+        self.warmup = warmup
         self._instruments: dict[str, Instrument] = {}
 
     @classmethod
@@ -155,14 +155,14 @@ class PatternsFold:
 
     def _bar_limits(self, state: PatternsState, inst: Instrument) -> Limits:
         v = state.volumes
-        return limits(inst, self.mode, len(v.values), v.median(), self._warmup)
+        return limits(inst, self.mode, len(v.values), v.median(), self.warmup)
 
     def _event_limits(self, state: PatternsState, inst: Instrument, ts: int) -> Limits | None:
         cut = ts - TIMEFRAME_NS[self.timeframe] * SETTLE_NS
         scale = next((s for s in reversed(state.scales) if s.close_ts <= cut), None)
         if scale is None:
             return None
-        return limits(inst, self.mode, scale.bars, scale.median, self._warmup)
+        return limits(inst, self.mode, scale.bars, scale.median, self.warmup)
 
     def _emit(self, state: PatternsState, found: list[Found | None]) -> list[Output]:
         out: list[Output] = []
@@ -191,7 +191,7 @@ class PatternsFold:
         state.history.append(point(bar))
         del state.history[: -self._keep(inst)]
         if judge:
-            found.append(exhaustion.on_bar(state.history, inst))
+            found.append(exhaustion.on_bar(state.history, inst, lim))
             found.append(divergence.on_bar(state.divergence, state.history, inst, lim))
         state.volumes.add(bar.volume)
         v = state.volumes
