@@ -7,15 +7,18 @@ Inputs and what they cause:
   (absorption methods a/b, initiative, exhaustion, divergence), in that order; partial bars,
   other timeframes and amendments of a bar already judged are ignored. A gapped bar (trades may
   be missing) enters the history but is not judged.
-* ``bookstats``: thin levels per side, kept for ``BOOK_KEEP_NS`` of event time, for the sweep's
-  confirmation.
+* ``bookstats``: thin levels per side (kept when they change), for the sweep's confirmation.
 * ``consumption``: the sweep and absorption's book method (c).
 
-The stage folds its three inputs in entry-ID order, but an anchored consumption event may be read
-before or after a bar or book statistics that sort next to it, depending on read timing. So that a
-re-run repeats every signal, a consumption event only uses what is certainly folded before it
-whatever the timing: the book statistics at least ``found.SETTLE_NS`` older than it, and the
-thresholds as of the bars closed at least one bar period before it.
+The stage folds its three inputs in entry-ID order, but the streams' read positions can drift
+apart (a restart drains each stream's pending entries separately; an anchored consumption event
+may sort before entries already read). So that a re-run repeats every signal whatever the
+interleaving, a consumption event waits (``pending``) until both other streams' event time has
+passed what it needs — the book statistics up to ``found.SETTLE_NS`` before it and the bars
+closed one bar period before it — and is judged with exactly those; and every signal is
+*anchored* at the entry that caused it (a bar, or the consumption event), so its ID does not
+depend on which input released it. Beyond ``MAX_PENDING`` waiting events the oldest is judged
+with what is there (``forced_consumption`` tally).
 
 Warm-up: nothing fires before ``warmup`` closed bars were seen (``auto`` has its statistics then;
 ``fixed`` needs the history too). The signal's ``ts_event`` is its decision time (``found.Found``).
@@ -41,8 +44,9 @@ from ofcommon.stage import Output
 STATE_VERSION: Final = 1
 OUTPUT: Final = "patterns"
 PATTERNS: Final = ("absorption", "initiative", "sweep", "exhaustion", "divergence")
-BOOK_KEEP_NS: Final = 10 * SETTLE_NS
-SCALES_KEPT: Final = 4
+BOOKS_KEPT: Final = 4096  # thin-level changes
+SCALES_KEPT: Final = 64  # closed bars
+MAX_PENDING: Final = 20_000  # consumption events waiting for the other streams
 TIMEFRAME_NS: Final = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 
 
@@ -52,6 +56,14 @@ class BookPoint(msgspec.Struct, frozen=True, array_like=True, gc=False):
     thin_bids: int
 
 
+class Waiting(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A consumption event and its entry ID, waiting for the other streams' event time."""
+
+    ms: int
+    seq: int
+    event: Consumption
+
+
 class PatternsState(msgspec.Struct):
     version: int
     symbol: str
@@ -59,7 +71,11 @@ class PatternsState(msgspec.Struct):
     history: list[BarPoint] = msgspec.field(default_factory=list)
     scales: list[Scale] = msgspec.field(default_factory=list)
     books: list[BookPoint] = msgspec.field(default_factory=list)
+    pending: list[Waiting] = msgspec.field(default_factory=list)
+    book_time: int = 0  # event time of the last book statistics
+    bar_time: int = 0  # close of the last final bar of the timeframe
     last_open_ts: int = 0
+    forced: int = 0
     absorption: absorption.AbsorptionState = msgspec.field(
         default_factory=absorption.AbsorptionState
     )
@@ -126,20 +142,25 @@ class PatternsFold:
     def step(
         self, state: PatternsState, kind: str, msg: Message, at: EntryId = ZERO
     ) -> Sequence[Output]:
+        out: list[Output] = []
         if kind == "bars":
             if isinstance(msg, Bar):
-                return self._on_bar(state, msg)
+                out = self._on_bar(state, msg, at)
         elif kind == "consumption":
             if isinstance(msg, Consumption):
-                return self._on_consumption(state, msg)
+                state.pending.append(Waiting(at.ms, at.seq, msg))
         elif kind == "bookstats" and isinstance(msg, BookStats):
             self._on_book(state, msg)
-        return ()
+        else:
+            return out
+        return out + self._release(state)
 
     def tallies(self, state: PatternsState) -> dict[str, float]:
         out: dict[str, float] = {f"signals_{p}": state.signals.get(p, 0) for p in PATTERNS}
         out["amended_bars_ignored"] = state.amended_bars
         out["gapped_bars_not_judged"] = state.gapped_bars
+        out["forced_consumption"] = state.forced
+        out["pending_consumption"] = len(state.pending)
         return out
 
     def encode_state(self, state: PatternsState) -> bytes:
@@ -164,21 +185,24 @@ class PatternsFold:
             return None
         return limits(inst, self.mode, scale.bars, scale.median, self.warmup)
 
-    def _emit(self, state: PatternsState, found: list[Found | None]) -> list[Output]:
+    def _emit(
+        self, state: PatternsState, found: list[Found | None], anchor: EntryId
+    ) -> list[Output]:
         out: list[Output] = []
         for f in found:
             if f is not None:
                 state.signals[f.pattern] = state.signals.get(f.pattern, 0) + 1
-                out.append((OUTPUT, to_signal(state.symbol, self.timeframe, f)))
+                out.append((OUTPUT, to_signal(state.symbol, self.timeframe, f), anchor))
         return out
 
-    def _on_bar(self, state: PatternsState, bar: Bar) -> list[Output]:
+    def _on_bar(self, state: PatternsState, bar: Bar, at: EntryId) -> list[Output]:
         if bar.timeframe != self.timeframe or not bar.final:
             return []
         if bar.open_ts <= state.last_open_ts:
             state.amended_bars += 1
             return []
         state.last_open_ts = bar.open_ts
+        state.bar_time = max(state.bar_time, bar.close_ts)
         inst = self._inst(state.symbol)
         lim = self._bar_limits(state, inst)
         judge = lim.ready and not bar.gapped and bar.volume > 0
@@ -197,16 +221,31 @@ class PatternsFold:
         v = state.volumes
         state.scales.append(Scale(bar.close_ts, len(v.values), v.median()))
         del state.scales[:-SCALES_KEPT]
-        return self._emit(state, found)
+        return self._emit(state, found, at)
 
     def _on_book(self, state: PatternsState, b: BookStats) -> None:
+        state.book_time = max(state.book_time, b.ts_event)
         asks, bids = sweep.thin_sides(b)
-        state.books.append(BookPoint(b.ts_event, asks, bids))
-        cut = b.ts_event - BOOK_KEEP_NS
-        while state.books and state.books[0].ts < cut:
-            state.books.pop(0)
+        last = state.books[-1] if state.books else None
+        if last is None or (last.thin_asks, last.thin_bids) != (asks, bids):
+            state.books.append(BookPoint(b.ts_event, asks, bids))
+            del state.books[:-BOOKS_KEPT]
 
-    def _on_consumption(self, state: PatternsState, c: Consumption) -> list[Output]:
+    def _release(self, state: PatternsState) -> list[Output]:
+        out: list[Output] = []
+        period = TIMEFRAME_NS[self.timeframe] * SETTLE_NS
+        while state.pending:
+            w = state.pending[0]
+            ts = w.event.ts_event
+            ready = state.book_time > ts - SETTLE_NS and state.bar_time > ts - period
+            if not ready and len(state.pending) <= MAX_PENDING:
+                break
+            state.forced += not ready
+            state.pending.pop(0)
+            out += self._on_consumption(state, w.event, EntryId(w.ms, w.seq))
+        return out
+
+    def _on_consumption(self, state: PatternsState, c: Consumption, at: EntryId) -> list[Output]:
         inst = self._inst(state.symbol)
         lim = self._event_limits(state, inst, c.ts_event)
         if lim is None or not lim.ready:
@@ -220,4 +259,5 @@ class PatternsFold:
                 sweep.on_consumption(state.sweep, c, thin, inst, lim),
                 absorption.on_consumption(state.absorption, c, inst, lim),
             ],
+            at,
         )
