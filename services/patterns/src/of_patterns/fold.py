@@ -18,7 +18,12 @@ passed what it needs — the book statistics up to ``found.SETTLE_NS`` before it
 closed one bar period before it — and is judged with exactly those; and every signal is
 *anchored* at the entry that caused it (a bar, or the consumption event), so its ID does not
 depend on which input released it. Beyond ``MAX_PENDING`` waiting events the oldest is judged
-with what is there (``forced_consumption`` tally).
+with what is there (``forced_consumption`` tally). Signals are published in anchor order: one is
+held until every input stream has been folded past its anchor (and no waiting consumption event
+sorts before it), so the order, and with it every entry ID, is the canonical one. A stream that
+never delivered anything (an instrument without a book) is not waited for; a signal whose decision
+time is more than ``hold_ns`` of event time behind the newest input goes out anyway (a stream that
+stopped).
 
 Warm-up: nothing fires before ``warmup`` closed bars were seen (``auto`` has its statistics then;
 ``fixed`` needs the history too). The signal's ``ts_event`` is its decision time (``found.Found``).
@@ -26,6 +31,7 @@ Warm-up: nothing fires before ``warmup`` closed bars were seen (``auto`` has its
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Final
 
@@ -38,7 +44,7 @@ from of_patterns.settings import PatternsSettings, ThresholdMode
 from of_patterns.thresholds import Limits, Rolling, Scale, limits
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
-from ofcommon.messages import Bar, BookStats, Consumption, Message
+from ofcommon.messages import Bar, BookStats, Consumption, Message, PatternSignal
 from ofcommon.stage import Output
 
 STATE_VERSION: Final = 1
@@ -47,6 +53,7 @@ PATTERNS: Final = ("absorption", "initiative", "sweep", "exhaustion", "divergenc
 BOOKS_KEPT: Final = 4096  # thin-level changes
 SCALES_KEPT: Final = 64  # closed bars
 MAX_PENDING: Final = 20_000  # consumption events waiting for the other streams
+HOLD_NS: Final = 1800 * SETTLE_NS
 TIMEFRAME_NS: Final = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 
 
@@ -54,6 +61,14 @@ class BookPoint(msgspec.Struct, frozen=True, array_like=True, gc=False):
     ts: int
     thin_asks: int
     thin_bids: int
+
+
+class Held(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A signal waiting for its turn, anchored at entry (ms, seq)."""
+
+    ms: int
+    seq: int
+    signal: PatternSignal
 
 
 class Waiting(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -72,6 +87,9 @@ class PatternsState(msgspec.Struct):
     scales: list[Scale] = msgspec.field(default_factory=list)
     books: list[BookPoint] = msgspec.field(default_factory=list)
     pending: list[Waiting] = msgspec.field(default_factory=list)
+    held: list[Held] = msgspec.field(default_factory=list)
+    folded: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)  # last entry per input
+    newest: int = 0  # the newest event time of any input
     book_time: int = 0  # event time of the last book statistics
     bar_time: int = 0  # close of the last final bar of the timeframe
     last_open_ts: int = 0
@@ -102,12 +120,15 @@ class PatternsFold:
         timeframe: str = "1m",
         window: int = 60,
         warmup: int = 20,
+        hold_ns: int | None = HOLD_NS,
     ) -> None:
+        """``hold_ns`` None publishes every signal at once, unordered (for tests of content)."""
         self._registry = registry if registry is not None else load_registry()
         self.mode = mode
         self.timeframe = timeframe
         self._window = window
         self.warmup = warmup
+        self._hold_ns = hold_ns
         self._instruments: dict[str, Instrument] = {}
 
     @classmethod
@@ -142,18 +163,46 @@ class PatternsFold:
     def step(
         self, state: PatternsState, kind: str, msg: Message, at: EntryId = ZERO
     ) -> Sequence[Output]:
-        out: list[Output] = []
+        if kind not in self.inputs:
+            return ()
+        state.folded[kind] = (at.ms, at.seq)
         if kind == "bars":
             if isinstance(msg, Bar):
-                out = self._on_bar(state, msg, at)
+                if msg.final:
+                    state.newest = max(state.newest, msg.close_ts)
+                self._hold(state, self._on_bar(state, msg, at))
         elif kind == "consumption":
             if isinstance(msg, Consumption):
+                state.newest = max(state.newest, msg.ts_event)
                 state.pending.append(Waiting(at.ms, at.seq, msg))
-        elif kind == "bookstats" and isinstance(msg, BookStats):
+        elif isinstance(msg, BookStats):
+            state.newest = max(state.newest, msg.ts_event)
             self._on_book(state, msg)
-        else:
-            return out
-        return out + self._release(state)
+        self._hold(state, self._release(state))
+        return self._publish(state)
+
+    def _hold(self, state: PatternsState, signals: list[tuple[EntryId, PatternSignal]]) -> None:
+        for anchor, sig in signals:
+            held = Held(anchor.ms, anchor.seq, sig)
+            keys = [(h.ms, h.seq) for h in state.held]
+            state.held.insert(bisect.bisect_right(keys, (anchor.ms, anchor.seq)), held)
+
+    def _publish(self, state: PatternsState) -> list[Output]:
+        """The held signals whose turn has come, in anchor order."""
+        out: list[Output] = []
+        # A stream that never delivered anything (an instrument without a book) is not waited for.
+        passed = min(state.folded.values()) if state.folded else None
+        while state.held:
+            h = state.held[0]
+            key = (h.ms, h.seq)
+            waiting = state.pending and (state.pending[0].ms, state.pending[0].seq) < key
+            due = passed is not None and key <= passed and not waiting
+            late = self._hold_ns is None or h.signal.ts_event <= state.newest - self._hold_ns
+            if not due and not late:
+                break
+            state.held.pop(0)
+            out.append((OUTPUT, h.signal, EntryId(h.ms, h.seq)))
+        return out
 
     def tallies(self, state: PatternsState) -> dict[str, float]:
         out: dict[str, float] = {f"signals_{p}": state.signals.get(p, 0) for p in PATTERNS}
@@ -161,6 +210,7 @@ class PatternsFold:
         out["gapped_bars_not_judged"] = state.gapped_bars
         out["forced_consumption"] = state.forced
         out["pending_consumption"] = len(state.pending)
+        out["held_signals"] = len(state.held)
         return out
 
     def encode_state(self, state: PatternsState) -> bytes:
@@ -187,15 +237,17 @@ class PatternsFold:
 
     def _emit(
         self, state: PatternsState, found: list[Found | None], anchor: EntryId
-    ) -> list[Output]:
-        out: list[Output] = []
+    ) -> list[tuple[EntryId, PatternSignal]]:
+        out = []
         for f in found:
             if f is not None:
                 state.signals[f.pattern] = state.signals.get(f.pattern, 0) + 1
-                out.append((OUTPUT, to_signal(state.symbol, self.timeframe, f), anchor))
+                out.append((anchor, to_signal(state.symbol, self.timeframe, f)))
         return out
 
-    def _on_bar(self, state: PatternsState, bar: Bar, at: EntryId) -> list[Output]:
+    def _on_bar(
+        self, state: PatternsState, bar: Bar, at: EntryId
+    ) -> list[tuple[EntryId, PatternSignal]]:
         if bar.timeframe != self.timeframe or not bar.final:
             return []
         if bar.open_ts <= state.last_open_ts:
@@ -231,8 +283,8 @@ class PatternsFold:
             state.books.append(BookPoint(b.ts_event, asks, bids))
             del state.books[:-BOOKS_KEPT]
 
-    def _release(self, state: PatternsState) -> list[Output]:
-        out: list[Output] = []
+    def _release(self, state: PatternsState) -> list[tuple[EntryId, PatternSignal]]:
+        out = []
         period = TIMEFRAME_NS[self.timeframe] * SETTLE_NS
         while state.pending:
             w = state.pending[0]
@@ -245,7 +297,9 @@ class PatternsFold:
             out += self._on_consumption(state, w.event, EntryId(w.ms, w.seq))
         return out
 
-    def _on_consumption(self, state: PatternsState, c: Consumption, at: EntryId) -> list[Output]:
+    def _on_consumption(
+        self, state: PatternsState, c: Consumption, at: EntryId
+    ) -> list[tuple[EntryId, PatternSignal]]:
         inst = self._inst(state.symbol)
         lim = self._event_limits(state, inst, c.ts_event)
         if lim is None or not lim.ready:
