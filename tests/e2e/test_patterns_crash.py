@@ -93,7 +93,7 @@ def _actual(r: sync_redis.Redis, symbol: str) -> Entries:
 
 
 def _summary(entries: Entries) -> list[tuple[str, str, int]]:
-    out = []
+    out: list[tuple[str, str, int]] = []
     for entry_id, data in entries:
         m = codec.decode(data)
         assert isinstance(m, PatternSignal)
