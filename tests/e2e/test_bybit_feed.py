@@ -59,7 +59,7 @@ bybit = { category = "spot", symbol = "BTCUSDT" }
 """
 INSTRUMENTS = {
     "linear": [
-        instrument_row("BTCUSDT", "0.10", "0.001"),  # registry says 0.01: reported, on grid
+        instrument_row("BTCUSDT", "0.50", "0.001"),  # registry says 0.10: reported, on grid
         instrument_row("XRPUSDT", "0.0001", "1"),
         *(instrument_row(f"FILL{i}USDT", "0.01", "1") for i in range(5)),  # forces pages
     ],
@@ -277,7 +277,7 @@ async def test_feed_survives_faults_and_publishes_the_venue(start_feed: Any) -> 
     assert any("u jumped" in g.reason for g in xrp_gaps)
 
     # the venue's facts (instruments-info) before the first trade, and again after the reconnect
-    for symbol, tick, step in (("BTCUSDT", 0.10, 0.001), ("BTCSPOT", 0.01, 0.000001)):
+    for symbol, tick, step in (("BTCUSDT", 0.50, 0.001), ("BTCSPOT", 0.01, 0.000001)):
         msgs = await feed.messages(symbol, "trades")
         specs = [m for m in msgs if isinstance(m, InstrumentSpec)]
         assert len(specs) >= 2, symbol  # at start and on the reconnect

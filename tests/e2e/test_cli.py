@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis as sync_redis
-from tests.support.servers import spawn_service, stop, wait_for
+from tests.support.servers import free_port, spawn_service, stop, wait_for
 
 from ofcommon import codec, keys
+from ofcommon.embedded import redis_server_binary
 from ofcommon.messages import MESSAGE_TYPES, Side, Trade
 
 pytestmark = [pytest.mark.e2e]
@@ -64,20 +66,62 @@ def test_config_errors_are_precise(service_env: dict[str, str]) -> None:
     assert "OF_INSTRUMENT: unknown variable (did you mean OF_INSTRUMENTS?)" in out.stderr
 
 
-def test_run_logs_never_contain_secrets(service_env: dict[str, str], tmp_path: Path) -> None:
-    url = service_env["OF_REDIS_URL"]
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of its own that requires a password: the URL, password included."""
+    password = "redis-pw-never-logged"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(redis_server_binary()),
+            *("--bind", "127.0.0.1", "--port", str(port), "--requirepass", password),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        client = sync_redis.Redis.from_url(url, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except sync_redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    try:
+        wait_for(answers, 30, "the password-protected redis-server")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_run_logs_never_contain_secrets(
+    service_env: dict[str, str], password_redis: str, tmp_path: Path
+) -> None:
+    env = {**service_env, "OF_REDIS_URL": password_redis}
+    password = "redis-pw-never-logged"
     token = "987654:do-not-print-me"
+    noauth = password_redis.replace(f":{password}@", "@")
+    denied = ofx({**service_env, "OF_REDIS_URL": noauth}, "check", "alerts")
+    assert denied.returncode == 1  # the password matters
+    assert "Redis unreachable" in denied.stderr
     proc = spawn_service(
-        "alerts", service_env, tmp_path, "alerts", OF_TELEGRAM_BOT_TOKEN=token, OF_LOG_LEVEL="DEBUG"
+        "alerts", env, tmp_path, "alerts", OF_TELEGRAM_BOT_TOKEN=token, OF_LOG_LEVEL="DEBUG"
     )
     try:
-        wait_for(lambda: ofx(service_env, "check", "alerts").returncode == 0, 30, "alerts healthy")
+        wait_for(lambda: ofx(env, "check", "alerts").returncode == 0, 30, "alerts healthy")
     finally:
         assert stop(proc) == 0
     text = (tmp_path / "alerts.log").read_text()
-    assert '"msg": "started"' in text
+    [started] = [json.loads(line) for line in text.splitlines() if '"msg": "started"' in line]
+    host = password_redis.split("@", 1)[1]
+    assert started["redis"] == f"redis://:***@{host}"  # which Redis, its password masked
+    assert password not in text
     assert token not in text
-    assert url.split("@")[-1] in text or "started" in text
 
 
 def test_check_fails_without_a_live_worker(service_env: dict[str, str]) -> None:

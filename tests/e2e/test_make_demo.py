@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import redis as sync_redis
 from tests.support.servers import wait_for
 
 from ofcommon import codec, keys
+from ofcommon.instruments import load_registry
 from ofcommon.messages import (
     Bar,
     BookSnapshot,
@@ -47,6 +49,19 @@ def _last(r: sync_redis.Redis, symbol: str, kind: str, cls: type[Bar]) -> Bar:
     return found[-1]
 
 
+def _wide_bars(r: sync_redis.Redis, symbol: str) -> list[Bar]:
+    """The final 1m bars of 10+ footprint rows, once at least three have imbalances and one a
+    stacked run (else empty: keep waiting)."""
+    bars = [
+        m
+        for m in _messages(r, symbol, "bars")
+        if isinstance(m, Bar) and m.final and m.timeframe == "1m" and len(m.footprint) >= 10
+    ]
+    ok = sum(1 for b in bars if b.imbalances) >= 3 and any(b.stacked for b in bars)
+    return bars if ok else []
+
+
+@pytest.mark.timeout(240)
 def test_demo_stack_publishes_the_simulated_market(clean_redis: str, free_tmp: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
     env |= {
@@ -92,6 +107,21 @@ def test_demo_stack_publishes_the_simulated_market(clean_redis: str, free_tmp: P
             _wait_for_kind(r, symbol, "profile", lambda m: isinstance(m, ProfileUpdate))
             _wait_for_kind(r, symbol, "bookstats", lambda m: isinstance(m, BookStats) and m.valid)
             _wait_for_kind(r, symbol, "consumption", lambda m: isinstance(m, Consumption))
+        # Footprints at the registry's footprint row: 10+ rows a minute with imbalances and
+        # stacked runs where the flow has them (background minutes; episodes script a few ticks).
+        registry = load_registry()
+        for symbol in ("BTCUSDT", "NAS100USDT", "EURUSD"):
+            row = registry.get(symbol).footprint_row
+            wide = wait_for(
+                lambda s=symbol: _wide_bars(r, s),
+                120,
+                f"{symbol} 1-minute bars of 10+ footprint rows",
+            )
+            for bar in wide:
+                steps = [(b.price - a.price) / row for a, b in pairwise(bar.footprint)]
+                assert all(abs(x - round(x)) < 1e-6 and round(x) >= 1 for x in steps), symbol
+            assert any(b.imbalances for b in wide), symbol
+            assert any(b.stacked for b in wide), symbol
         labels = var_dir / "sim" / "labels.jsonl"
         wait_for(lambda: labels.is_file() and labels.stat().st_size > 0, 60, "episode labels")
         proc.send_signal(signal.SIGINT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -67,11 +66,10 @@ def test_three_workers_share_and_recover(service_env: dict[str, str], tmp_path: 
 
         procs["w3"].send_signal(signal.SIGKILL)
         procs["w3"].wait()
-        killed_at = time.monotonic()
         live = ["w1", "w2"]
-        wait_for(lambda: _settled(r, live), 10, "the survivors to take over w3's share")
-        assert time.monotonic() - killed_at < 10
-        wait_for(lambda: _balanced(r, live, [15, 15]), 5, "an even split between two")
+        # Bounds only so a broken takeover fails instead of hanging; how fast is for bench/.
+        wait_for(lambda: _settled(r, live), 60, "the survivors to take over w3's share")
+        wait_for(lambda: _balanced(r, live, [15, 15]), 60, "an even split between two")
 
         procs["w4"] = spawn_service(STAGE, env, tmp_path, "w4", OF_WORKER_ID="w4")
         live = ["w1", "w2", "w4"]
@@ -96,13 +94,13 @@ def test_three_workers_share_and_recover(service_env: dict[str, str], tmp_path: 
     assert left == {}  # clean stops release everything
 
 
-def test_stop_is_clean_and_fast(service_env: dict[str, str], tmp_path: Path) -> None:
+def test_stop_is_clean(service_env: dict[str, str], tmp_path: Path) -> None:
     proc = spawn_service(STAGE, service_env, tmp_path, "solo", OF_WORKER_ID="solo")
     r = sync_redis.Redis.from_url(service_env["OF_REDIS_URL"])
     try:
         wait_for(lambda: len(_lease_owners(r)) == 30, 30, "the solo worker to own everything")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        assert proc.wait(60) == 0
         assert _lease_owners(r) == {}
         assert r.get(keys.health(STAGE, "solo")) is None
         assert r.zcard(keys.workers(STAGE)) == 0

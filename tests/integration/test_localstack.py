@@ -5,6 +5,7 @@ Runs ofcommon.localstack.main in a subprocess with stand-in services and a Redis
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -17,7 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
+import redis
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -45,6 +48,9 @@ client.close()
 while not stopping:
     time.sleep(0.05)
 print(f"{service} stopping on SIGTERM", file=sys.stderr, flush=True)
+if mode == "slow-term":  # a real service checkpoints and releases before it exits
+    time.sleep(1.0)
+    print(f"{service} stopped", flush=True)
 """
 
 DRIVER = r"""
@@ -243,4 +249,161 @@ def test_crashed_service_is_restarted_and_stragglers_are_killed(
 
     assert "killing patterns: still running after SIGTERM" in supervisor.output
     assert supervisor.output.count("started analytics") == 2
+    assert _leftovers(free_tmp) == []
+
+
+def _stack_url(supervisor: Supervisor, name: str) -> str:
+    """The URL the supervisor announced for its embedded `name` server."""
+    line = supervisor.wait_for(rf"\| {name} +\S+://")
+    return line.split("|", 1)[1].split()[1]
+
+
+def _server_pid(supervisor: Supervisor, comm: str) -> int:
+    [pid] = [p.pid for p in supervisor.descendants() if _is_server(p, comm)]
+    return pid
+
+
+def _is_server(proc: psutil.Process, comm: str) -> bool:
+    """The server's own process, not one of the backends it forks (which come and go)."""
+    try:
+        parent = proc.parent()
+        return proc.name() == comm and parent is not None and parent.name() != comm
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _postgres_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+            return conn.execute("SELECT 41 + 1").fetchone() == (42,)
+    except psycopg.OperationalError:
+        return False
+
+
+def test_dead_servers_are_restarted_on_their_ports(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    supervisor = run_supervisor("", ["--services", "api"])
+    redis_url = _stack_url(supervisor, "redis")
+    pg_url = _stack_url(supervisor, "postgres")
+    supervisor.wait_for(r"all 1 services healthy")
+
+    for name, comm, answers, url in (
+        ("redis", "redis-server", _redis_answers, redis_url),
+        ("postgres", "postgres", _postgres_answers, pg_url),
+    ):
+        old = _server_pid(supervisor, comm)
+        os.kill(old, signal.SIGKILL)
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        supervisor.wait_for(
+            rf"{name} \(pid {old}\) died \(killed by SIGKILL\); restarting it on port {port}"
+        )
+        supervisor.wait_for(rf"{name} restarted \(pid \d+")
+        assert answers(url), f"{name} does not answer on {url} after its restart"
+        assert _server_pid(supervisor, comm) != old
+
+    assert supervisor.process.poll() is None
+    supervisor.process.send_signal(signal.SIGTERM)
+    assert supervisor.finish() == 0, supervisor.output
+    assert _leftovers(free_tmp) == []
+
+
+def test_second_stack_refuses_and_leaves_the_first_alone(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    first = run_supervisor("", ["--services", "api"])
+    redis_url = _stack_url(first, "redis")
+    first.wait_for(r"all 1 services healthy")
+    redis_pid = _server_pid(first, "redis-server")
+
+    second = run_supervisor("", ["--services", "api", "--until-healthy"])
+    assert second.finish() == 1, second.output
+    assert f"another local stack (pid {first.process.pid}) is running" in second.output
+    assert "started api" not in second.output
+
+    assert _server_pid(first, "redis-server") == redis_pid
+    assert _redis_answers(redis_url)
+    assert first.process.poll() is None
+    first.process.send_signal(signal.SIGTERM)
+    assert first.finish() == 0, first.output
+
+
+def test_ofx_commands_from_another_terminal_find_the_stack(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    supervisor = run_supervisor("", ["--services", "api"])
+    redis_url = _stack_url(supervisor, "redis")
+    supervisor.wait_for(r"all 1 services healthy")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.xadd("of:{BTCUSDT}:trades", {"d": b"x"})
+    finally:
+        client.close()
+
+    # A second terminal in the same folder: no OF_* variable at all.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
+    ofx = [sys.executable, "-m", "ofcommon.cli", "streams", "--json"]
+    done = subprocess.run(
+        ofx, cwd=free_tmp, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert [row["stream"] for row in json.loads(done.stdout)] == ["of:{BTCUSDT}:trades"]
+    assert f"pid {supervisor.process.pid}" in done.stderr
+    assert redis_url in done.stderr
+
+    supervisor.process.send_signal(signal.SIGTERM)
+    assert supervisor.finish() == 0, supervisor.output
+    # `config` resolves the URLs without connecting (the default Redis is not ours to scan).
+    config = [sys.executable, "-m", "ofcommon.cli", "config", "api"]
+    after = subprocess.run(
+        config, cwd=free_tmp, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "no local stack runs on ./var" in after.stderr
+
+
+def test_a_server_that_keeps_dying_stops_the_stack_saying_why(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    supervisor = run_supervisor("", ["--services", "api"])
+    supervisor.wait_for(r"all 1 services healthy")
+    for _ in range(3):  # three restarts within a minute are allowed...
+        os.kill(_server_pid(supervisor, "redis-server"), signal.SIGKILL)
+        supervisor.wait_for(r"redis restarted \(pid \d+")
+    os.kill(_server_pid(supervisor, "redis-server"), signal.SIGKILL)  # ...a fourth death is not
+
+    assert supervisor.finish() == 1, supervisor.output
+    assert re.search(
+        r"redis \(pid \d+\) died \(killed by SIGKILL\) 4 times within 60s; stopping the stack"
+        r" \(see .*/var/redis/redis.log\)",
+        supervisor.output,
+    ), supervisor.output
+    assert "api stopping on SIGTERM" in supervisor.output  # the services were stopped first
+    assert _leftovers(free_tmp) == []
+
+
+def test_one_ctrl_c_delivered_twice_still_stops_cleanly(
+    run_supervisor: StartSupervisor, free_tmp: Path
+) -> None:
+    # Ctrl-C on `make run` reaches ofx from the terminal and again forwarded by `uv run`.
+    modes = "analytics=slow-term,api=slow-term"
+    supervisor = run_supervisor(modes, ["--services", "analytics,api"])
+    supervisor.wait_for(r"all 2 services healthy")
+    supervisor.process.send_signal(signal.SIGINT)
+    supervisor.process.send_signal(signal.SIGINT)
+
+    assert supervisor.finish() == 0, supervisor.output
+    assert "killing" not in supervisor.output
+    assert "api stopping on SIGTERM" in supervisor.output
+    assert "analytics stopping on SIGTERM" in supervisor.output
+    assert "api       | api stopped" in supervisor.output  # not killed halfway
     assert _leftovers(free_tmp) == []

@@ -24,7 +24,7 @@ from of_feed_mt5.parser import Mt5Parser
 from of_feed_mt5.service import Mt5Settings, main
 from of_feed_mt5.venue import VENUE
 from ofcommon import codec, keys
-from ofcommon.instruments import load_registry
+from ofcommon.instruments import Registry, load_registry
 from ofcommon.messages import BookSnapshot, Heartbeat, Message, Quote, SideSource, SizeKind, Trade
 from ofcommon.recording import read_recording
 from ofcommon.service import ServiceContext
@@ -173,7 +173,7 @@ def _key(t: Trade) -> tuple[object, ...]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
-    bridge: tuple[int, Any], redis: aioredis.Redis
+    bridge: tuple[int, Any], redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     port, ctl = bridge
     pivot = int(time.time() * 1000) + 2_500
@@ -186,11 +186,12 @@ async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
         for p in Mt5Parser(registry).parse(0, _frame("EURUSD", demo.eurusd))
         if isinstance(p.msg, Trade)
     ]
-    expected_btc = [
-        p.msg
-        for p in Mt5Parser(registry).parse(0, _frame("BTCUSDT", demo.btc.ticks))
-        if isinstance(p.msg, Trade)
-    ]
+    expected_btc = _terminal_trades(registry, "BTCUSDT", demo.btc.ticks)
+    # Both are Bybit's by default (one source per instrument): this run has no Bybit feed.
+    mt5_sourced = tmp_path / "instruments.toml"
+    mt5_sourced.write_text(
+        '[instruments.BTCUSDT]\nsource = "mt5"\n[instruments.XAUUSDT]\nsource = "mt5"\n'
+    )
     settings = Mt5Settings(
         mt5_bridge_host="127.0.0.1",
         mt5_bridge_port=port,
@@ -200,6 +201,7 @@ async def test_feed_through_the_bridge_publishes_exactly_the_terminal_ticks(
         mt5_poll_ms=25,
         mt5_history_days=0.05,
         instruments="EURUSD,BTCUSDT,XAUUSDT,EURGBP",
+        registry_file=str(mt5_sourced),
     )
     stop = asyncio.Event()
     ctx: ServiceContext[Mt5Settings] = ServiceContext(
@@ -287,6 +289,26 @@ def _frame(instrument: str, ticks: Any) -> bytes:
     return frames.ticks_frame(instrument, data.DEMO_SYMBOLS[instrument], "+120", ticks.tolist())
 
 
+# The fake terminal's own tick where it differs from the registry's (BTCUSD: 0.01, the registry
+# 0.10): the feed sends the symbol frame first and prices snap to the terminal's tick.
+_TERMINAL_TICK = {"BTCUSDT": 0.01}
+
+
+def _terminal_trades(registry: Registry, instrument: str, ticks: Any) -> list[Trade]:
+    parser = Mt5Parser(registry)
+    if instrument in _TERMINAL_TICK:
+        tick = _TERMINAL_TICK[instrument]
+        symbol = frames.SymbolFrame(
+            instrument=instrument,
+            symbol=data.DEMO_SYMBOLS[instrument],
+            clock="+120",
+            point=tick,
+            tick_size=tick,
+        )
+        parser.parse(0, frames.encode(symbol))
+    return [p.msg for p in parser.parse(0, _frame(instrument, ticks)) if isinstance(p.msg, Trade)]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_ofx_record_captures_frames_that_replay_to_the_terminal_ticks(
@@ -325,9 +347,5 @@ async def test_ofx_record_captures_frames_that_replay_to_the_terminal_ticks(
                 if isinstance(p.msg, Trade):
                     trades[p.symbol].append(p.msg)
     for inst, ticks in (("EURUSD", demo.eurusd), ("BTCUSDT", demo.btc.ticks)):
-        want = [
-            _key(p.msg)
-            for p in Mt5Parser(registry).parse(0, _frame(inst, ticks))
-            if isinstance(p.msg, Trade)
-        ]
+        want = [_key(t) for t in _terminal_trades(registry, inst, ticks)]
         assert [_key(t) for t in trades[inst]] == want

@@ -154,8 +154,8 @@ def test_session_cvd_resets_at_the_utc_day_and_total_does_not() -> None:
 
 
 def test_cvd_follows_the_instruments_session() -> None:
-    # SP500 trades the NY cash session, 13:30-20:00 UTC in August (EDT). A bar before the open
-    # counts toward that day's session; a bar after the close toward the next day's.
+    # SP500 trades the NY cash session, 13:30-20:00 UTC in August (EDT). Out-of-hours bars add to
+    # the continuous CVD only; the session CVD resets at the open and holds through the night.
     inst = Registry(default_instruments()).get("SP500")
     b = BarBuilder.for_instrument(inst, composed=())
     trades = [
@@ -165,7 +165,12 @@ def test_cvd_follows_the_instruments_session() -> None:
         tr(utc("2024-08-08T13:45:00"), 5000.0, 3.0, SELL),
     ]
     bars = finals(b, trades, utc("2024-08-09T00:00:00"))
-    assert [(x.cvd, x.cvd_total) for x in bars] == [(2.0, 2.0), (1.0, 1.0), (4.0, 5.0), (1.0, 2.0)]
+    assert [(x.cvd, x.cvd_total) for x in bars] == [
+        (0.0, 2.0),
+        (-1.0, 1.0),
+        (-1.0, 5.0),
+        (-3.0, 2.0),
+    ]
 
 
 def test_big_trades_fixed_size() -> None:
@@ -387,13 +392,13 @@ def test_registry_footprint_table_sets_the_bar_builders_parameters(tmp_path: Pat
     t0 = 1_700_000_040 * 1_000_000_000
     # 5.0 at the ask one row above 2.5 at the bid: 2x, an imbalance for ATAS (1.5x, and above its
     # minimum volume of 2) but not for the default 3x
-    sizes = [(5.0, Side.BUY, 100.0 + inst.row_size), (2.5, Side.SELL, 100.0)]
+    sizes = [(5.0, Side.BUY, 100.0 + inst.footprint_row), (2.5, Side.SELL, 100.0)]
     for i, (size, side, price) in enumerate(sizes):
         builder.on_trade(state, Trade(t0 + i, t0 + i, price, size, side, f"r{i}"))
     bar = builder.partial(state)
     assert bar is not None
     assert [(b.size, b.side) for b in bar.big_trades] == [(5.0, Side.BUY)]  # fixed size 5
-    assert [(x.price, x.side) for x in bar.imbalances] == [(100.0 + inst.row_size, Side.BUY)]
+    assert [(x.price, x.side) for x in bar.imbalances] == [(100.0 + inst.footprint_row, Side.BUY)]
     default = BarBuilder.for_instrument(load_registry().get("BTCUSDT"))
     dstate = default.initial()
     for i, (size, side, price) in enumerate(sizes):

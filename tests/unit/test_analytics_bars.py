@@ -103,7 +103,7 @@ def test_row_mapping_is_robust_to_float_error() -> None:
         for k in (1, 7, 12345):
             p = bi.row_price(k)
             assert bi.row_of(p) == k
-            assert bi.row_of(p + inst.tick_size * (inst.ticks_per_row - 1)) == k
+            assert bi.row_of(p + inst.tick_size * (inst.footprint.row_ticks - 1)) == k
 
 
 def test_bar_closes_on_heartbeat_exactly_once() -> None:
@@ -281,7 +281,8 @@ def _binance_trades() -> list[Trade]:
 def test_real_binance_bars_match_straightforward_aggregation() -> None:
     trades = _binance_trades()
     assert len(trades) > 1000
-    inst = Registry(default_instruments()).get("BTCUSDT")
+    # Binance spot trades on a 0.01 grid: the engines follow the tick the Instrument carries.
+    inst = msgspec.structs.replace(Registry(default_instruments()).get("BTCUSDT"), tick_size=0.01)
     b = BarBuilder.for_instrument(inst, composed=("5m",))
     state = b.initial()
     bars: list[Bar] = []
@@ -293,7 +294,7 @@ def test_real_binance_bars_match_straightforward_aggregation() -> None:
     bars.extend(b.advance(state, trades[-1].ts_event + 2 * TIMEFRAMES["1D"]))
     # Independent aggregation with Decimal on the exchange's own strings' grid.
     tick = Decimal("0.01")
-    row = Decimal(str(inst.row_size))
+    row = inst.footprint.row_ticks * tick  # the footprint row, not the profile's
     groups: dict[int, list[Trade]] = defaultdict(list)
     last_open = -1
     for t in trades:

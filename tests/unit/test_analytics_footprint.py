@@ -212,7 +212,7 @@ def test_session_cvd_resets_and_continuous_does_not() -> None:
         stats = cd.on_bar(state, bar(rows, open_ts=ts))
         assert stats is not None
         got.append((stats.session_start, stats.session_cvd, stats.cvd))
-    # After the close the bar belongs to the next session: the session delta restarts there.
-    assert got == [(s1, 10.0, 10.0), (s1, 20.0, 20.0), (s2, -3.0, 17.0), (s2, -6.0, 14.0)]
+    # After the close a bar adds to the continuous CVD only; the session one restarts at the open.
+    assert got == [(s1, 10.0, 10.0), (s1, 20.0, 20.0), (s1, 20.0, 17.0), (s2, -3.0, 14.0)]
     assert cd.on_bar(state, bar(up, open_ts=s2)) is None  # already counted
     assert cd.on_bar(state, bar(up, open_ts=s2 + 60 * S, final=False)) is None

@@ -28,6 +28,7 @@ from ofcommon.messages import Bar, Side, SideSource, Trade
 from ofcommon.sessions import SESSIONS
 
 DAY = TIMEFRAMES["1D"]
+CME_DAY_OPEN = 1_703_541_600 * 1_000_000_000  # 2023-12-25T22:00:00Z = 17:00 EST, Globex reopens
 
 
 class Row(NamedTuple):
@@ -57,8 +58,10 @@ def rows() -> list[Row]:
 def es(row_size: float) -> Instrument:
     """The registry's S&P 500 entry with the E-mini's real tick (the CFD entry quotes 0.1)."""
     sp500 = load_registry().get("SP500")
+    # Bars and profile at the same row here: footprint rows of row_size / 0.25 ticks.
+    fp = msgspec.structs.replace(sp500.footprint, row_ticks=round(row_size / 0.25))
     return msgspec.structs.replace(
-        sp500, symbol="ESH4", tick_size=0.25, row_size=row_size, mt5=None
+        sp500, symbol="ESH4", tick_size=0.25, row_size=row_size, mt5=None, footprint=fp
     )
 
 
@@ -120,11 +123,12 @@ def plain_sides(raw: list[Row]) -> Iterator[tuple[Row, bool]]:
             yield r, move > 0
 
 
-def plain_bars(raw: list[Row], period: int, row: Decimal) -> dict[int, Plain]:
+def plain_bars(raw: list[Row], period: int, row: Decimal, origin: int = 0) -> dict[int, Plain]:
+    """Bars of ``period`` counted from ``origin`` (the epoch, or the trading day's open)."""
     bars: dict[int, Plain] = {}
     for r, buy in plain_sides(raw):
         price = Decimal(r.price)
-        start = r.ts - r.ts % period
+        start = r.ts - (r.ts - origin) % period
         b = bars.get(start)
         if b is None:
             b = bars[start] = Plain(price, price, price, price)
@@ -199,7 +203,9 @@ def test_real_esh4_bars_and_footprints_equal_a_plain_aggregation(row_size: float
     row = Decimal(str(row_size))
     for tf in ("1m", *COMPOSED):
         ours = [b for b in bars if b.timeframe == tf]
-        plain = plain_bars(raw, TIMEFRAMES[tf], row)
+        # 4h and 1D bars count from the CME trading day's open, 17:00 New York (22:00 UTC).
+        origin = CME_DAY_OPEN if tf in ("4h", "1D") else 0
+        plain = plain_bars(raw, TIMEFRAMES[tf], row, origin)
         assert [b.open_ts for b in ours] == sorted(plain), tf
         for bar in ours:
             assert_bar(bar, plain[bar.open_ts], TIMEFRAMES[tf], row)

@@ -20,9 +20,15 @@ from ofcommon.venue import Published
 S = 1_000_000_000
 MIN = 60 * S
 MIDNIGHT = 1_700_006_400 * S  # 2023-11-15 00:00 UTC
-SYMBOL = "BTCUSDT"  # registry tick 0.01, row 10
+SYMBOL = "BTCUSDT"
 VENUE_TICK = 0.10  # what Bybit's instruments-info says for BTCUSDT linear
-REGISTRY = load_registry()
+# A registry whose tick is stale (0.01, row 10), as the shipped one was before it learnt 0.10.
+REGISTRY = Registry(
+    [
+        msgspec.structs.replace(i, tick_size=0.01) if i.symbol == SYMBOL else i
+        for i in load_registry()
+    ]
+)
 # The reference: the same registry, but with the venue's tick written in it.
 AT_VENUE_TICK = Registry(
     [

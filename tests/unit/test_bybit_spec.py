@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from tests.support.fake_bybit import instrument_row
 
@@ -20,7 +21,13 @@ from ofcommon.messages import BookSnapshot, BookStats, InstrumentSpec
 from ofcommon.recording import RecordingWriter, read_recording
 from ofcommon.venue import BadFrame, Published
 
-REGISTRY = Registry(default_instruments())
+# A registry whose BTCUSDT tick is stale (0.01), as the shipped one was before it learnt 0.10.
+REGISTRY = Registry(
+    [
+        msgspec.structs.replace(i, tick_size=0.01) if i.symbol == "BTCUSDT" else i
+        for i in default_instruments()
+    ]
+)
 MS = 1_000_000
 T_MS = 1_733_011_200_000
 ROWS = [instrument_row("BTCUSDT", "0.10", "0.001"), instrument_row("BZUSDT", "0.001", "0.1")]

@@ -102,7 +102,8 @@ SEED_ROWS = {
     "NZDUSD": (0.00001, 0.0005, "FULL_DAY", (20, 2, 3), (15, 1.4, 3), (3, 8, 2000, 5), (3, 0.25)),
     "GBPJPY": (0.001, 0.05, "FULL_DAY", (20, 2, 3), (15, 1.4, 3), (3, 8, 2000, 5), (3, 0.25)),
     "GOOGL": (0.01, 0.5, "NY_CASH", (20, 2, 3), (15, 1.5, 3), (3, 8, 2000, 5), (3, 0.30)),
-    "BTCUSDT": (0.01, 10.0, "FULL_DAY", (20, 3, 3), (15, 1.5, 4), (3, 8, 2000, 5), (3, 0.25)),
+    # The seed's tick 0.01 is corrected to Bybit linear's 0.10 (test_venue_ticks_are_the_venues).
+    "BTCUSDT": (0.1, 10.0, "FULL_DAY", (20, 3, 3), (15, 1.5, 4), (3, 8, 2000, 5), (3, 0.25)),
 }
 
 
@@ -168,7 +169,7 @@ def test_row_size_is_a_positive_multiple_of_tick_size(registry: Registry) -> Non
         assert ratio >= 1
         assert math.isclose(ratio, round(ratio), rel_tol=1e-9), i.symbol
         assert i.ticks_per_row == round(ratio)
-    assert registry.get("BTCUSDT").ticks_per_row == 1000
+    assert registry.get("BTCUSDT").ticks_per_row == 100
     assert registry.get("EURUSD").ticks_per_row == 50
 
 
@@ -260,7 +261,7 @@ def test_toml_overrides_one_field_and_one_nested_param(tmp_path: Path) -> None:
         tmp_path,
         """
         [instruments.BTCUSDT]
-        tick_size = 0.1
+        tick_size = 0.5
 
         [instruments.BTCUSDT.absorption]
         min_aggressive_volume = 35
@@ -268,11 +269,11 @@ def test_toml_overrides_one_field_and_one_nested_param(tmp_path: Path) -> None:
     )
     reg = load_registry(path)
     btc, seed = reg.get("BTCUSDT"), load_registry().get("BTCUSDT")
-    assert btc.tick_size == 0.1
+    assert btc.tick_size == 0.5
     assert btc.absorption.min_aggressive_volume == 35.0
     assert btc.absorption.big_trade_filter == seed.absorption.big_trade_filter
     assert btc.absorption.min_attempts == seed.absorption.min_attempts
-    assert msgspec.structs.replace(btc, tick_size=0.01, absorption=seed.absorption) == seed
+    assert msgspec.structs.replace(btc, tick_size=0.1, absorption=seed.absorption) == seed
     assert [i for i in reg if i.symbol != "BTCUSDT"] == [
         i for i in load_registry() if i.symbol != "BTCUSDT"
     ]
@@ -331,9 +332,9 @@ def test_toml_adds_an_instrument_and_edits_venues(tmp_path: Path) -> None:
             "[instruments.BTCUSDT] absorption: object contains unknown field min_volume",
         ),
         (
-            "[instruments.BTCUSDT]\nrow_size = 0.015",
-            "[instruments.BTCUSDT] row_size: 0.015 is not a positive whole multiple of"
-            " tick_size 0.01",
+            "[instruments.BTCUSDT]\nrow_size = 0.15",
+            "[instruments.BTCUSDT] row_size: 0.15 is not a positive whole multiple of"
+            " tick_size 0.1",
         ),
         (
             '[instruments.BTCUSDT]\nsession = "TOKYO"',

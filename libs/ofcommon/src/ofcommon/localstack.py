@@ -6,6 +6,7 @@ Supervises the services as child processes: prefixed output, health report, rest
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import signal
@@ -18,24 +19,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Final, TextIO
+from typing import IO, Final, TextIO
 
-from ofcommon.service import registered
-
-if TYPE_CHECKING:
-    from ofcommon.embedded import EmbeddedServer
+from ofcommon.service import names
+from ofcommon.stackfile import DEFAULT_VAR_DIR, StackLock, StackRunningError
+from ofcommon.stackservers import ServerFailure, StackServers, describe_exit
 
 __all__ = [
     "DEFAULT_SERVICES",
     "SERVICES",
     "ChildCommand",
     "HealthCheck",
-    "cli_health_check",
     "main",
+    "redis_health_check",
     "service_command",
 ]
 
-SERVICES: Final = tuple(sorted(registered()))
+SERVICES: Final = names()
 # The simulator writes into the same streams as the live feeds: only `make demo` asks for it.
 DEFAULT_SERVICES: Final = tuple(s for s in SERVICES if s != "sim")
 
@@ -48,8 +48,10 @@ HealthCheck = Callable[[str, Mapping[str, str]], bool]
 SUPERVISOR_NAME: Final = "ofx"
 MAX_RESTARTS_PER_MINUTE: Final = 5
 MAX_BACKOFF: Final = 30.0
-HEALTH_POLL_INTERVAL: Final = 1.0
+HEALTH_POLL_INTERVAL: Final = 0.25
 CHECK_TIMEOUT: Final = 5.0
+SAME_SIGNAL_WINDOW_S: Final = 1.0
+"""Signals this close to the first one are the same stop request (see _StopRequest)."""
 _TICK: Final = 0.1
 
 _COLOURS: Final = ("36", "32", "33", "35", "34", "96", "92", "93", "95", "94")
@@ -61,29 +63,33 @@ def service_command(service: str) -> list[str]:
     return [sys.executable, "-m", "ofcommon.cli", "run", service]
 
 
-def cli_health_check(service: str, env: Mapping[str, str]) -> bool:
-    """`ofx check <service>` exits 0 when a worker of the service has a fresh health key."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "ofcommon.cli", "check", service],
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=CHECK_TIMEOUT,
-            start_new_session=True,
-            check=False,
+def redis_health_check(service: str, env: Mapping[str, str]) -> bool:
+    """What `ofx check <service>` asks (a fresh health key of a worker on this host), in-process:
+    a check subprocess costs seconds of interpreter start on a busy 2-core machine."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from ofcommon import health
+
+    async def ask() -> bool:
+        client = aioredis.Redis.from_url(
+            env["OF_REDIS_URL"], socket_timeout=CHECK_TIMEOUT, socket_connect_timeout=CHECK_TIMEOUT
         )
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
+        try:
+            return bool(await health.check(client, service))
+        except (OSError, RedisError):
+            return False
+        finally:
+            await client.aclose()
+
+    return asyncio.run(ask())
 
 
 def main(
     argv: list[str] | None = None,
     *,
     child_command: ChildCommand = service_command,
-    health_check: HealthCheck = cli_health_check,
+    health_check: HealthCheck = redis_health_check,
     out: TextIO | None = None,
 ) -> int:
     """Run the stack until SIGINT/SIGTERM (exit 0), or until healthy with --until-healthy."""
@@ -92,39 +98,51 @@ def main(
     console = _Console(out or sys.stdout, [SUPERVISOR_NAME, *args.services])
     stop = _StopRequest()
     previous_handlers = _install_signal_handlers(stop)
-    servers: list[EmbeddedServer] = []
+    var_dir: Path = args.var_dir.resolve()
+    lock = StackLock(var_dir)
+    servers = StackServers(var_dir, info=console.info, error=console.error)
     supervisor: _Supervisor | None = None
     try:
-        # Imported once Ctrl-C is ours: SQLAlchemy and Alembic take about a second to load.
-        from ofcommon.db import migrate
-        from ofcommon.embedded import start_postgres, start_redis
-
-        var_dir: Path = args.var_dir.resolve()
-        redis_url = os.environ.get("OF_REDIS_URL")
-        if not redis_url:
-            servers.append(start_redis(var_dir / "redis"))
-            redis_url = servers[-1].url
-            console.info(f"redis      {redis_url}  (data in {var_dir / 'redis'})")
-        database_url = os.environ.get("OF_DATABASE_URL")
-        if not database_url and not stop.requested:
-            servers.append(start_postgres(var_dir / "postgres"))
-            database_url = servers[-1].url
-            console.info(f"postgres   {database_url}  (data in {var_dir / 'postgres'})")
-        if stop.requested or not database_url:
+        # Before anything touches var/: a second stack must not take over the first one's
+        # servers as "stale".
+        lock.acquire()
+        # SQLAlchemy and Alembic take a second or more to import on a busy machine: load them
+        # while the servers boot (mostly waiting), not after.
+        preload = threading.Thread(target=_import_migrations, name="preload", daemon=True)
+        preload.start()
+        redis_url, database_url = servers.start(
+            redis=not os.environ.get("OF_REDIS_URL"),
+            postgres=not os.environ.get("OF_DATABASE_URL"),
+        )
+        redis_url = redis_url or os.environ["OF_REDIS_URL"]
+        database_url = database_url or os.environ["OF_DATABASE_URL"]
+        if stop.requested:
             console.info(f"received {stop.signal_name}, stopping")
             return 0
+        phases = {"servers": time.monotonic() - started}
+        preload.join()
+        from ofcommon.db import migrate
+
         migrate(database_url)
+        phases["migrations"] = time.monotonic() - started - phases["servers"]
+        lock.write_urls(servers.url("redis"), servers.url("postgres"))
         env = _child_env(redis_url, database_url)
-        env.setdefault("OF_SIM_LABELS_PATH", str(var_dir / "sim" / "labels.jsonl"))
+        # Only the simulator knows this variable; given to every child it would make each one
+        # import every service to tell it from a typo (see known_setting_fields).
+        sim_env = {"OF_SIM_LABELS_PATH": str(var_dir / "sim" / "labels.jsonl")}
         supervisor = _Supervisor(
             args.services,
             command=child_command,
             env=env,
+            service_env={"sim": {**sim_env, **env}},
             console=console,
             log_dir=var_dir / "logs",
         )
         supervisor.start_all()
-        return _supervise(supervisor, health_check, stop, args, started)
+        return _supervise(supervisor, servers, health_check, stop, args, started, phases)
+    except (StackRunningError, ServerFailure) as exc:
+        console.error(str(exc))
+        return 1
     except Exception as exc:
         console.error(f"{type(exc).__name__}: {exc}")
         return 1
@@ -132,11 +150,18 @@ def main(
         # Services first (they flush to Redis/PostgreSQL on the way out), then the servers.
         if supervisor is not None:
             supervisor.shutdown(args.stop_timeout, stop)
-        for server in reversed(servers):
-            server.stop()
-        if servers:
+        if servers.stop_all():
             console.info("servers stopped")
+        lock.release()
         _restore_signal_handlers(previous_handlers)
+
+
+def _import_migrations() -> None:
+    with contextlib.suppress(ImportError):  # migrate() then raises it where it is reported
+        import alembic.command
+        import alembic.runtime.migration  # noqa: F401
+
+        import ofcommon.db  # noqa: F401
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -153,7 +178,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--var-dir",
         type=Path,
-        default=Path("var"),
+        default=DEFAULT_VAR_DIR,
         help="data directory: redis/, postgres/, logs/ (default: ./var)",
     )
     parser.add_argument(
@@ -206,21 +231,28 @@ def _child_env(redis_url: str, database_url: str) -> dict[str, str]:
 
 def _supervise(
     supervisor: _Supervisor,
+    servers: StackServers,
     health_check: HealthCheck,
     stop: _StopRequest,
     args: argparse.Namespace,
     started: float,
+    phases: Mapping[str, float],
 ) -> int:
     console = supervisor.console
     with _HealthMonitor(args.services, health_check, supervisor.env) as health:
         announced = warned = False
         while not stop.requested:
             now = time.monotonic()
+            servers.watch(now)
             supervisor.poll(now)
             if not announced and health.all_healthy:
                 announced = True
+                # Where the start-up time went, so a slow start can be told apart at a glance.
+                spent = [f"{name} {seconds:.1f}s" for name, seconds in phases.items()]
+                spent.append(f"services {now - started - sum(phases.values()):.1f}s")
                 console.info(
                     f"all {len(args.services)} services healthy after {now - started:.1f}s"
+                    f" ({', '.join(spent)})"
                 )
                 if args.until_healthy:
                     return 0
@@ -242,8 +274,16 @@ class _StopRequest:
         self._event = threading.Event()
         self.count = 0
         self.signal_name = ""
+        self._first = 0.0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.count and now - self._first < SAME_SIGNAL_WINDOW_S:
+            # One Ctrl-C on `make run` arrives twice: from the terminal and forwarded by
+            # `uv run`. Only a second press, later, means "stop now".
+            return
+        if not self.count:
+            self._first = now
         self.count += 1
         self.signal_name = signal.Signals(signum).name
         self._event.set()
@@ -338,9 +378,11 @@ class _Supervisor:
         env: dict[str, str],
         console: _Console,
         log_dir: Path,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.command = command
         self.env = env
+        self.service_env = dict(service_env or {})
         self.console = console
         self.log_dir = log_dir
         self.children = [_Child(service) for service in services]
@@ -357,7 +399,7 @@ class _Supervisor:
             log = self._logs[child.service] = (self.log_dir / f"{child.service}.log").open("ab")
         child.process = subprocess.Popen(
             list(self.command(child.service)),
-            env=self.env,
+            env=dict(self.service_env.get(child.service, self.env)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -407,7 +449,7 @@ class _Supervisor:
             note = "restarting"
         child.restart_at = now + delay
         self.console.error(
-            f"{child.service} exited unexpectedly ({_describe_exit(code)}); {note} in {delay:.0f}s"
+            f"{child.service} exited unexpectedly ({describe_exit(code)}); {note} in {delay:.0f}s"
         )
 
     def _reap_exited(self) -> None:
@@ -470,13 +512,6 @@ def _reap_if_exited(process: subprocess.Popen[bytes]) -> int | None:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
 
 
 class _HealthMonitor:

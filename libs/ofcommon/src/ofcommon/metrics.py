@@ -41,6 +41,11 @@ DROPPED: Final = Counter(
 DEAD_LETTERS: Final = Counter(
     "of_dead_letters_total", "Entries sent to a dead-letter stream", ["service", "reason"]
 )
+TRIMMED_UNREAD: Final = Counter(
+    "of_trimmed_unread_total",
+    "Entries trimmed from an input stream before the consumer's group read them",
+    ["service", "kind"],
+)
 LAG: Final = Gauge(
     "of_stream_lag_entries", "Entries not yet delivered to the group", ["service", "stream"]
 )
@@ -58,9 +63,20 @@ FOLD_EVENTS: Final = Gauge(
     "Per-instrument tallies a stage's fold keeps in its state (late trades, gaps, duplicates, ...)",
     ["service", "symbol", "name"],
 )
+REFOLDS: Final = Counter(
+    "of_refolds_total",
+    "Owned-stage restarts from the checkpoint to re-fold without a dead-lettered input",
+    ["service"],
+)
 OWNED: Final = Gauge("of_owned_instruments", "Instruments this worker owns", ["service"])
 CHECKPOINTS: Final = Counter(
     "of_checkpoints_total", "Checkpoints by outcome", ["service", "outcome"]
+)
+
+SOURCE_REFUSED: Final = Counter(
+    "of_source_refused_total",
+    "Instruments a feed did not publish because another venue holds their source claim",
+    ["service", "symbol", "holder"],
 )
 
 

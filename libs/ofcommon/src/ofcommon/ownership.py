@@ -148,6 +148,8 @@ class Coordinator:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self.owned: dict[str, Lease] = {}
+        # Leases being handed back: still ours (renewed) until ``on_release`` has checkpointed.
+        self.releasing: dict[str, tuple[Lease, asyncio.Task[None]]] = {}
         self.members: dict[str, frozenset[str]] = {}
         self.ticks = 0
 
@@ -158,9 +160,13 @@ class Coordinator:
         desired = {s for s, w in assign(self.members).items() if w == self.worker_id}
         surplus = sorted(set(self.owned) - desired)
         for symbol in surplus:
-            await self._give_back(symbol)
+            # In the background: a final checkpoint may take long, and this tick must go on
+            # beating and renewing the other leases meanwhile.
+            lease = self.owned.pop(symbol)
+            task = asyncio.create_task(self._hand_over(lease), name=f"release:{symbol}")
+            self.releasing[symbol] = (lease, task)
         acquired: list[str] = []
-        for symbol in sorted(desired - set(self.owned)):
+        for symbol in sorted(desired - set(self.owned) - set(self.releasing)):
             gen = await self._acquire(
                 keys=[keys.lease(symbol, self.stage), keys.lease_generation(symbol, self.stage)],
                 args=[self.worker_id, self._ttl_ms],
@@ -185,9 +191,13 @@ class Coordinator:
 
     async def leave(self) -> None:
         """Hand back every instrument (checkpointed by ``on_release``) and leave the stage."""
-        released = sorted(self.owned)
+        released = sorted({*self.owned, *self.releasing})
         # All at once: each instrument's final checkpoint waits on its own worker, not on others.
-        await asyncio.gather(*(self._give_back(symbol) for symbol in released))
+        await asyncio.gather(
+            *(self._hand_over(self.owned.pop(symbol)) for symbol in sorted(self.owned)),
+            *(task for _, task in list(self.releasing.values())),
+            return_exceptions=True,
+        )
         if released:
             log.info("left the stage, released %s", ",".join(released))
         await self._beat(leaving=True)
@@ -205,10 +215,10 @@ class Coordinator:
         return members
 
     async def _renew_all(self) -> None:
-        if not self.owned:
+        leases = [*self.owned.values(), *(lease for lease, _ in self.releasing.values())]
+        if not leases:
             return
         pipe = self._redis.pipeline(transaction=False)
-        leases = list(self.owned.values())
         for lease in leases:
             await self._renew(
                 keys=[keys.lease(lease.symbol, self.stage)],
@@ -219,13 +229,25 @@ class Coordinator:
         for lease, ok in zip(leases, results, strict=True):
             if not int(ok):
                 log.warning("lost lease %s (generation %d)", lease.symbol, lease.generation)
-                del self.owned[lease.symbol]
-                await self._on_lost(lease)
+                if self.owned.get(lease.symbol) is lease:
+                    del self.owned[lease.symbol]
+                    await self._on_lost(lease)
+                # A lease lost while being handed back: its final checkpoint is refused by the
+                # fence; the release finishes on its own.
 
-    async def _give_back(self, symbol: str) -> None:
-        lease = self.owned.pop(symbol)
-        await self._on_release(lease)
-        await self._release(keys=[keys.lease(symbol, self.stage)], args=[lease.value])
+    async def _hand_over(self, lease: Lease) -> None:
+        """``on_release`` (stop and checkpoint), then free the lease for the next owner."""
+        try:
+            await self._on_release(lease)
+            await self._release(keys=[keys.lease(lease.symbol, self.stage)], args=[lease.value])
+        except Exception:
+            # Redis away: the lease lapses on its own and the next owner takes over from the
+            # last checkpoint.
+            log.exception("handing back %s failed", lease.symbol)
+        finally:
+            current = self.releasing.get(lease.symbol)
+            if current is not None and current[0] is lease:
+                del self.releasing[lease.symbol]
 
 
 def owners(leases: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:

@@ -20,3 +20,18 @@ def load_group(group: str, kind: type[T]) -> dict[str, T]:
             raise TypeError(f"entry point {ep.name} ({ep.value}) is not a {kind.__name__}")
         out[ep.name] = obj
     return out
+
+
+def group_names(group: str) -> tuple[str, ...]:
+    """The names registered under ``group``, sorted, without importing any of them."""
+    return tuple(sorted({ep.name for ep in entry_points(group=group)}))
+
+
+def load_one(group: str, name: str, kind: type[T]) -> T | None:
+    """The object registered as ``name`` under ``group`` (only that one is imported), or None."""
+    for ep in entry_points(group=group, name=name):
+        obj = ep.load()
+        if not isinstance(obj, kind):
+            raise TypeError(f"entry point {ep.name} ({ep.value}) is not a {kind.__name__}")
+        return obj
+    return None

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from ofcommon import logs, metrics
 from ofcommon.health import HealthReporter
-from ofcommon.service import Service, ServiceContext, all_setting_fields
+from ofcommon.service import Service, ServiceContext, known_setting_fields
 from ofcommon.settings import BaseSettings, SettingsError, load_settings
 
 log = logging.getLogger("ofcommon.runner")
@@ -31,6 +31,7 @@ def connect(settings: BaseSettings) -> aioredis.Redis:
         health_check_interval=10,
         socket_keepalive=True,
         max_connections=512,
+        socket_timeout=settings.socket_timeout_s(),
     )
 
 
@@ -97,7 +98,8 @@ async def serve(service: Service[Any], settings: BaseSettings) -> int:
         helpers.append(asyncio.create_task(health.run(stop), name="health"))
         if settings.parent_pid:
             helpers.append(asyncio.create_task(_watch_parent(settings.parent_pid, stop)))
-        log.info("started", extra={"pid": os.getpid()})
+        # Which Redis, for the operator: the URL's password is masked (and scrubbed anyway).
+        log.info("started", extra={"pid": os.getpid(), "redis": settings.redis_url.redacted()})
         main: asyncio.Future[None] = asyncio.ensure_future(service.main(ctx))
         stopper: asyncio.Future[None] = asyncio.ensure_future(_until(stop))
         await asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -129,7 +131,8 @@ async def serve(service: Service[Any], settings: BaseSettings) -> int:
 def run(service: Service[Any]) -> int:
     """Run ``service`` until SIGTERM/SIGINT; the process exit code."""
     try:
-        settings = load_settings(service.settings_type, known=all_setting_fields())
+        known = known_setting_fields(service.settings_type, os.environ)
+        settings = load_settings(service.settings_type, known=known)
     except SettingsError as err:
         print(f"ofx run {service.name}: configuration error: {err}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 PREFIX: Final = "OF_"
+DEFAULT_BLOCK_MS: Final = 1000  # GroupReader and the stages block this long unless told
+SOCKET_TIMEOUT_MARGIN_S: Final = 5.0
 REDACTED: Final = "***"
 
 _secrets: set[str] = set()
@@ -116,6 +118,7 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     health_ttl_s: Annotated[float, msgspec.Meta(ge=1)] = 15.0
     parent_pid: Annotated[int, msgspec.Meta(ge=0)] = 0
     shutdown_timeout_s: PositiveFloat = 20.0
+    redis_socket_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
     docs: ClassVar[Mapping[str, str]] = {
         "redis_url": "Redis URL (streams, leases, checkpoints)",
@@ -129,10 +132,35 @@ class BaseSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
         "health_ttl_s": "seconds a health report stays valid (ofx check)",
         "parent_pid": "exit when this process dies (set by the local stack)",
         "shutdown_timeout_s": "seconds allowed for a clean stop before giving up",
+        "redis_socket_timeout_s": (
+            "seconds a Redis reply may take; 0 = the longest blocking read + "
+            f"{SOCKET_TIMEOUT_MARGIN_S:g} s (an explicit value must exceed that read)"
+        ),
     }
+
+    def __post_init__(self) -> None:
+        longest = self.longest_block_ms() / 1000
+        if self.redis_socket_timeout_s and self.redis_socket_timeout_s <= longest:
+            # redis-py would time out every idle blocking read and the service crash-loop.
+            raise ValueError(
+                f"{env_name('redis_socket_timeout_s')}={self.redis_socket_timeout_s:g} must"
+                f" exceed the longest blocking read ({longest:g} s, OF_BLOCK_MS): leave it 0"
+                " to derive it"
+            )
 
     def resolved_worker_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def longest_block_ms(self) -> int:
+        """The longest blocking read (XREAD BLOCK) this service makes."""
+        return DEFAULT_BLOCK_MS
+
+    def socket_timeout_s(self) -> float:
+        """The Redis client's socket timeout: set, or derived from the longest blocking read so
+        an idle read returns empty instead of timing out."""
+        if self.redis_socket_timeout_s:
+            return self.redis_socket_timeout_s
+        return self.longest_block_ms() / 1000 + SOCKET_TIMEOUT_MARGIN_S
 
 
 class OwnedStageSettings(BaseSettings, kw_only=True, frozen=True):
@@ -144,7 +172,7 @@ class OwnedStageSettings(BaseSettings, kw_only=True, frozen=True):
     checkpoint_interval_s: PositiveFloat = 1.0
     checkpoint_every: Annotated[int, msgspec.Meta(ge=1)] = 5000
     read_count: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
-    block_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 1000
+    block_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = DEFAULT_BLOCK_MS
 
     docs: ClassVar[Mapping[str, str]] = {
         **BaseSettings.docs,
@@ -156,6 +184,9 @@ class OwnedStageSettings(BaseSettings, kw_only=True, frozen=True):
         "read_count": "entries per read",
         "block_ms": "milliseconds a blocking read waits for new entries",
     }
+
+    def longest_block_ms(self) -> int:
+        return max(self.block_ms, DEFAULT_BLOCK_MS)
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -15,28 +15,32 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 from redis.exceptions import RedisError
 
 from ofcommon import entry_ids, keys, metrics
 from ofcommon.bus import (
+    LAG_COUNT_CAP,
     LAG_REPORT_S,
     DeadLetters,
     Producer,
     Redis,
+    decode_fields,
     decode_value,
     ensure_group,
     observe_lag,
 )
 from ofcommon.checkpoint import SNAPSHOT_VERSION, Fence, Fenced, Snapshot
+from ofcommon.deliveries import MAX_DELIVERIES, poison_reason
 from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
-from ofcommon.messages import Message
+from ofcommon.messages import Gap, Message
 from ofcommon.ownership import Coordinator, Lease
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
+from ofcommon.trims import Trimmed, TrimWatch
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +109,10 @@ class Fold(Protocol[S]):
 
     ``step`` may update ``state`` in place and returns the outputs caused by one input message (of
     entry ``at`` on the input stream ``kind``) as ``Output`` tuples. It must be deterministic: no
-    clock, no randomness, no I/O. An output stream gets either only anchored outputs or none:
-    mixing the two would make IDs depend on the order they were released in.
+    clock, no randomness, no I/O. If it raises, the stage throws the state away (it may hold part
+    of the message), dead-letters the message and re-folds from the last checkpoint without it.
+    An output stream gets either only anchored outputs or none: mixing the two would make IDs
+    depend on the order they were released in.
     """
 
     stage: str
@@ -143,11 +149,32 @@ class StructStateFold(Generic[S]):
         return msgspec.msgpack.decode(data, type=self.state_type)
 
 
+GapKind = Literal["trades", "book"]
+_GAP_KINDS: dict[str, GapKind] = {"trades": "trades", "book": "book"}  # inputs a Gap can name
+
+
+class Rejected(Exception):
+    """Raised by an ``OutputsHook``: output ``index`` of the batch can never be taken (a
+    permanent error such as a row the database refuses). The input that produced it is
+    dead-lettered with ``reason`` and the instrument goes on without it."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"output {index} rejected: {reason}")
+        self.index = index
+        self.reason = reason
+
+
+class Refold(Exception):
+    """A worker's state may hold part of a dead-lettered input: restart from the checkpoint."""
+
+
 class StageTiming(msgspec.Struct, frozen=True):
     checkpoint_interval_s: float = 1.0
     checkpoint_every: int = 5000
     read_count: int = 1000
     block_ms: int = 1000
+    max_deliveries: int = MAX_DELIVERIES
+    release_timeout_s: float = 30.0  # a handed-back instrument's final checkpoint, at most
 
 
 class InstrumentWorker(Generic[S]):
@@ -174,6 +201,7 @@ class InstrumentWorker(Generic[S]):
         self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
         self._order = {s: n for n, s in enumerate(self._inputs)}  # ties of equal IDs: input order
         self._held: list[tuple[EntryId, str, str, Any]] = []
+        self._poison: dict[tuple[str, str], int] = {}
         self._fence = Fence(
             redis,
             symbol=lease.symbol,
@@ -183,6 +211,7 @@ class InstrumentWorker(Generic[S]):
         )
         self._producer = Producer(redis, service=service)
         self._dead = DeadLetters(redis, service)
+        self._trims = TrimWatch(redis, fold.stage, service=service, cap=LAG_COUNT_CAP)
         self._stopping = asyncio.Event()
         self._state: S = fold.initial(lease.symbol)
         self._positions: dict[str, str] = {}
@@ -256,17 +285,62 @@ class InstrumentWorker(Generic[S]):
         # Entries delivered to this instrument's consumer but not covered by the snapshot: the
         # previous owner read them and died (or was fenced) before its checkpoint.
         while cursors and not self._stopping.is_set():
-            batch = await self._fence.read(cursors, self._timing.read_count)
+            careful = await self._careful_head(cursors)
+            if careful is None:
+                batch = await self._fence.read(cursors, self._timing.read_count)
+            else:
+                batch = await self._fence.read({careful: cursors[careful]}, 1)
             seen = set()
             for stream, entry_id, _ in batch:
                 cursors[stream] = entry_id
                 seen.add(stream)
             for stream in list(cursors):
-                if stream not in seen:
+                if stream not in seen and (careful is None or stream == careful):
                     del cursors[stream]
             await self._process(batch)
+            if careful is not None and batch:
+                await self.checkpoint()
+        self._poison = {}
+
+    async def _careful_head(self, cursors: Mapping[str, str]) -> str | None:
+        """The stream whose oldest pending entry must be folded alone, or None for a bulk read.
+
+        Re-reading the pending list is a delivery; an entry that kills the worker each time it is
+        folded would come back at every restart, forever. Once an entry in the next read has
+        been delivered ``max_deliveries`` times, entries go one at a time with a checkpoint after
+        each, so the innocent ones are acknowledged; the entry found at the head again, having
+        been delivered alone once more, is the culprit: it is dead-lettered (``_poison``)."""
+        limit = self._timing.max_deliveries
+        heads: list[tuple[EntryId, int, str, str, int]] = []
+        suspect = False
+        for stream, cursor in cursors.items():
+            low = "-" if cursor == "0-0" else f"({cursor}"
+            info = await self._redis.xpending_range(
+                stream,
+                self._fold.stage,
+                min=low,
+                max="+",
+                count=self._timing.read_count,
+                consumername=self.symbol,
+            )
+            if not info:
+                continue
+            suspect = suspect or any(int(i["times_delivered"]) >= limit for i in info)
+            head = info[0]
+            head_id = head["message_id"]
+            head_id = head_id.decode() if isinstance(head_id, bytes) else str(head_id)
+            parsed = entry_ids.parse(head_id)
+            times = int(head["times_delivered"])
+            heads.append((parsed, self._order[stream], stream, head_id, times))
+        if not suspect or not heads:
+            return None
+        _, _, stream, head_id, times = min(heads)
+        if times > limit:
+            self._poison = {(stream, head_id): times + 1}
+        return stream
 
     async def _follow(self) -> None:
+        await self._check_trims()
         cursors = dict.fromkeys(self._inputs, ">")
         while not self._stopping.is_set():
             batch = await self._fence.read(cursors, self._timing.read_count)
@@ -328,6 +402,7 @@ class InstrumentWorker(Generic[S]):
             return
         arrival_ms = []
         produced: list[tuple[str, Message]] = []
+        sources: list[tuple[int, str, str, Any]] = []  # per input with outputs: end in produced
         for input_id, stream, entry_id, fields in released:
             position = self._position_ids.get(stream)
             if position is not None and input_id <= position:
@@ -337,25 +412,28 @@ class InstrumentWorker(Generic[S]):
             self._entries += 1
             self._since_checkpoint += 1
             msg, raw, reason = decode_value(fields)
+            if self._poison and (stream, entry_id) in self._poison:
+                msg, reason = None, poison_reason(self._poison[(stream, entry_id)])
             if msg is None:
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
             try:
                 outputs = self._fold.step(self._state, self._inputs[stream], msg, input_id)
-            except Exception as err:  # a bug or a message the fold rejects: never fatal
+                for out_stream, out_id, out in assign_ids(
+                    outputs, input_id, self._last_out, self._out_stream
+                ):
+                    self._producer.add(out_stream, out, str(out_id))
+            except Exception as err:  # a bug, a message the fold rejects, an unencodable output
                 log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
-                await self._dead.send(stream, entry_id, f"fold-error: {err!r}", raw)
-                continue
+                await self._refold_without(stream, entry_id, f"fold-error: {err!r}", raw)
             self.folded += 1
-            for out_stream, out_id, out in assign_ids(
-                outputs, input_id, self._last_out, self._out_stream
-            ):
-                self._producer.add(out_stream, out, str(out_id))
-            produced.extend((o[0], o[1]) for o in outputs)
+            if outputs:
+                produced.extend((o[0], o[1]) for o in outputs)
+                sources.append((len(produced), stream, entry_id, raw))
             arrival_ms.append(input_id.ms)
         metrics.MESSAGES_IN.labels(self._service, "input").inc(len(released))
         if self._on_outputs is not None and produced:
-            await self._on_outputs(self.symbol, produced)
+            await self._hand_outputs(produced, sources)
         await self._producer.flush()
         if arrival_ms:
             now_ms = time.time() * 1000
@@ -364,12 +442,96 @@ class InstrumentWorker(Generic[S]):
                 hist.observe(max(now_ms - ms, 0.0) / 1000)
         await self._maybe_checkpoint()
 
+    async def _check_trims(self) -> None:
+        """Fold a ``Gap`` where trimming took entries this instrument had not read yet, and put
+        the same ``Gap`` on every output stream it publishes to (see ``trims.TrimWatch``).
+
+        Checkpointed before the loss is settled, so a crash in between reports it again rather
+        than not at all."""
+        if self._held:  # entries of another input wait: the gap would be folded out of order
+            return
+        for stream, kind in self._inputs.items():
+            found = await self._trims.check(stream)
+            if found is None:
+                continue
+            gap_kind = _GAP_KINDS.get(kind)
+            if gap_kind is not None:
+                try:
+                    await self._fold_gap(stream, gap_kind, found)
+                except Exception as err:
+                    # The fold failed on the Gap: settled (counted and logged) so the restart
+                    # does not meet it again, and re-folded, as the state may hold part of it.
+                    log.exception("%s failed on a trim Gap of %s", self._fold.stage, stream)
+                    await self._trims.settle(found)
+                    metrics.REFOLDS.labels(self._service).inc()
+                    raise Refold(f"{self._fold.stage}/{self.symbol}: Gap on {stream}") from err
+                await self.checkpoint()
+            await self._trims.settle(found)
+
+    async def _fold_gap(self, stream: str, kind: GapKind, found: Trimmed) -> None:
+        ts = await self._event_time(stream, found.before, found.after)
+        lost = "some" if found.lost is None else str(found.lost)
+        reason = (
+            f"trimmed: {lost} entries after {found.after} gone before {self._fold.stage} read them"
+        )
+        gap = Gap(ts, ts, kind, reason)
+        at = entry_ids.parse(found.after)
+        outputs: list[Output] = list(self._fold.step(self._state, kind, gap, at))
+        outputs.extend((keys.parse_stream(s)[1], gap) for s in sorted(self._last_out))
+        for out_stream, out_id, out in assign_ids(outputs, at, self._last_out, self._out_stream):
+            self._producer.add(out_stream, out, str(out_id))
+        if self._on_outputs is not None:
+            await self._on_outputs(self.symbol, [(o[0], o[1]) for o in outputs])
+
+    async def _event_time(self, stream: str, first: str, after: str) -> int:
+        """The event time of the first entry after a gap; else the arrival of the last one
+        before it (entry IDs are arrival milliseconds)."""
+        if first:
+            reply: Any = await self._redis.xrange(stream, min=first, max=first, count=1)
+            for _, fields in reply or ():
+                msg = decode_fields(fields)[0]
+                ts = getattr(msg, "ts_event", None)
+                if isinstance(ts, int):
+                    return ts
+        return entry_ids.parse(after).ms * 1_000_000
+
+    async def _hand_outputs(
+        self, produced: list[tuple[str, Message]], sources: list[tuple[int, str, str, Any]]
+    ) -> None:
+        """The batch's outputs to the hook; ``sources`` maps them back to their inputs (the end
+        of each input's outputs in ``produced``, its stream, ID and raw value)."""
+        hook = self._on_outputs
+        if hook is None:
+            return
+        try:
+            await hook(self.symbol, produced)
+        except Rejected as err:
+            if not 0 <= err.index < len(produced):
+                raise RuntimeError(f"{err} names no output of the batch") from err
+            at = bisect.bisect_right(sources, err.index, key=lambda src: src[0])
+            _, stream, entry_id, raw = sources[at]
+            await self._refold_without(stream, entry_id, f"rejected: {err.reason}", raw)
+
+    async def _refold_without(
+        self, stream: str, entry_id: str, reason: str, raw: bytes | None
+    ) -> NoReturn:
+        """Dead-letter (and ack) the culprit, then give up this worker: its state may hold part
+        of the culprit. The next one restores the checkpoint and re-folds the unacknowledged
+        inputs without it; their outputs get the same IDs and are refused as duplicates.
+
+        All-or-nothing at no cost per entry: nothing is copied unless a step fails."""
+        await self._dead.send(stream, entry_id, reason, raw)
+        await self._redis.xack(stream, self._fold.stage, entry_id)
+        metrics.REFOLDS.labels(self._service).inc()
+        raise Refold(f"{self._fold.stage}/{self.symbol}: {stream} {entry_id} {reason}")
+
     async def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
         if now >= self._next_lag_report:
             self._next_lag_report = now + LAG_REPORT_S
             for stream in self._inputs:
                 await observe_lag(self._redis, self._service, stream, self._fold.stage)
+            await self._check_trims()
         due = now - self._last_checkpoint >= self._timing.checkpoint_interval_s
         if self._since_checkpoint and (
             due or self._since_checkpoint >= self._timing.checkpoint_every
@@ -445,6 +607,8 @@ class OwnedStage(Generic[S]):
                 return
             except asyncio.CancelledError:
                 raise
+            except Refold as err:
+                log.warning("%s; re-folding from the checkpoint without it", err)
             except Exception:
                 log.exception(
                     "%s/%s crashed; restarting from checkpoint", self._fold.stage, lease.symbol
@@ -464,7 +628,7 @@ class OwnedStage(Generic[S]):
             worker.stop()
         if task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=30)
+                await asyncio.wait_for(asyncio.shield(task), self._timing.release_timeout_s)
             except TimeoutError:
                 task.cancel()
             except Exception:
@@ -514,6 +678,9 @@ async def run_owned(
         checkpoint_every=settings.checkpoint_every,
         read_count=settings.read_count,
         block_ms=settings.block_ms,
+        # Instruments are released concurrently when the worker leaves: their final checkpoints
+        # must end within the stop the runner allows.
+        release_timeout_s=settings.shutdown_timeout_s * 0.75,
     )
     handlers: OwnedStage[Any] | _HoldOnly = (
         _HoldOnly()

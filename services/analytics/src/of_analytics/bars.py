@@ -3,11 +3,17 @@ Pure and deterministic (no clock, no I/O); the state is a msgspec Struct snapsho
 
 Rules decided here (the service and the docs repeat them):
 
-* Bars are ``[open_ts, close_ts)`` aligned on the UTC epoch (1D bars are UTC days; session-aligned
-  days are the profiles' business). A bar closes when the first trade or heartbeat at or past its
-  ``close_ts`` arrives; the closed bar is emitted once, ``final=True``, ``rev=1``. Minutes without
-  trades produce no bar. Higher timeframes (5m, 15m, 1h, 4h, 1D) are merged from closed base bars
-  and close on the same event-time rule, so they equal bars built from the trades directly.
+* Bars are ``[open_ts, close_ts)`` aligned on the UTC epoch, except 1D and 4h: they align to the
+  instrument's trading day (``Instrument.day_spec``, ofcommon.tradingday; without one, UTC days).
+  A 1D bar is one trading day (23 or 25 hours across a DST change); 4h bars start at the day's
+  roll every 4 hours, the last one cut at the next roll. A bar closes when the first trade or
+  heartbeat at or past its ``close_ts`` arrives; the closed bar is emitted once, ``final=True``,
+  ``rev=1``. Minutes without trades produce no bar. Higher timeframes (5m, 15m, 1h, 4h, 1D) are
+  merged from closed base bars and close on the same event-time rule, so they equal bars built
+  from the trades directly.
+* ``open`` / ``close`` are the earliest / latest trade by event time, ties by arrival (the first
+  to arrive opens, the last to arrive closes): a print that arrives out of order inside the bar
+  moves high, low and the footprint but sets neither.
 * Late trades: a trade older than the open bar (or, with no bar open, older than the last closed or
   heartbeat-passed bar) is never folded in: it is counted in ``BarsState.late_trades`` /
   ``late_volume`` (the service exports them as metrics) and emits nothing. Closed bars are final.
@@ -16,9 +22,11 @@ Rules decided here (the service and the docs repeat them):
 * A ``Gap`` on the trades stream marks the open bar (or the next one to open) as gapped
   (``Bar.gapped``; the bars composed from it inherit the flag).
 * Partial bars (``partial``) are non-final snapshots with ``rev=0``; the service throttles them.
-* Footprint rows are ``row_size`` high, a whole number of ticks: a price is snapped to the nearest
-  tick (absorbing float error), then floored to its row. Rows are listed by ascending price. The bar
-  POC is the row of most volume; ties go to the row closest to the bar's middle, then the lower.
+* Footprint rows are ``row_size`` high, a whole number of ticks (``for_instrument``: the
+  registry's ``footprint.row_ticks`` ticks of the Instrument's tick, not the profile row). A price
+  is snapped to the nearest tick (absorbing float error), then floored to its row. Rows are
+  listed by ascending price. The bar POC is the row of most volume; ties go to the row closest to
+  the bar's middle, then the lower.
 * ``delta_min`` / ``delta_max`` are the extremes of the running delta after each real trade.
 
 Footprint analytics (wire version 2) ride on every bar, partial, final and composed:
@@ -38,7 +46,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Final
 
 import msgspec
@@ -55,6 +62,7 @@ from of_analytics.footprint import (
     rows_unfinished,
     stacked_imbalances,
 )
+from ofcommon.grid import row_label, tick_decimals, ticks_of
 from ofcommon.instruments import Instrument
 from ofcommon.messages import (
     Bar,
@@ -69,6 +77,7 @@ from ofcommon.messages import (
     Trade,
 )
 from ofcommon.sessions import SESSIONS, SessionSpec
+from ofcommon.tradingday import TradingDay, day_bounds
 
 __all__ = [
     "TIMEFRAMES",
@@ -87,6 +96,8 @@ TIMEFRAMES: Final[dict[str, int]] = {
     "1D": 86400 * _NS,
 }
 COMPOSED: Final[tuple[str, ...]] = ("5m", "15m", "1h", "4h", "1D")
+# Aligned to the instrument's trading day rather than to the epoch.
+DAY_ALIGNED: Final[frozenset[str]] = frozenset({"4h", "1D"})
 _MAX_GAPPED: Final = 64  # open times of gapped bars kept in state (bounded)
 
 # Footprint cell layout: [bid volume (sell aggressors), ask volume (buy aggressors), trade count].
@@ -121,6 +132,11 @@ class BarAcc(msgspec.Struct, gc=False):
     cvd: float = 0.0
     cvd_total: float = 0.0
     big: list[BigPrint] = msgspec.field(default_factory=list)
+    # Event times of the trades that set ``open`` / ``close``: the earliest and the latest.
+    open_at: int = 0
+    close_at: int = 0
+    # Delta of the bar's in-session trades: what it adds to the session CVD.
+    sess_delta: float = 0.0
 
 
 class BarsState(msgspec.Struct, gc=False):
@@ -140,22 +156,18 @@ class BarsState(msgspec.Struct, gc=False):
     big: BigTradeState = msgspec.field(default_factory=BigTradeState)
 
 
-def _decimals(x: float) -> int:
-    exp = Decimal(repr(x)).normalize().as_tuple().exponent
-    return max(0, -exp) if isinstance(exp, int) else 0
-
-
 class BarBuilder:
     """Builds bars of one instrument; all methods are pure functions of (state, input)."""
 
     __slots__ = (
         "_big",
         "_cvd",
+        "_day",
         "_digits",
         "_imb",
-        "_inv_tick",
         "_period",
         "_row_size",
+        "_tick",
         "_tpr",
         "base",
         "composed",
@@ -171,15 +183,16 @@ class BarBuilder:
         session: SessionSpec | None = None,
         imbalance: ImbalanceParams = DEFAULT,
         big_trades: BigTradeParams | None = None,
+        day: TradingDay | None = None,
     ) -> None:
         tpr = round(row_size / tick_size)
         if tpr < 1 or abs(row_size / tick_size - tpr) > 1e-6:
             raise ValueError(f"row_size {row_size} is not a whole multiple of tick {tick_size}")
         self._tpr = int(tpr)
-        self._inv_tick = 1.0 / tick_size
+        self._tick = tick_size
         self._row_size = row_size
-        # Row prices are index * row_size, rounded to the tick's decimals to drop float noise.
-        self._digits = _decimals(tick_size) + 1
+        # Row labels follow the one rule of ofcommon.grid (the tick's own decimals).
+        self._digits = tick_decimals(tick_size)
         self.base = base
         self._period = TIMEFRAMES[base]
         self.composed = tuple(composed)
@@ -190,6 +203,7 @@ class BarBuilder:
         self._cvd = CumulativeDelta(session or SESSIONS["FULL_DAY"])
         self._imb = imbalance
         self._big = BigTrades(big_trades)
+        self._day = day
 
     @classmethod
     def for_instrument(
@@ -219,23 +233,36 @@ class BarBuilder:
             )
         return cls(
             inst.tick_size,
-            inst.row_size,
+            inst.footprint_row,
             composed=composed,
             session=inst.session_spec,
             imbalance=imbalance,
             big_trades=big_trades,
+            day=inst.day_spec,
         )
 
     @staticmethod
     def initial() -> BarsState:
         return BarsState()
 
+    def bucket(self, timeframe: str, ts: int) -> tuple[int, int]:
+        """[open_ts, close_ts) of the ``timeframe`` bar containing ``ts``."""
+        period = TIMEFRAMES[timeframe]
+        if self._day is None or timeframe not in DAY_ALIGNED:
+            start = ts - ts % period
+            return start, start + period
+        day_start, day_end = day_bounds(self._day, ts)
+        if timeframe == "1D":  # the whole trading day: 23 or 25 hours across a DST change
+            return day_start, day_end
+        start = day_start + (ts - day_start) // period * period
+        return start, min(start + period, day_end)
+
     def row_of(self, price: float) -> int:
         """The footprint row index of ``price``: nearest tick, then floor to the row."""
-        return round(price * self._inv_tick) // self._tpr
+        return ticks_of(price, self._tick) // self._tpr
 
     def row_price(self, row: int) -> float:
-        return round(row * self._row_size, self._digits)
+        return row_label(row, self._row_size, self._digits)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -258,30 +285,30 @@ class BarBuilder:
             if acc is None:
                 return out
         price = trade.price
-        if price > acc.high:
-            acc.high = price
-        elif price < acc.low:
-            acc.low = price
-        acc.close = price
+        _move_price(acc, ts, price)
         if trade.size_kind is SizeKind.TICKS:
             acc.tick_count += 1
             return out
         size = trade.size
         if self._big.on_trade(state.big, trade):
             acc.big.append(BigPrint(ts, price, size, trade.side))
-        r = round(price * self._inv_tick) // self._tpr
+        r = round(price / self._tick) // self._tpr  # ofcommon.grid.ticks_of, inlined
         cell = acc.rows.get(r)
         if cell is None:
             cell = acc.rows[r] = [0.0, 0.0, 0.0]
         if trade.side is Side.BUY:
             acc.buy += size
             cell[_ASK] += size
-            d = acc.run_delta + size
+            signed = size
         else:
             acc.sell += size
             cell[_BID] += size
-            d = acc.run_delta - size
+            signed = -size
         cell[_N] += 1.0
+        d = acc.run_delta + signed
+        cvd = state.cvd
+        # Out-of-hours trades go into the continuous CVD only (no branch: a hot path).
+        acc.sess_delta += signed * (cvd.session_start <= ts < cvd.session_end)
         acc.run_delta = d
         if acc.trades == 0:
             acc.delta_min = acc.delta_max = d
@@ -319,12 +346,12 @@ class BarBuilder:
             state.base = None
             state.floor_ts = acc.close_ts
             cvd = state.cvd
-            cvd.session_cvd = acc.cvd + acc.run_delta
+            cvd.session_cvd = acc.cvd + acc.sess_delta
             cvd.cvd = acc.cvd_total + acc.run_delta
             cvd.last_open_ts = acc.open_ts
             out.append(self._to_bar(acc, self.base, final=True))
             self._compose(state, acc, out)
-        bucket = ts - ts % self._period
+        bucket = self.bucket(self.base, ts)[0]
         if bucket > state.floor_ts and state.base is None:
             state.floor_ts = bucket
         for tf in self.composed:
@@ -344,13 +371,11 @@ class BarBuilder:
         if base is None:
             return None if c is None else self._to_bar(c, tf, final=False)
         # The composed bar plus the open base bar: a throwaway merge, not stored in state.
-        period = TIMEFRAMES[tf]
-        tmp = BarAcc(base.open_ts - base.open_ts % period, 0)
-        tmp.close_ts = tmp.open_ts + period
+        tmp = BarAcc(*self.bucket(tf, base.open_ts))
         if c is not None:
             _merge(tmp, c)
         _merge(tmp, base)
-        tmp.cvd, tmp.cvd_total = base.cvd + base.run_delta, base.cvd_total + base.run_delta
+        tmp.cvd, tmp.cvd_total = base.cvd + base.sess_delta, base.cvd_total + base.run_delta
         return self._to_bar(tmp, tf, final=False)
 
     def seed(self, state: BarsState, closed: Iterable[Bar]) -> None:
@@ -369,8 +394,11 @@ class BarBuilder:
             acc.run_delta, acc.delta_min, acc.delta_max = bar.delta, bar.delta_min, bar.delta_max
             acc.trades, acc.pv, acc.has_price = bar.trades, bar.vwap * bar.volume, True
             # The stored bar carries both cumulative deltas as of its close: exact, not re-summed.
-            acc.cvd, acc.cvd_total = bar.cvd - bar.delta, bar.cvd_total - bar.delta
+            # A base bar lies wholly in or out of the session (sessions open on the minute).
             self._cvd.enter(state.cvd, bar.open_ts)
+            in_session = state.cvd.session_start <= bar.open_ts
+            acc.sess_delta = bar.delta if in_session else 0.0
+            acc.cvd, acc.cvd_total = bar.cvd - acc.sess_delta, bar.cvd_total - bar.delta
             state.cvd.session_cvd, state.cvd.cvd = bar.cvd, bar.cvd_total
             state.cvd.last_open_ts = bar.open_ts
             for fp in bar.footprint:
@@ -408,8 +436,9 @@ class BarBuilder:
         return []
 
     def _open_base(self, state: BarsState, ts: int, price: float) -> BarAcc:
-        start = ts - ts % self._period
-        acc = BarAcc(start, start + self._period, price, price, price, price, has_price=True)
+        start, end = self.bucket(self.base, ts)
+        acc = BarAcc(start, end, price, price, price, price, has_price=True)
+        acc.open_at = acc.close_at = ts
         state.base = acc
         cvd = state.cvd
         self._cvd.enter(cvd, start)
@@ -428,17 +457,15 @@ class BarBuilder:
 
     def _compose(self, state: BarsState, acc: BarAcc, out: list[Bar]) -> None:
         for tf in self.composed:
-            period = TIMEFRAMES[tf]
             c = state.composed.get(tf)
             if c is not None and acc.open_ts >= c.close_ts:
                 del state.composed[tf]
                 out.append(self._to_bar(c, tf, final=True))
                 c = None
             if c is None:
-                start = acc.open_ts - acc.open_ts % period
-                c = state.composed[tf] = BarAcc(start, start + period)
+                c = state.composed[tf] = BarAcc(*self.bucket(tf, acc.open_ts))
             _merge(c, acc)
-            c.cvd, c.cvd_total = acc.cvd + acc.run_delta, acc.cvd_total + acc.run_delta
+            c.cvd, c.cvd_total = acc.cvd + acc.sess_delta, acc.cvd_total + acc.run_delta
 
     def _to_bar(self, acc: BarAcc, timeframe: str, *, final: bool) -> Bar:
         rows = acc.rows
@@ -451,7 +478,7 @@ class BarBuilder:
             poc = rp(self._poc_row(acc, keys))
         vwap = acc.pv / acc.volume if acc.volume > 0 else acc.close
         if timeframe == self.base:
-            cvd, cvd_total = acc.cvd + acc.run_delta, acc.cvd_total + acc.run_delta
+            cvd, cvd_total = acc.cvd + acc.sess_delta, acc.cvd_total + acc.run_delta
         else:
             cvd, cvd_total = acc.cvd, acc.cvd_total
         at_high, at_low = rows_delta_at_extremes(fp)
@@ -500,6 +527,21 @@ class BarBuilder:
         # Twice the middle row index, so that a middle between two rows stays an integer.
         mid2 = self.row_of(acc.high) + self.row_of(acc.low)
         return min(tied, key=lambda k: (abs(2 * k - mid2), k))
+
+
+def _move_price(acc: BarAcc, ts: int, price: float) -> None:
+    """High, low, and open / close by event time, ties by arrival (an out-of-order print inside
+    the bar sets neither open nor close)."""
+    if price > acc.high:
+        acc.high = price
+    elif price < acc.low:
+        acc.low = price
+    if ts >= acc.close_at:
+        acc.close = price
+        acc.close_at = ts
+    elif ts < acc.open_at:
+        acc.open = price
+        acc.open_at = ts
 
 
 def _ratio(dominant: float, opposite: float) -> float:

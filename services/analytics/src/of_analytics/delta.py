@@ -1,9 +1,11 @@
 """Delta of bars: per bar, per price row, at the bar's high and low, and cumulative per session
 (reset at the instrument's session start, ofcommon.sessions) and continuous (never reset).
 
-Delta is always buy (ask, aggressor buy) minus sell (bid, aggressor sell) volume. A bar belongs to
-the session of its ``open_ts`` (the session containing it, else the next to open), so bars outside
-trading hours accumulate into the coming session, as ``sessions.session_date`` defines.
+Delta is always buy (ask, aggressor buy) minus sell (bid, aggressor sell) volume. The session CVD
+follows NinjaTrader's convention: it counts in-session trades only and resets at the session open
+(the first bar inside a session not counted yet); out-of-hours flow goes into the continuous CVD
+alone, and through the hours between a close and the next open the session CVD holds the value of
+the last in-session trade.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class CvdState(msgspec.Struct, gc=False):
     session_cvd: float = 0.0
     cvd: float = 0.0
     last_open_ts: int = -1  # bars already counted are ignored (replays, duplicate finals)
+    counted_start: int = -1  # start of the session whose flow ``session_cvd`` counts
 
 
 class DeltaStats(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -78,15 +81,16 @@ class CumulativeDelta:
         self.spec = spec
 
     def enter(self, state: CvdState, open_ts: int) -> None:
-        """Move to the session of a bar opening at ``open_ts``: a new session resets
-        ``session_cvd`` (the bar builder calls this when a bar opens, before its first trade)."""
+        """Move to the session window of a bar opening at ``open_ts`` (the session containing
+        it, else the next to open); the first bar inside a new session resets ``session_cvd``
+        (the bar builder calls this when a bar opens, before its first trade). Trades in
+        ``[session_start, session_end)`` are in session."""
         # Bounds are looked up only when the bar leaves the current session window (cheap path).
         if not state.session_start <= open_ts < state.session_end:
-            start, end = session_bounds(self.spec, open_ts)
-            if start != state.session_start:
-                state.session_cvd = 0.0
-            # Outside trading hours ts < start: the bar counts toward the coming session.
-            state.session_start, state.session_end = start, end
+            state.session_start, state.session_end = session_bounds(self.spec, open_ts)
+        if state.session_start <= open_ts and state.counted_start != state.session_start:
+            state.session_cvd = 0.0
+            state.counted_start = state.session_start
 
     def on_bar(self, state: CvdState, bar: Bar) -> DeltaStats | None:
         """Fold one closed bar; None for a partial or an already counted bar."""
@@ -95,7 +99,8 @@ class CumulativeDelta:
         state.last_open_ts = bar.open_ts
         ts = bar.open_ts
         self.enter(state, ts)
-        state.session_cvd += bar.delta
+        if state.session_start <= ts:  # a bar out of hours adds to the continuous CVD only
+            state.session_cvd += bar.delta
         state.cvd += bar.delta
         hi, lo = delta_at_extremes(bar)
         return DeltaStats(
@@ -104,7 +109,7 @@ class CumulativeDelta:
             delta_pct(bar),
             hi,
             lo,
-            state.session_start,
+            state.counted_start,
             state.session_cvd,
             state.cvd,
         )

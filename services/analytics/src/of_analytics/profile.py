@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Final
 
 from of_analytics.state import ClosedSessionState, NakedPocState, ProfilerState, SessionState
+from ofcommon.grid import row_label, tick_decimals, ticks_of
 from ofcommon.instruments import Instrument, ProfileParams
 from ofcommon.messages import ProfileUpdate, SizeKind, Trade
 from ofcommon.sessions import SessionSpec, session_bounds, session_date
@@ -156,13 +157,12 @@ class ProfileConfig:
 
 def row_of(price: float, tick_size: float, ticks_per_row: int) -> int:
     """The row index of ``price``: whole ticks first, so float noise never changes the row."""
-    return round(price / tick_size) // ticks_per_row
+    return ticks_of(price, tick_size) // ticks_per_row
 
 
 def _decimals(tick_size: float) -> int:
-    # Enough decimals to print every tick exactly; row prices are rounded to them so that
-    # 185 * 100.0 * 0.1 reads 1850.0 and not 1850.0000000000002.
-    return max(0, math.ceil(-math.log10(tick_size) - 1e-9)) + 1
+    # Row labels follow the one rule of ofcommon.grid (a tick of 0.125 keeps three decimals).
+    return tick_decimals(tick_size)
 
 
 # --- the pure computations -------------------------------------------------------------------
@@ -362,7 +362,7 @@ def compute_stats(
     shape, poc_pct = _shape(vols, poc)
 
     def price(r: int) -> float:
-        return round(r * row_price, decimals)
+        return row_label(r, row_price, decimals)
 
     return ProfileStats(
         volume=math.fsum(vols),
@@ -550,7 +550,7 @@ class SessionProfiler:
             out.append(self._composite_update(cur, cur.end, final=True))
         poc = cur.profile.poc_row(self._poc_rule())
         if poc is not None:
-            price = round(poc * self._row_price, self._dec)
+            price = row_label(poc, self._row_price, self._dec)
             self._naked.setdefault(poc, []).append(NakedPoc(cur.sid, price, poc))
         self._closed.append(_Closed(cur.sid, cur.start, cur.end, cur.profile.vap))
         self._closed_end = cur.end
@@ -694,7 +694,7 @@ class SessionProfiler:
         """The developing POC in O(ties), without the full stats."""
         cur = self._current
         row = None if cur is None else cur.profile.poc_row(self._poc_rule())
-        return None if row is None else round(row * self._row_price, self._dec)
+        return None if row is None else row_label(row, self._row_price, self._dec)
 
     # -- internals --
 

@@ -19,6 +19,9 @@ Used as ``ofcommon.stage.Rebuild`` when Redis lost the snapshot or it is of anot
   that far); only stored sessions of the profiler's volume kind enter the composite.
 * Naked POCs. A stored session's POC row stays naked unless a later stored session's rows, an
   out-of-hours stored bar after it or the current session traded in that row.
+* Time. The stream is folded in a thread (nothing else touches this instrument's state
+  meanwhile): a rebuild of millions of trades takes longer than a lease lives, and the event
+  loop must keep renewing it.
 * Gaps. If the stream no longer holds entries back to ``B`` and may have been trimmed, or the
   group consumed nothing although bars are stored (Redis lost the stream), a ``Gap`` is folded
   first (the next bar is marked gapped, ``BarsState.gaps`` counts it) and logged.
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -155,7 +157,9 @@ class AnalyticsRebuild:
         if spec is not None:
             self._fold.adopt_spec(state, spec)
         trimmed = await self._maybe_trimmed(redis, trades, stream, cut)
-        self._fold_stream(state, stream, cut, trimmed, ticks_from)
+        # In a thread: a whole stream takes seconds to fold, longer than a lease lives, and the
+        # event loop must go on renewing it (and serving the worker's other instruments).
+        await asyncio.to_thread(self._fold_stream, state, stream, cut, trimmed, ticks_from)
         positions = {trades: position} if position else {}
         book_at = await _delivered(redis, book, self._fold.stage)
         if book_at:
@@ -357,14 +361,17 @@ class AnalyticsRebuild:
         if not bars:
             return None
         tpr = inst.ticks_per_row
+        # Stored footprints are at the configured footprint row: every label on its grid, and
+        # that row dividing the profile row (a single stored row says nothing about its height).
+        fp_ticks = inst.footprint.row_ticks
         ticks = [round(fp.price / inst.tick_size) for b in bars for fp in b.footprint]
-        stored = math.gcd(*ticks) if ticks else tpr
-        if stored % tpr and tpr % stored:
+        if tpr % fp_ticks or any(t % fp_ticks for t in ticks):
             log.warning(
-                "%s: footprint rows (every %d ticks) do not nest in profile rows (%d ticks):"
-                " the current session's profile is rebuilt from the stream only",
+                "%s: stored footprint rows (not all on the %d-tick footprint grid) do not nest in"
+                " profile rows (%d ticks): the current session's profile is rebuilt from the"
+                " stream only",
                 inst.symbol,
-                stored,
+                fp_ticks,
                 tpr,
             )
             return None

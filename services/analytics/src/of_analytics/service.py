@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from of_analytics.fold import AnalyticsFold
 from of_analytics.persist import BAR_TIMEFRAME, AnalyticsStore
@@ -23,7 +24,7 @@ from ofcommon.instruments import load_registry
 from ofcommon.messages import Bar, Message, ProfileUpdate
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import OwnedStageSettings
-from ofcommon.stage import OutputsHook, run_owned
+from ofcommon.stage import OutputsHook, Rejected, run_owned
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +34,86 @@ WRITE_ATTEMPTS: Final = 5
 BACKOFF_S: Final = 0.2
 BACKOFF_MAX_S: Final = 5.0
 
+# What the database says about a row itself (a value out of range, a violated constraint): it
+# says it again on every attempt, so the row is rejected. Anything else (the server or network
+# away or busy, a schema problem) is not the row's fault: retried, then the worker restarts.
+ROW_REFUSED: Final = (DataError, IntegrityError)
+
+
+def _stored(kind: str, msg: Message) -> bool:
+    if kind == "bars":
+        return isinstance(msg, Bar) and msg.final and msg.timeframe == BAR_TIMEFRAME
+    return kind == "profile" and isinstance(msg, ProfileUpdate) and msg.final
+
 
 def persisted(outputs: list[tuple[str, Message]]) -> tuple[list[Bar], list[ProfileUpdate]]:
     """The outputs that are stored: final 1-minute bars and final profiles."""
-    bars = [
-        m
-        for k, m in outputs
-        if k == "bars" and isinstance(m, Bar) and m.final and m.timeframe == BAR_TIMEFRAME
-    ]
+    bars = [m for k, m in outputs if k == "bars" and isinstance(m, Bar) and _stored(k, m)]
     profiles = [
-        m for k, m in outputs if k == "profile" and isinstance(m, ProfileUpdate) and m.final
+        m for k, m in outputs if k == "profile" and isinstance(m, ProfileUpdate) and _stored(k, m)
     ]
     return bars, profiles
 
 
-def persist_hook(store: AnalyticsStore) -> OutputsHook:
+def _write(store: AnalyticsStore, symbol: str, msgs: list[Message]) -> None:
+    bars = [m for m in msgs if isinstance(m, Bar)]
+    profiles = [m for m in msgs if isinstance(m, ProfileUpdate)]
+    if bars:
+        store.write_bars(symbol, bars)
+    if profiles:
+        store.write_profiles(symbol, profiles)
+
+
+def _row_refused(err: BaseException) -> bool:
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return False
+    return isinstance(err, ROW_REFUSED)
+
+
+def _culprit(store: AnalyticsStore, symbol: str, stored: list[tuple[int, Message]]) -> Rejected:
+    """Write the batch's rows one by one (upserts: the good ones are idempotent) to find the
+    first the database refuses for good; raises a transient error as it comes."""
+    for index, msg in stored:
+        try:
+            _write(store, symbol, [msg])
+        except Exception as err:
+            if not _row_refused(err):
+                raise
+            return Rejected(index, f"{type(err).__name__}: {err}".splitlines()[0])
+    raise LookupError("no single row fails on its own")
+
+
+def persist_hook(
+    store: AnalyticsStore, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> OutputsHook:
+    """Store each batch's final bars and profiles before it is published (see ``OutputsHook``).
+
+    Errors retry with backoff (then the worker restarts from its checkpoint), except a row the
+    database refuses for good (``ROW_REFUSED``): that raises ``Rejected`` naming it, so the
+    stage dead-letters the input that produced it and goes on."""
+
     async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
-        bars, profiles = persisted(outputs)
-        if not bars and not profiles:
+        stored = [(i, m) for i, (k, m) in enumerate(outputs) if _stored(k, m)]
+        if not stored:
             return
+        msgs = [m for _, m in stored]
         delay = BACKOFF_S
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                if bars:
-                    await asyncio.to_thread(store.write_bars, symbol, bars)
-                if profiles:
-                    await asyncio.to_thread(store.write_profiles, symbol, profiles)
+                await asyncio.to_thread(_write, store, symbol, msgs)
                 return
-            except (OSError, DBAPIError) as err:
+            except Exception as err:
+                if _row_refused(err):
+                    log.error("%s: PostgreSQL refused the batch (%s)", symbol, err)
+                    try:
+                        culprit = await asyncio.to_thread(_culprit, store, symbol, stored)
+                    except LookupError:
+                        raise err from None
+                    raise culprit from err
                 if attempt == WRITE_ATTEMPTS:
                     raise  # the worker restarts from its checkpoint: the inputs stay unacked
                 log.warning("%s: PostgreSQL write failed (%s), retry in %.1fs", symbol, err, delay)
-                await asyncio.sleep(delay)
+                await sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
 
     return on_outputs

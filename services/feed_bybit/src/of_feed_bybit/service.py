@@ -22,6 +22,7 @@ from typing import Annotated, ClassVar, Final, Literal
 
 import msgspec
 from prometheus_client import Counter, Gauge
+from redis.exceptions import RedisError
 
 from of_feed_bybit.client import BybitClient, ClientOptions, DeadLetter, Outbox, Resume
 from of_feed_bybit.parser import BybitParser
@@ -34,10 +35,12 @@ from ofcommon.messages import BookDelta, BookSnapshot, Heartbeat, Trade
 from ofcommon.recording import RecordingWriter
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import BaseSettings, PositiveFloat
+from ofcommon.sourceclaim import ClaimedProducer, SourceClaims
 
 log = logging.getLogger(__name__)
 
 NAME = "feed_bybit"
+VENUE: Final = "bybit"
 CATEGORIES: tuple[Literal["linear", "spot"], ...] = ("linear", "spot")
 
 PARSER_EVENTS = Counter(
@@ -162,12 +165,28 @@ class BybitSettings(BaseSettings, kw_only=True, frozen=True):
 
 
 def bybit_instruments(registry: Registry, spec: str) -> dict[str, list[Instrument]]:
-    """The selected instruments with a Bybit venue, by category."""
+    """The selected instruments this feed publishes (Bybit is their source), by category."""
     out: dict[str, list[Instrument]] = {}
+    elsewhere = []
     for inst in registry.select(spec):
-        if inst.bybit is not None:
-            out.setdefault(inst.bybit.category, []).append(inst)
+        if inst.bybit is None:
+            continue
+        if inst.feed_venue != VENUE:
+            elsewhere.append(f"{inst.symbol} ({inst.feed_venue})")
+            continue
+        out.setdefault(inst.bybit.category, []).append(inst)
+    if elsewhere:
+        log.info("not published by this feed, their source is another venue: %s", elsewhere)
     return out
+
+
+async def keep_claimed(
+    claims: SourceClaims, by_category: dict[str, list[Instrument]]
+) -> dict[str, list[Instrument]]:
+    """Only the instruments whose source claim this feed holds (the refusals are logged)."""
+    await claims.acquire(i.symbol for insts in by_category.values() for i in insts)
+    kept = {c: [i for i in insts if claims.holds(i.symbol)] for c, insts in by_category.items()}
+    return {c: insts for c, insts in kept.items() if insts}
 
 
 class Publisher:
@@ -179,12 +198,17 @@ class Publisher:
         client: BybitClient,
         outbox: Outbox,
         symbols: Sequence[str],
+        claims: SourceClaims | None = None,
     ) -> None:
         self._ctx = ctx
         self._client = client
         self._outbox = outbox
         self._symbols = list(symbols)
-        self._producer = Producer(ctx.redis, service=NAME)
+        self._producer = (
+            Producer(ctx.redis, service=NAME)
+            if claims is None
+            else ClaimedProducer(ctx.redis, claims, service=NAME)
+        )
         self._dead = DeadLetters(ctx.redis, NAME)
         self._last_ts: dict[tuple[str, str], int] = {}
         self._source = f"bybit:{client.category}"
@@ -337,8 +361,10 @@ async def _instrument_check(
 async def main(ctx: ServiceContext[BybitSettings]) -> None:
     s = ctx.settings
     registry = load_registry(s.registry_file or None)
-    by_category = bybit_instruments(registry, s.instruments)
+    claims = SourceClaims(ctx.redis, venue=VENUE, worker_id=ctx.worker_id, service=NAME)
+    by_category = await keep_claimed(claims, bybit_instruments(registry, s.instruments))
     ctx.status["bybit"] = {}
+    ctx.status["source_refused"] = claims.refused
     if not by_category:
         log.warning("no Bybit instruments selected (OF_INSTRUMENTS=%r); idle", s.instruments)
         ctx.status["bybit"] = {"state": "no instruments"}
@@ -374,11 +400,14 @@ async def main(ctx: ServiceContext[BybitSettings]) -> None:
             resume={i.symbol: resume[i.symbol] for i in instruments if i.symbol in resume},
         )
         clients.append(client)
-        publishers.append(Publisher(ctx, client, outbox, [i.symbol for i in instruments]))
+        symbols = [i.symbol for i in instruments]
+        publishers.append(Publisher(ctx, client, outbox, symbols, claims))
     checked = asyncio.Event()
     check = asyncio.create_task(
         _instrument_check(ctx, rest, by_category, clients, checked), name="bybit-check"
     )
+    # Renewed until cancelled after the drain: the claims must outlast the last flush.
+    renewal = asyncio.create_task(claims.run(asyncio.Event()), name="bybit-claims")
     # The venue's tick goes out before the first trade when REST answers in time (analytics then
     # adopts it at once); otherwise the clients start anyway and it follows when REST answers.
     with contextlib.suppress(TimeoutError):
@@ -396,9 +425,11 @@ async def main(ctx: ServiceContext[BybitSettings]) -> None:
         drain = max(1.0, s.shutdown_timeout_s / 2)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*pub_tasks, return_exceptions=True), drain)
-        for task in [check, status_task, *pub_tasks]:
+        for task in [check, status_task, renewal, *pub_tasks]:
             task.cancel()
-        await asyncio.gather(check, status_task, *pub_tasks, return_exceptions=True)
+        await asyncio.gather(check, status_task, renewal, *pub_tasks, return_exceptions=True)
+        with contextlib.suppress(OSError, RedisError):
+            await claims.release()
         for recorder in recorders:
             recorder.close()
         await rest.aclose()

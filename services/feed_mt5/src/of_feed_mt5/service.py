@@ -5,6 +5,7 @@ Ticks and DOM of every selected instrument with an MT5 venue go to ``of:{SYM}:tr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -25,12 +26,13 @@ from of_feed_mt5.parser import Mt5Parser
 from of_feed_mt5.servertime import ClockSpecError, ServerClock
 from of_feed_mt5.side import DEFAULT_SIDE_RULE, SideRule
 from ofcommon import keys
-from ofcommon.bus import DeadLetters, Producer, Redis, decode_fields
+from ofcommon.bus import DeadLetters, Redis, decode_fields
 from ofcommon.instruments import Instrument, Registry, load_registry
 from ofcommon.messages import Trade
 from ofcommon.recording import RecordingWriter
 from ofcommon.service import Service, ServiceContext
 from ofcommon.settings import BaseSettings, Port, Secret
+from ofcommon.sourceclaim import ClaimedProducer, SourceClaims
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +144,33 @@ def resume_reader(redis: Redis) -> Callable[[str], Awaitable[int | None]]:
 
 
 def mt5_instruments(registry: Registry, selection: str) -> list[Instrument]:
-    """The instruments of ``OF_INSTRUMENTS`` that have MetaTrader 5 names."""
+    """The instruments of ``OF_INSTRUMENTS`` that have MetaTrader 5 names (what can be recorded)."""
     return [i for i in registry.select(selection) if i.mt5 is not None]
+
+
+def published_instruments(registry: Registry, selection: str) -> list[Instrument]:
+    """Those of mt5_instruments whose source is MT5: the ones this feed publishes."""
+    chosen = mt5_instruments(registry, selection)
+    elsewhere = [f"{i.symbol} ({i.feed_venue})" for i in chosen if i.feed_venue != VENUE]
+    if elsewhere:
+        log.info("not published by this feed, their source is another venue: %s", elsewhere)
+    return [i for i in chosen if i.feed_venue == VENUE]
 
 
 async def main(ctx: ServiceContext[Mt5Settings]) -> None:
     settings = ctx.settings
     registry = load_registry(settings.registry_file)
-    instruments = mt5_instruments(registry, settings.instruments)
+    claims = SourceClaims(ctx.redis, venue=VENUE, worker_id=ctx.worker_id, service=ctx.name)
+    wanted = published_instruments(registry, settings.instruments)
+    await claims.acquire(i.symbol for i in wanted)
+    ctx.status["source_refused"] = claims.refused
+    instruments = [i for i in wanted if claims.holds(i.symbol)]
     writer = None
     if settings.mt5_record_dir:
         writer = RecordingWriter(Path(settings.mt5_record_dir), VENUE, CATEGORY)
     outlet = Outlet(
         parser=Mt5Parser(registry),
-        producer=Producer(ctx.redis, service=ctx.name),
+        producer=ClaimedProducer(ctx.redis, claims, service=ctx.name),
         dead_letters=DeadLetters(ctx.redis, ctx.name),
         writer=writer,
     )
@@ -171,12 +186,19 @@ async def main(ctx: ServiceContext[Mt5Settings]) -> None:
         client_label=label,
         resume=resume_reader(ctx.redis),
     )
+    # Renewed until cancelled after the last flush: the claims must outlast it.
+    renewal = asyncio.create_task(claims.run(asyncio.Event()), name="mt5-claims")
     try:
         await feed.run(ctx.stop)
     finally:
         with contextlib.suppress(OSError, RedisError, RuntimeError):
             await outlet.flush()
         outlet.close()
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        with contextlib.suppress(OSError, RedisError):
+            await claims.release()
 
 
 SERVICE = Service(

@@ -60,6 +60,8 @@ _TRADE_RATE: Final[dict[str, float]] = {
     "stocks": 3.0,
 }
 
+_MINUTE_SD_ROWS: Final = 16.0
+
 # What a feed adds between venue time and our receive time; fixed so runs are byte-identical.
 _LATENCY_MS: Final[dict[str, int]] = {
     "crypto": 3,
@@ -109,9 +111,10 @@ def profile_for(inst: Instrument) -> SimProfile:
     thin_lots = max(2, round(inst.sweep.thin_book_threshold / lot))
     # Resting levels are twice the thin threshold, so background flow never looks like a sweep.
     level_lots = 2 * thin_lots
-    # One-minute standard deviation of 2 to 6 ticks: wide enough for live-looking bars, narrow
-    # enough that the detectors' tick thresholds (2-4 ticks) separate episodes from noise.
-    minute_sd = min(6.0, max(2.0, 0.3 * inst.ticks_per_row))
+    # One-minute standard deviation of 10 footprint rows: the registry's rows are sized for a
+    # typical minute of the market (docs/analytics.md), so simulated bars span 10+ rows as real
+    # ones do (a minute's range is about 1.6 standard deviations).
+    minute_sd = _MINUTE_SD_ROWS * inst.footprint.row_ticks
     rate = _TRADE_RATE.get(inst.group, 3.0)
     return SimProfile(
         symbol=inst.symbol,

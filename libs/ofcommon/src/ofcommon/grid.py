@@ -1,0 +1,35 @@
+"""The price grid of an instrument: the one rule for the rows of whole ticks and their labels.
+Every engine that buckets prices into rows (bar footprints, volume profiles) uses these rules.
+
+The rule: a row ``k`` of ``ticks_per_row`` ticks covers ``[k·row, (k+1)·row)`` and is labelled
+by its lower edge, rounded to the decimals of the tick's shortest decimal spelling (``repr``). A
+tick of 0.125 keeps three decimals (10.125, not 10.12), 1/64 = 0.015625 keeps six, 0.1 keeps one,
+so the label is the exact decimal price without float noise (1850.0, not 1850.0000000000002).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+__all__ = ["row_label", "tick_decimals", "ticks_of"]
+
+
+def tick_decimals(tick_size: float) -> int:
+    """Decimal places of ``tick_size`` as written (0.125 → 3, 0.00001 → 5, 5.0 → 0)."""
+    if not tick_size > 0:
+        raise ValueError(f"tick size must be positive, got {tick_size!r}")
+    exp = Decimal(repr(tick_size)).normalize().as_tuple().exponent
+    # normalize() of a whole number may give a positive exponent (5E+1): no decimals then.
+    return max(0, -exp) if isinstance(exp, int) else 0
+
+
+def ticks_of(price: float, tick_size: float) -> int:
+    """``price`` in whole ticks, nearest first: float noise (18500.300000000003) never moves a row.
+    One rule for every engine, so a bar footprint and a profile put an off-grid print (an exact
+    half tick) in the same row, and profile rows summed from stored footprints agree."""
+    return round(price / tick_size)
+
+
+def row_label(row: int, row_price: float, decimals: int) -> float:
+    """The label (lower edge) of row ``row``, rows ``row_price`` apart, at ``decimals`` places."""
+    return round(row * row_price, decimals)
