@@ -20,6 +20,7 @@ from ofcommon.messages import (
     BookStats,
     Consumption,
     Direction,
+    Gap,
     ImbalanceRow,
     Message,
     PatternSignal,
@@ -231,3 +232,17 @@ def test_signals_do_not_depend_on_how_the_streams_interleave(rnd: random.Random)
         kind = rnd.choice([k for k, q in queues.items() if q])
         order.append(queues[kind].pop(0))
     assert signals(order) == signals(list(range(len(inputs))))
+
+
+def test_a_gap_on_the_bars_stream_breaks_every_bar_pattern() -> None:
+    """Four exhaustion bars around a Gap (bars may be missing between) fire nothing."""
+    inputs = scenario()
+    cut = len(inputs) - 2  # between the 2nd and 3rd bar of the exhaustion window
+    gap = Gap(T0 + 42 * MIN, T0 + 42 * MIN, "trades", "trimmed: 5 entries gone")
+    with_gap = [*inputs[:cut], ("bars", gap), *inputs[cut:]]
+    fold = PatternsFold(REGISTRY)
+    assert "exhaustion" in {s.pattern for s in fold_all(fold, inputs)}
+    state = fold.initial(SYMBOL)
+    out = [o[1] for k, m in with_gap for o in fold.step(state, k, m)]
+    assert "exhaustion" not in {s.pattern for s in out if isinstance(s, PatternSignal)}
+    assert fold.tallies(state)["bar_gaps"] == 1

@@ -6,7 +6,8 @@ Inputs and what they cause:
 * ``bars``: the first final bar of ``timeframe`` per open time runs the bar detectors
   (absorption methods a/b, initiative, exhaustion, divergence), in that order; partial bars,
   other timeframes and amendments of a bar already judged are ignored. A gapped bar (trades may
-  be missing) enters the history but is not judged.
+  be missing) enters the history but is not judged; a ``Gap`` on the bars stream (bars missing)
+  empties the history, so no pattern spans it.
 * ``bookstats``: thin levels per side (kept when they change), for the sweep's confirmation.
 * ``consumption``: the sweep and absorption's book method (c).
 
@@ -44,7 +45,7 @@ from of_patterns.settings import PatternsSettings, ThresholdMode
 from of_patterns.thresholds import Limits, Rolling, Scale, limits
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
-from ofcommon.messages import Bar, BookStats, Consumption, Message, PatternSignal
+from ofcommon.messages import Bar, BookStats, Consumption, Gap, Message, PatternSignal
 from ofcommon.stage import Output
 
 STATE_VERSION: Final = 1
@@ -94,6 +95,7 @@ class PatternsState(msgspec.Struct):
     bar_time: int = 0  # close of the last final bar of the timeframe
     last_open_ts: int = 0
     forced: int = 0
+    bar_gaps: int = 0
     absorption: absorption.AbsorptionState = msgspec.field(
         default_factory=absorption.AbsorptionState
     )
@@ -171,6 +173,12 @@ class PatternsFold:
                 if msg.final:
                     state.newest = max(state.newest, msg.close_ts)
                 self._hold(state, self._on_bar(state, msg, at))
+            elif isinstance(msg, Gap):
+                # Bars may be missing (the stream was trimmed before analytics read its input):
+                # no pattern may span the hole.
+                state.history.clear()
+                state.absorption.attempts.clear()
+                state.bar_gaps += 1
         elif kind == "consumption":
             if isinstance(msg, Consumption):
                 state.newest = max(state.newest, msg.ts_event)
@@ -209,6 +217,7 @@ class PatternsFold:
         out["amended_bars_ignored"] = state.amended_bars
         out["gapped_bars_not_judged"] = state.gapped_bars
         out["forced_consumption"] = state.forced
+        out["bar_gaps"] = state.bar_gaps
         out["pending_consumption"] = len(state.pending)
         out["held_signals"] = len(state.held)
         return out
