@@ -246,3 +246,32 @@ def test_a_gap_on_the_bars_stream_breaks_every_bar_pattern() -> None:
     out = [o[1] for k, m in with_gap for o in fold.step(state, k, m)]
     assert "exhaustion" not in {s.pattern for s in out if isinstance(s, PatternSignal)}
     assert fold.tallies(state)["bar_gaps"] == 1
+
+
+_noise = st.lists(
+    st.tuples(st.integers(-3, 3), st.floats(5.0, 60.0), st.floats(-0.9, 0.9)),
+    min_size=25,
+    max_size=40,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_noise)
+def test_mirrored_tape_flips_directions_whatever_the_background(
+    noise: list[tuple[int, float, float]],
+) -> None:
+    """Random background bars (moves of a few ticks, any volume and delta), then the scenario's
+    patterns: the mirrored tape gives the same signals with the opposite directions."""
+    quiet: Inputs = []
+    price = 18000.0
+    for i, (move, volume, share) in enumerate(noise):
+        o, c = price, round(price + 0.1 * move, 1)
+        hi, lo = max(o, c) + 0.1, min(o, c) - 0.1
+        quiet.append(("bars", bar(i - len(noise), o, hi, lo, c, volume, share * volume)))
+        price = c
+    inputs = quiet + scenario()
+    plain = fold_all(PatternsFold(REGISTRY), inputs)
+    mirrored = fold_all(PatternsFold(REGISTRY), [(k, _mirror(k, m)) for k, m in inputs])
+    assert [(s.pattern, s.ts_event, -s.direction, s.strength) for s in plain] == [
+        (s.pattern, s.ts_event, s.direction, s.strength) for s in mirrored
+    ]
