@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo replay test lint fmt type pytest compose-check bench score clean
+.PHONY: help install run demo replay test lint fmt type pytest faults compose-check bench score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,11 @@ type: install ## mypy --strict over libs, services, tests, bench, scripts
 
 pytest: install ## the test suite against real Redis and PostgreSQL
 	$(RUN) pytest
+
+faults: install ## the fault matrix on real servers and processes; results to docs/reliability.md
+	@mkdir -p var && rm -f var/faults.jsonl
+	OF_FAULTS_RESULTS=$(CURDIR)/var/faults.jsonl $(RUN) pytest tests/faults; status=$$?; \
+	  $(RUN) python -m tests.support.faults.report var/faults.jsonl docs/reliability.md; exit $$status
 
 compose-check: install ## validate docker-compose.yml with the real Compose binary, no engine needed
 	$(RUN) python scripts/compose_check.py

@@ -8,18 +8,22 @@ section says so and nothing is measured. The file (9,757 trades over 346 s) is l
 trades; every pass shifts event times by the file's span plus a second and trade ids by their span,
 so event time only moves forward and no trade is dropped as a duplicate or as late.
 
-Measured, in one run:
-  - fold: ``AnalyticsFold.step`` over the trades in-process, best and median of ``--repeat`` runs,
-    then one cProfile pass over ``--profile-n`` trades (the hot spots table);
+Measured, in one run (BTCUSDT rows of ``--row-ticks`` ticks through an instrument file):
+  - bound: ``bench.bare_loop`` (1m OHLCV, buy/sell, footprint dict) over the same trades;
+  - fold: ``AnalyticsFold.step_batch`` in batches of 1,000 and ``step`` per trade in-process,
+    best and median of ``--repeat`` runs, then one cProfile pass of ``step_batch`` over
+    ``--profile-n`` trades (the hot spots table);
   - service: the trades pre-filled on ``of:{BTCUSDT}:trades`` (``Producer``, then a Heartbeat
     that closes the last bar), ``ofx run analytics`` started on a migrated PostgreSQL (embedded
     unless ``--database-url`` / ``OF_DATABASE_URL``), timed from its first delivery to the bar
     derived from the Heartbeat's entry ID (so every trade was folded, persisted and published);
   - raw: XREADGROUP COUNT 1000 + ``codec.decode`` of every entry of the same stream by a
     separate group, before and after the service;
-  - latency: with the service still running, trades paced at each ``--rate`` per second for
-    ``--seconds``, explicit entry IDs, the wall time recorded as each XADD batch is sent; a reader
-    on ``of:{BTCUSDT}:bars`` maps every bar entry back to its trade (``entry_ids.derive``).
+  - live pace (``bench.live_pace``): with the service still running, ``--live-trades`` trades/s
+    and ``--live-book`` book deltas/s for ``--live-seconds``, event time = the wall clock; bar
+    and book-stats entries map back to their inputs (``entry_ids.derive``);
+  - optionally (``--rate``), the older replay latency runs: the file's trades paced at a rate,
+    which compresses event time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import cProfile
 import csv
+import gc
 import math
 import os
 import pstats
@@ -45,12 +50,15 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from bench import harness
+from bench.bare_loop import bare_once
 from bench.harness import Samples, fmt_rate, log
+from bench.live_pace import LiveRun, live_latency
 from of_analytics.fold import AnalyticsFold
 from ofcommon import codec, entry_ids, keys
 from ofcommon.bus import Producer
-from ofcommon.instruments import load_registry
+from ofcommon.instruments import Registry, load_registry
 from ofcommon.messages import Heartbeat, Side, Trade
+from ofcommon.stage import Item
 
 HEADING: Final = "## Analytics (fold and service)"
 SYMBOL: Final = "BTCUSDT"
@@ -133,15 +141,33 @@ def data_path() -> Path:
 # --- in-process fold -------------------------------------------------------------------------
 
 
-def fold_once(trades: list[Trade]) -> tuple[float, int]:
-    """Seconds to fold ``trades`` into a fresh state, and the outputs they caused."""
-    fold = AnalyticsFold(load_registry())
+def fold_once(trades: list[Trade], registry: Registry) -> tuple[float, int]:
+    """Seconds to fold ``trades`` into a fresh state with ``step``, and the outputs caused."""
+    fold = AnalyticsFold(registry)
     state = fold.initial(SYMBOL)
     step = fold.step
     outputs = 0
     t0 = time.perf_counter()
     for t in trades:
         outputs += len(step(state, "trades", t))
+    return time.perf_counter() - t0, outputs
+
+
+def batch_items(trades: list[Trade]) -> list[Item]:
+    """The trades as the stage hands them over: (entry ID, message), IDs as a producer makes."""
+    return [(entry_ids.EntryId(t.ts_recv // 1_000_000, n), t) for n, t in enumerate(trades)]
+
+
+def fold_batched(items: list[Item], registry: Registry) -> tuple[float, int]:
+    """Seconds to fold ``items`` with ``step_batch`` in reads of ``RAW_COUNT`` (the stage's
+    default ``read_count``), and the outputs caused."""
+    fold = AnalyticsFold(registry)
+    state = fold.initial(SYMBOL)
+    outputs = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(items), RAW_COUNT):
+        for out in fold.step_batch(state, "trades", items[i : i + RAW_COUNT]):
+            outputs += len(out)
     return time.perf_counter() - t0, outputs
 
 
@@ -168,16 +194,19 @@ def hot_spots(stats: Any, skip: tuple[str, ...] = ()) -> tuple[list[HotSpot], li
     return own, cumulative
 
 
-def profile_fold(trades: list[Trade]) -> tuple[float, list[HotSpot], list[HotSpot]]:
-    """cProfile one fold over ``trades``: profiled seconds, top functions by own and cumulative
-    time (the fold's entry points, ``step`` and ``_on_trade``, left out of the latter)."""
+def profile_fold(
+    items: list[Item], registry: Registry
+) -> tuple[float, list[HotSpot], list[HotSpot]]:
+    """cProfile one ``step_batch`` fold over ``items``: profiled seconds, top functions by own
+    and cumulative time (the fold's entry points left out of the latter)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    fold_once(trades)
+    fold_batched(items, registry)
     profiler.disable()
     stats: Any = pstats.Stats(profiler)
-    own, cumulative = hot_spots(stats, skip=("fold_once", "disable"))
-    cumulative = [h for h in cumulative if not h.function.endswith((" step", " _on_trade"))]
+    own, cumulative = hot_spots(stats, skip=("fold_batched", "disable"))
+    entry_points = (" step", " _on_trade", " step_batch")
+    cumulative = [h for h in cumulative if not h.function.endswith(entry_points)]
     return float(stats.total_tt), own[:TOP], cumulative[:TOP_CUMULATIVE]
 
 
@@ -215,7 +244,7 @@ async def raw_read(r: aioredis.Redis, stream: str, group: str) -> tuple[float, i
     return seconds, n
 
 
-def service_env(redis_url: str, database_url: str) -> dict[str, str]:
+def service_env(redis_url: str, database_url: str, registry_file: str) -> dict[str, str]:
     # Only our settings reach the service: any other OF_* of this shell could change what runs.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
     return {
@@ -226,6 +255,7 @@ def service_env(redis_url: str, database_url: str) -> dict[str, str]:
         "OF_LOG_FORMAT": "text",
         "OF_LOG_LEVEL": "WARNING",
         "OF_WORKER_ID": "bench-analytics",
+        "OF_REGISTRY_FILE": registry_file,
     }
 
 
@@ -296,6 +326,10 @@ def caused_by(bar_id: bytes | str) -> entry_ids.EntryId:
 
 
 async def group_state(r: aioredis.Redis, stream: str) -> tuple[entry_ids.EntryId, int]:
+    return await group_state_of(r, stream)
+
+
+async def group_state_of(r: aioredis.Redis, stream: str) -> tuple[entry_ids.EntryId, int]:
     """(last delivered ID, pending count) of the stage's group; Redis 6.2 has no entries-read,
     so the start is seen as the first delivery and the pending list counts what it took."""
     try:
@@ -449,7 +483,11 @@ async def measure_latency(
 class Results:
     n: int = 0
     passes: int = 0
+    row_ticks: int = 0
+    bars: int = 0
     fold: Samples = field(default_factory=Samples)
+    batched: Samples = field(default_factory=Samples)
+    bare: Samples = field(default_factory=Samples)
     fold_outputs: int = 0
     profile_n: int = 0
     profile_s: float = 0.0
@@ -458,17 +496,22 @@ class Results:
     service: Samples = field(default_factory=Samples)
     raw: Samples = field(default_factory=Samples)
     latency: list[Latency] = field(default_factory=list)
+    live: list[LiveRun] = field(default_factory=list)
     database: str = ""
 
 
-async def service_phase(args: argparse.Namespace, url: str, tape: Tape, res: Results) -> None:
+async def service_phase(
+    args: argparse.Namespace, url: str, tape: Tape, res: Results, registry_file: str
+) -> None:
     from tests.support.servers import stop
 
     trades = tape.trades(0, args.n)
     stream = keys.stream(SYMBOL, "trades")
     r = aioredis.Redis.from_url(url, decode_responses=False)
     try:
-        await r.delete(*(keys.stream(SYMBOL, k) for k in ("trades", "book", "bars", "profile")))
+        await r.delete(
+            *(keys.stream(SYMBOL, k) for k in ("trades", "book", "bars", "profile", "bookstats"))
+        )
         t0 = time.perf_counter()
         heartbeat = await prefill(r, stream, trades)
         log(f"  pre-filled {len(trades):,} trades + 1 heartbeat in {time.perf_counter() - t0:.1f}s")
@@ -480,7 +523,7 @@ async def service_phase(args: argparse.Namespace, url: str, tape: Tape, res: Res
             database(args.database_url) as (db_url, res.database),
             tempfile.TemporaryDirectory(prefix="of-bench-svc-") as tmp,
         ):
-            env = service_env(url, db_url)
+            env = service_env(url, db_url, registry_file)
             log_file = Path(tmp) / "analytics.log"
             proc = spawn(env, log_file, args.profile_service)
             try:
@@ -491,6 +534,7 @@ async def service_phase(args: argparse.Namespace, url: str, tape: Tape, res: Res
                 log(f"  service end to end: {fmt_rate(res.service.best)} trades/s")
                 res.raw.add(*await raw_read(r, stream, "bench-raw-2"))
                 log(f"  raw read + decode (after): {fmt_rate(res.raw.rates[-1])} entries/s")
+                await live_phase(args, url, proc, log_file, tape, res)
                 first_pass = tape.passes(args.n) + 1
                 for rate in args.rate:
                     late = tape.trades(first_pass, int(rate * args.seconds))
@@ -504,17 +548,67 @@ async def service_phase(args: argparse.Namespace, url: str, tape: Tape, res: Res
                         f" {lat.quantile_ms(0.99):.2f} ms, max {lat.quantile_ms(1.0):.2f} ms"
                     )
             finally:
-                stop(proc)
+                try:
+                    stop(proc, timeout=120)
+                except subprocess.TimeoutExpired:  # killed: a backlog outlived the clean stop
+                    log("  the service did not stop within 120 s of SIGTERM: killed")
             if args.profile_service:
                 show_service_profile(args.profile_service)
     finally:
         await r.aclose()
 
 
+async def live_phase(
+    args: argparse.Namespace,
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log_file: Path,
+    tape: Tape,
+    res: Results,
+) -> None:
+    """The live-pace latency runs (``bench.live_pace``) against the running service."""
+
+    async def caught_up(r: aioredis.Redis, last: dict[str, entry_ids.EntryId]) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            check_alive(proc, log_file)
+            states = [await group_state_of(r, s) for s in last]
+            if all(d >= last[s] and p == 0 for s, (d, p) in zip(last, states, strict=True)):
+                return
+            await asyncio.sleep(0.1)
+
+    rows = [(price, size, side) for _, _, price, size, side, _ in tape.rows]
+    tick = load_registry().get(SYMBOL).tick_size
+    for trade_rate, book_rate in ((args.live_trades, args.live_book),):
+        harness.settle()
+        run = LiveRun(trade_rate, book_rate, args.live_seconds)
+        await live_latency(url, SYMBOL, rows, tick, run, caught_up=caught_up, caused_by=caused_by)
+        res.live.append(run)
+        for name, timed in (("bars", run.bars), ("bookstats", run.bookstats)):
+            log(
+                f"  live {fmt_rate(run.reached(run.bars))} trades/s +"
+                f" {fmt_rate(run.reached(run.bookstats))} deltas/s: {name} {len(timed.ns):,}"
+                f" updates timed, p50 {timed.quantile_ms(0.5):.2f} ms, p99"
+                f" {timed.quantile_ms(0.99):.2f} ms, max {timed.quantile_ms(1.0):.2f} ms"
+            )
+
+
+def registry_override(tmp: Path, row_ticks: int | None) -> Path:
+    """An instrument file giving BTCUSDT footprint rows of ``row_ticks`` ticks (None: the
+    registry's ``footprint.row_ticks``); the profile keeps its own row."""
+    path = tmp / "instruments.toml"
+    text = f"[instruments.{SYMBOL}.footprint]\nrow_ticks = {row_ticks}\n" if row_ticks else ""
+    path.write_text(text)
+    return path
+
+
 async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
     path = data_path()
     res = Results(n=args.n)
-    with harness.redis_server(args.redis_url) as (url, description):
+    with (
+        harness.redis_server(args.redis_url) as (url, description),
+        tempfile.TemporaryDirectory(prefix="of-bench-reg-") as reg_tmp,
+    ):
         r = aioredis.Redis.from_url(url, decode_responses=False)
         try:
             await harness.quiet_embedded(r, description)
@@ -527,21 +621,41 @@ async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
                 " ../shared/data/real checkout; ORDERFLOW_REAL_DATA overrides the location)"
             )
             return f"Skipped: real market data not found at `{path}`.", False
+        registry_file = registry_override(Path(reg_tmp), args.row_ticks)
+        registry = load_registry(registry_file)
+        inst = registry.get(SYMBOL)
+        tick, res.row_ticks = inst.tick_size, inst.footprint.row_ticks
         tape = read_tape(path)
         res.passes = tape.passes(args.n)
         trades = tape.trades(0, args.n)
+        items = batch_items(trades)
+        # The tape is the benchmark's, not the fold's: kept out of the cyclic GC's full passes,
+        # which would otherwise charge its million objects to whichever run keeps more alive.
+        gc.freeze()
         log(f"bench.analytics on {description}: {len(tape.rows):,} trades × {res.passes} passes")
         for rep in range(args.repeat):
             harness.settle()
-            seconds, res.fold_outputs = fold_once(trades)
+            seconds, res.bars = bare_once(trades, tick, res.row_ticks)
+            res.bare.add(seconds, len(trades))
+            harness.settle()
+            seconds, res.fold_outputs = fold_once(trades, registry)
             res.fold.add(seconds, len(trades))
-            log(f"  fold #{rep + 1}: {fmt_rate(res.fold.rates[-1])} trades/s")
+            harness.settle()
+            seconds, outputs = fold_batched(items, registry)
+            res.batched.add(seconds, len(items))
+            if outputs != res.fold_outputs:
+                raise AssertionError(f"step_batch made {outputs} outputs, step {res.fold_outputs}")
+            log(
+                f"  #{rep + 1}: bare loop {fmt_rate(res.bare.rates[-1])}, fold step"
+                f" {fmt_rate(res.fold.rates[-1])}, step_batch {fmt_rate(res.batched.rates[-1])}"
+                " trades/s"
+            )
         res.profile_n = min(args.profile_n, len(trades))
         harness.settle()
-        res.profile_s, res.hot, res.hot_cumulative = profile_fold(trades[: res.profile_n])
-        del trades
+        res.profile_s, res.hot, res.hot_cumulative = profile_fold(items[: res.profile_n], registry)
+        del trades, items
         if not args.no_service:
-            await service_phase(args, url, tape, res)
+            await service_phase(args, url, tape, res, str(registry_file))
         info.append(("load average at end", harness.load_average()))
     return report(args, res, info, command), True
 
@@ -554,24 +668,58 @@ def vs(value: float, target: float) -> str:
 
 
 def throughput_table(args: argparse.Namespace, res: Results) -> str:
+    bound = res.bare.best
     lines = [
-        "| measurement | trades per run | best trades/s | median trades/s | target |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| fold in-process (`AnalyticsFold.step`), {len(res.fold.runs)} runs | {res.n:,}"
+        "| measurement | trades per run | best trades/s | median trades/s | × bare-loop bound"
+        " (best) | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| bare-loop bound (1m OHLCV, buy/sell, footprint dict), {len(res.bare.runs)} runs"
+        f" | {res.n:,} | {fmt_rate(bound)} | {fmt_rate(res.bare.median)} | 1.00 | |",
+        f"| fold in-process, `step_batch` by {RAW_COUNT:,} (the stage's path),"
+        f" {len(res.batched.runs)} runs | {res.n:,} | {fmt_rate(res.batched.best)}"
+        f" | {fmt_rate(res.batched.median)} | {res.batched.best / bound:.3f}"
+        f" | ≥ 0.25 ({met(res.batched.best >= 0.25 * bound)}) |",
+        f"| fold in-process, `step` per trade, {len(res.fold.runs)} runs | {res.n:,}"
         f" | {fmt_rate(res.fold.best)} | {fmt_rate(res.fold.median)}"
-        f" | ≥ 500,000 ({vs(res.fold.best, 500_000)}) |",
+        f" | {res.fold.best / bound:.3f} | |",
     ]
     if res.service.runs:
         lines.append(
             f"| service through Redis, end to end (1 worker, 1 run) | {res.service.runs[0][1]:,}"
-            f" | {fmt_rate(res.service.best)} | | ≥ 100,000 ({vs(res.service.best, 100_000)}) |"
+            f" | {fmt_rate(res.service.best)} | | | ≥ 100,000"
+            f" ({met(res.service.best >= 100_000)}) |"
         )
         before, after = res.raw.rates[0], res.raw.rates[-1]
         lines.append(
             f"| raw XREADGROUP COUNT {RAW_COUNT:,} + `codec.decode`, same stream (before ·"
             f" after the service) | {res.raw.runs[0][1]:,} | {fmt_rate(max(before, after))}"
-            f" | {fmt_rate(before)} · {fmt_rate(after)} | |"
+            f" | {fmt_rate(before)} · {fmt_rate(after)} | | |"
         )
+    return "\n".join(lines)
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def live_table(runs: list[LiveRun]) -> str:
+    lines = [
+        "| live pace: trades/s + book deltas/s (asked · reached) | output | inputs sent"
+        " | output entries | updates timed | p50 ms | p99 ms | max ms | target |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        pace = (
+            f"{fmt_rate(run.trade_rate)} + {fmt_rate(run.book_rate)} ·"
+            f" {fmt_rate(run.reached(run.bars))} + {fmt_rate(run.reached(run.bookstats))}"
+        )
+        for name, timed in (("bars", run.bars), ("bookstats", run.bookstats)):
+            p99 = timed.quantile_ms(0.99)
+            lines.append(
+                f"| {pace} | `{name}` | {timed.sent:,} | {timed.outputs:,} | {len(timed.ns):,}"
+                f" | {timed.quantile_ms(0.5):.2f} | {p99:.2f} | {timed.quantile_ms(1.0):.2f}"
+                f" | p99 < 10 ms ({met(p99 < 10)}) |"
+            )
     return "\n".join(lines)
 
 
@@ -583,7 +731,7 @@ def latency_table(results: list[Latency]) -> str:
     ]
     for lat in results:
         p99 = lat.quantile_ms(0.99)
-        target = f"p99 < 5 ms ({'met' if p99 < 5 else 'missed'})" if lat.asked >= 20_000 else ""
+        target = ""
         lines.append(
             f"| {fmt_rate(lat.asked)} · {fmt_rate(lat.rate)} | {lat.sent:,} | {lat.bar_entries:,}"
             f" | {len(lat.updates_ns):,} | {lat.quantile_ms(0.5):.2f} | {p99:.2f}"
@@ -629,27 +777,34 @@ def report(
     intro = (
         "`AnalyticsFold` on the real Binance spot BTCUSDT trades (9,757 trades over 346 s,"
         f" looped {res.passes} times to {res.n:,} trades; each pass shifts event times and trade"
-        " ids past the previous one). In-process: `step` per trade on a fresh state, best and"
-        f" median of {len(res.fold.runs)} runs. Through Redis: the trades pre-filled on"
-        " `of:{BTCUSDT}:trades`, then `ofx run analytics` (one worker, default settings,"
-        " PostgreSQL persistence on) timed from its group's first delivery to the bar derived from"
-        " a closing Heartbeat appended after the last trade: every trade folded, its closed bars"
-        " upserted and every output published. Beside it the raw bus rate of the same stream in"
-        " the same run: plain redis-py XREADGROUP COUNT 1,000 plus `codec.decode` per entry."
-        f" Latency: with the service caught up, trades XADDed at"
-        f" {' then '.join(fmt_rate(x) for x in args.rate)}/s for"
-        f" {args.seconds:g} s (explicit entry IDs; the clock is read as each XADD batch is sent,"
-        " so the figure includes that round trip) and a reader blocking on `of:{BTCUSDT}:bars`;"
-        " each bar entry maps back to the trade that caused it (output IDs derive from input"
-        " IDs). Partial bars are published at most once per 250 ms of event time, so latency is"
-        " measured per bar update (per trade that caused one), not per trade. The file holds about"
-        " 28 trades per second of event time, so every run here compresses event time (20,000"
-        " trades/s replay about 700 s of market per wall second): the outputs throttled by event"
-        " time (partial bars, developing profiles every second, bar closes and their PostgreSQL"
-        " upserts) are that much denser per trade than on a live feed at the same trade rate."
+        " ids past the previous one), with footprint rows of"
+        f" {res.row_ticks} ticks (BTCUSDT's `footprint.row_ticks`; `--row-ticks` overrides it"
+        " through an instrument file the fold and the service both read): a 1-minute bar of this"
+        " file (median range ≈77 USD) has tens of"
+        " rows. In-process, on a fresh state each: the bare-loop bound (`bench/bare_loop.py`: one"
+        " plain Python pass computing 1-minute OHLCV, buy/sell and a per-row footprint dict over"
+        " the same trades), the fold through `step_batch` in batches of 1,000 (what the stage"
+        " hands it) and through `step` per trade; the ratio is each rate over the bound of the"
+        f" same run; best and median of {len(res.fold.runs)} runs. Through Redis: the trades"
+        " pre-filled on `of:{BTCUSDT}:trades`, then `ofx run analytics` (one worker, default"
+        " settings, PostgreSQL persistence on) timed from its group's first delivery to the bar"
+        " derived from a closing Heartbeat appended after the last trade: every trade folded, its"
+        " closed bars upserted and every output published. Beside it the raw bus rate of the"
+        " same stream in the same run: plain redis-py XREADGROUP COUNT 1,000 plus `codec.decode`"
+        " per entry. Live-pace latency (`bench/live_pace.py`): with the service caught up,"
+        f" {fmt_rate(args.live_trades)} trades/s and {fmt_rate(args.live_book)} book deltas/s"
+        f" XADDed together for {args.live_seconds:g} s, every message stamped with the wall clock"
+        " as its event time (so partial bars, developing profiles and book stats come at a live"
+        " feed's cadence, unlike a replay of the file, which compresses event time about 700×);"
+        " the book is a 50-level image around the first trade's price whose deltas resize one"
+        " bid and one ask near the touch. A reader blocks on `bars` and `bookstats`; each output"
+        " entry maps back to the input that caused it (output IDs derive from input IDs) and the"
+        " latency is from that input's XADD (the clock read before the round trip) to the"
+        " reader seeing the output, per input that caused one: partial bars and book stats are"
+        " throttled to one per 250 ms of event time, so a 20 s run times about 80 of each."
         " The benchmark's producer, reader, Redis and PostgreSQL share the machine's 2 cores with"
-        " the service (see the load averages): figures are noisy, read them as orders of"
-        " magnitude."
+        " the service, and on this run with other work too (see the load averages): read the"
+        " figures as orders of magnitude and the same-run ratios before the absolute rates."
     )
     body = [
         textwrap.fill(intro, width=100, break_long_words=False, break_on_hyphens=False),
@@ -660,6 +815,8 @@ def report(
         "",
         throughput_table(args, res),
     ]
+    if res.live:
+        body += ["", live_table(res.live)]
     if res.latency:
         body += ["", latency_table(res.latency)]
     body += ["", hot_table(res)]
@@ -668,54 +825,77 @@ def report(
 
 
 def reading(res: Results) -> str:
+    bound = res.bare.best
     numbers = (
-        f"**Reading.** Every target is missed on this machine. The fold runs at"
-        f" {fmt_rate(res.fold.best)} trades/s in-process ({1e6 / res.fold.best:.1f} µs a trade"
-        " against the 2 µs that 500 k/s allows)."
+        f"**Reading.** In-process the fold (`step_batch`) runs at {fmt_rate(res.batched.best)}"
+        f" trades/s against a bare-loop bound of {fmt_rate(bound)} trades/s in the same run:"
+        f" {res.batched.best / bound:.3f} of the bound (target 0.25,"
+        f" {met(res.batched.best >= 0.25 * bound)}); `step` per trade"
+        f" {fmt_rate(res.fold.best)} ({res.fold.best / bound:.3f})."
     )
     if res.service.runs:
         numbers += (
-            f" The service reaches {fmt_rate(res.service.best)} trades/s end to end"
-            f" ({1e6 / res.service.best:.1f} µs a trade) while the raw read + decode of the same"
-            f" stream runs at {fmt_rate(max(res.raw.rates))} entries/s"
-            f" ({1e6 / max(res.raw.rates):.1f} µs): the bus is not the bound, Python work per"
-            " trade is."
+            f" Through Redis the service reaches {fmt_rate(res.service.best)} trades/s end to end"
+            f" (target 100,000, {met(res.service.best >= 100_000)}) while the raw read + decode"
+            f" of the same stream runs at {fmt_rate(max(res.raw.rates))} entries/s."
         )
-    for lat in res.latency:
+    for run in res.live:
         numbers += (
-            f" Paced at {fmt_rate(lat.rate)} trades/s the bar-update latency is p50"
-            f" {lat.quantile_ms(0.5):,.1f} ms, p99 {lat.quantile_ms(0.99):,.1f} ms."
+            f" At the live pace ({fmt_rate(run.reached(run.bars))} trades/s +"
+            f" {fmt_rate(run.reached(run.bookstats))} deltas/s reached) bar updates take p50"
+            f" {run.bars.quantile_ms(0.5):,.1f} ms, p99 {run.bars.quantile_ms(0.99):,.1f} ms and"
+            f" book stats p50 {run.bookstats.quantile_ms(0.5):,.1f} ms, p99"
+            f" {run.bookstats.quantile_ms(0.99):,.1f} ms (target p99 < 10 ms each)."
         )
+        if run.reached(run.bars) < 0.9 * run.trade_rate:
+            numbers += (
+                " The pacer itself fell short of the asked rate (it shares the cores with the"
+                " service, Redis and PostgreSQL), and where the service folds fewer trades a"
+                " second than are sent the outputs timed are those it reached before the run"
+                " stopped waiting: queueing behind a backlog, not the pipeline's own delay."
+            )
     return harness.reading(
         numbers, WHERE, digest=harness.code_digest(MEASURED), profiled=PROFILED_DIGEST
     )
 
 
 # harness.code_digest(MEASURED) of the code that WHERE below was profiled on
-PROFILED_DIGEST: Final = "c9334128b7e0"
+PROFILED_DIGEST: Final = "18a4248a9bdb"
 
 WHERE = """
-Where the time goes (code with digest {profiled}; the fold tables above, and one
-`--profile-service` run: the whole service under cProfile over the same 1 M trades plus a 5 k/s
-latency run, 80 s profiled). In the fold no single part dominates any more: per trade,
-`BarBuilder.on_trade` (footprint cell, big-trade window), `SessionProfiler.on_trade`,
-`BookEngine.on_trade` (the print kept for consumption matching) and the fold's own dispatch and
-trade-ID dedup each cost about 1-2 µs of plain Python; the event-time throttled outputs add the
-rest: the developing session profile once per second of event time (≈28 trades here; `compute_stats`
-over every row, HVN/LVN included), the composite every 5 s, and a partial bar with its footprint
-analytics every 250 ms (≈7 trades here). An earlier version of this fold ran at 62 k trades/s; the
-HVN/LVN search without generator `all()`, the composite's own 5 s cadence and a fast path in the
-book's trade intake brought it here. 500 k/s (2 µs a trade) is out of reach for one Python object
-graph per trade: it needs the per-trade accumulation batched into arrays (or compiled) and the
-developing profile kept incrementally instead of recomputed from every row. In the service the fold
-is 43% of the profiled time; 18% is idle in epoll (the worker waits for its fenced reads); the stage
-adds per entry its read, `entry_ids.parse` for the merge order (3%), the latency histogram
-`observe` and two counters (≈5%), `decode_value`, and publishing the outputs (`Producer.flush`
-9%). At 20 k trades/s paced the service runs past its capacity, so that latency is queueing behind
-a backlog, not the pipeline's own delay; at 5 k trades/s it keeps up with a median bar update of a
-few ms. Because this replay compresses event time (see above), the throttled outputs and the
-PostgreSQL upserts of closed bars are tens of times denser per trade than on a live feed at the
-same trade rate: the service figures are pessimistic for live use.
+Where the time goes (code with digest {profiled}: the fold tables above; one `--profile-service` run
+of the service over 150,000 trades plus 10 s at the live pace, 262 s profiled on a machine at load
+≈8, on the code before the `_mark_refill` and stage fixes named below; and cProfile of `step_batch`
+on the same trades re-timed 50 µs apart, i.e. at the live event-time density). **Fold (target a).**
+On this file's event-time density (≈28 trades a second, so a partial bar every ≈7 trades and a
+developing profile every ≈28) the throttled outputs are most of the fold: the developing session
+profile (`compute_stats` over every row: value area, HVN/LVN, single prints; ≈40 % at 2-USD rows)
+and the partial bar (`_to_bar`: footprint rows, imbalances, stacked runs; ≈24 %). The per-trade
+accumulation is the rest: `BookEngine.on_trade` (the print kept for consumption matching),
+`BarBuilder.on_trade` (footprint cell, big-trade window), `SessionProfiler.on_trade`, and the fold's
+own dedup and dispatch, each 1-3 µs of plain Python. Re-timed to the live density the fold runs at
+≈136 k trades/s (CPU time, load ≈4), still ≈7 µs a trade against the bare loop's ≈0.5 µs: a quarter
+of the bound (≈2 µs a trade) needs the per-trade accumulation of all three engines in one columnar
+pass over a read batch (numpy per batch: cells by `bincount` over row indexes, OHLC by
+`minimum/maximum.reduceat`), and the throttled outputs incremental (a developing profile that
+updates the value area from the rows that changed, footprint rows kept as structs and re-built only
+where a trade landed). `step_batch` is the place for that (the stage and a backtest already hand it
+whole batches), but the engines are being changed for issue 8's other items in parallel; batching
+alone does not gain (a batch keeps its outputs alive longer than `step` does: 10-20 % dearer in CPU
+time in side-by-side runs at load ≈4). **Service (target b).** In the service profile the fold is
+most of the time; the largest single cost was `BookEngine._mark_refill`, a scan of every pending
+removal on each level increase (34 % of the profiled time at 5 k deltas/s, thousands of removals
+pending per scan): pending removals are now indexed by level, so a refill looks only at its own
+level's, newest first (the same result: `tests/unit/test_analytics_book_refill.py`); in-process, on
+the live pace's book pattern at 5 k deltas/s of event time with 4 trades per delta and ≈2,600
+removals pending, a delta with its trades took 80.3 µs before and 23.7 µs after (CPU time, load ≈2).
+The stage's own share was the merge sort's key function (2 %; batches of one stream are no longer
+sorted), the runtime protocol check of `step_batch` per batch (1 %; resolved once per worker),
+`entry_ids.parse` (2 %), the latency histogram (1 %) and idle waits for the fenced read (7 %; a
+read-ahead of the next batch was tried and left out: it made the SIGKILL e2e test time out under
+load). **Latency (target c).** At the live pace the latency is the service's queue: while the
+service folds fewer trades a second than are sent, every bar update waits behind the backlog, so p99
+follows target b; on this shared machine the service ran well below 20 k trades/s.
 """
 
 
@@ -734,9 +914,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rate",
         type=float,
         action="append",
-        help="paced trades/s of a latency run (repeatable; default 20,000 then 5,000)",
+        help="paced trades/s of a compressed-event-time replay latency run (repeatable)",
     )
-    p.add_argument("--seconds", type=float, default=15, help="paced seconds for the latency")
+    p.add_argument("--seconds", type=float, default=15, help="paced seconds of a --rate run")
+    p.add_argument(
+        "--row-ticks", type=int, help="BTCUSDT footprint row in ticks (default: the registry's)"
+    )
+    p.add_argument("--live-trades", type=float, default=20_000, help="live-pace trades/s")
+    p.add_argument("--live-book", type=float, default=5_000, help="live-pace book deltas/s")
+    p.add_argument("--live-seconds", type=float, default=20, help="seconds of the live run")
     p.add_argument("--timeout", type=float, default=900, help="seconds the service may take")
     p.add_argument("--no-service", action="store_true", help="in-process fold only")
     p.add_argument(
@@ -744,7 +930,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, help="write/replace the section in this markdown file")
     args = p.parse_args(argv)
-    args.rate = args.rate or [20_000.0, 5_000.0]
+    args.rate = args.rate or []
     if (args.no_service or args.profile_service) and args.out:
         p.error("--no-service / --profile-service write no file (drop --out)")
     return args

@@ -68,8 +68,10 @@ def _inputs() -> list[Published]:
     cut = len(items) // 3
     return [
         Published("BTCUSDT", "trades", btc),
+        Published("BTCUSDT", "book", btc),
         *items[:cut],
         Published("EURUSD", "trades", eur),
+        Published("EURUSD", "book", eur),
         *items[cut:],
     ]
 

@@ -270,3 +270,25 @@ def test_outputs_do_not_depend_on_how_the_streams_interleave(seed: int, burst: i
     assert sum(1 for c in events if isinstance(c, Consumption) and c.refilled) > 20
     # any interleaving within the engine's skew bound (BookParams.max_skew_ns, 60 s) agrees
     assert _stage_outputs(_interleave(trades, book, rng, burst, 30 * S)) == reference
+
+
+@pytest.mark.parametrize(
+    ("price", "size"),
+    [(100.0, float("inf")), (float("nan"), 1.0), (float("inf"), 1.0), (100.0, 0.0), (100.0, -1.0)],
+)
+def test_a_non_finite_or_empty_print_is_refused_before_anything_changes(
+    price: float, size: float
+) -> None:
+    # An infinite size used to be folded into the open bar: every later output of that bar and its
+    # database row were poisoned, and the stage could only blame the innocent trade that closed it.
+    fold = AnalyticsFold(load_registry())
+    state = fold.initial("BTCUSDT")
+    fold.step(state, "trades", Trade(T0, T0, 100.0, 1.0, Side.BUY, "ok"))
+    before = fold.encode_state(state)
+    with pytest.raises(ValueError, match="must be finite"):
+        fold.step(state, "trades", Trade(T0 + 1, T0 + 1, price, size, Side.BUY, "bad"))
+    assert fold.encode_state(state) == before
+    # the next real print (even one reusing the refused trade's id) is folded as usual
+    fold.step(state, "trades", Trade(T0 + 2, T0 + 2, 100.5, 2.0, Side.SELL, "bad"))
+    assert state.bars.base is not None
+    assert state.bars.base.volume == 3.0

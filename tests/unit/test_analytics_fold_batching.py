@@ -19,6 +19,7 @@ from of_analytics.fold import AnalyticsFold, AnalyticsState
 from of_analytics.state import AnalyticsSnapshot
 from of_feed_bybit.parser import BybitParser
 from ofcommon import codec
+from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
 from ofcommon.messages import BookDelta, BookSnapshot, Heartbeat, Message, Side, Trade
 from ofcommon.stage import Output
@@ -229,3 +230,99 @@ def test_real_trades_batched_into_frames_any_way_fold_the_same(
     )
     assert count == n
     assert by_kind(batched) == by_kind(one_each)
+
+
+# --- whole read batches through step_batch -----------------------------------------------------
+
+
+def step_each(items: list[tuple[str, Message]], cuts: set[int]) -> list[Sequence[Output]]:
+    """The reference: ``step`` per message, a checkpoint and restore before each index in
+    ``cuts``; one output sequence per message."""
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    out: list[Sequence[Output]] = []
+    for i, (kind, msg) in enumerate(items):
+        if i in cuts:
+            fold, state = restored(fold, state)
+        out.append(list(fold.step(state, kind, msg, EntryId(i + 1, 0))))
+    return out
+
+
+def restored(fold: AnalyticsFold, state: AnalyticsState) -> tuple[AnalyticsFold, AnalyticsState]:
+    data = fold.encode_state(state)
+    fresh = AnalyticsFold(REGISTRY)
+    return fresh, fresh.decode_state(data)
+
+
+def step_batches(items: list[tuple[str, Message]], cuts: set[int]) -> list[Sequence[Output]]:
+    """``step_batch`` over runs of one kind, each run split at ``cuts`` (where the state is also
+    checkpointed and restored), as the stage hands a read over."""
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    out: list[Sequence[Output]] = []
+    start = 0
+    for i in range(1, len(items) + 1):
+        if i < len(items) and items[i][0] == items[start][0] and i not in cuts:
+            continue
+        run = [(EntryId(j + 1, 0), items[j][1]) for j in range(start, i)]
+        results = fold.step_batch(state, items[start][0], run)
+        assert len(results) == len(run)
+        out.extend(list(r) for r in results)
+        if i in cuts:
+            fold, state = restored(fold, state)
+        start = i
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(_trade, min_size=1, max_size=60),
+    st.lists(_delta, max_size=40),
+    st.lists(st.tuples(st.booleans(), st.integers(1, 12)), max_size=30),
+    st.sets(st.integers(1, 200), max_size=12),
+)
+def test_step_batch_gives_each_message_the_outputs_of_step(
+    rows: list[tuple[int, int, int, bool, bool]],
+    deltas: list[tuple[int, list[tuple[int, int]], list[tuple[int, int]], bool]],
+    reads: list[tuple[bool, int]],
+    cuts: set[int],
+) -> None:
+    trades, book = trades_stream(rows), book_stream(deltas)
+    order: list[tuple[str, Message]] = []
+    ti = bi = 0
+    for from_trades, n in [*reads, (True, len(trades)), (False, len(book))]:
+        if from_trades:
+            order += [("trades", m) for m in trades[ti : ti + n]]
+            ti = min(ti + n, len(trades))
+        else:
+            order += [("book", m) for m in book[bi : bi + n]]
+            bi = min(bi + n, len(book))
+    reference = step_each(order, cuts)
+    assert any(k == "bars" for out in reference for k, *_ in out)
+    # Per message, not per stream: the stage derives each output's ID from the message it holds.
+    assert [[codec.encode(o[1]) for o in out] for out in step_batches(order, cuts)] == [
+        [codec.encode(o[1]) for o in out] for out in reference
+    ]
+    assert [[(o[0], o[2:]) for o in out] for out in step_batches(order, cuts)] == [
+        [(o[0], o[2:]) for o in out] for out in reference
+    ]
+
+
+def test_real_trades_in_reads_of_any_size_fold_as_one_by_one(
+    real_trades: list[dict[str, Any]],
+) -> None:
+    parser = BybitParser("linear", REGISTRY, depth=50)
+    msgs: list[tuple[str, Message]] = [
+        ("trades", pub.msg)
+        for n, t in enumerate(real_trades)
+        for pub in parser.parse(n, frame([t]))
+    ]
+    end = real_trades[-1]["T"] * MS + DAY
+    msgs.append(("trades", Heartbeat(end, end, "feed")))
+    reference = step_each(msgs, set())
+    assert sum(1 for out in reference for k, m, *_ in out if k == "bars" and m.final) >= 5
+    for cuts in ({1000}, set(range(7, len(msgs), 7)), set(range(250, len(msgs), 250))):
+        batched = step_batches(msgs, cuts)
+        assert [[codec.encode(o[1]) for o in out] for out in batched] == [
+            [codec.encode(o[1]) for o in out] for out in reference
+        ]

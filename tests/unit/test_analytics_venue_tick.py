@@ -49,6 +49,11 @@ def _sim(start: int, duration: int) -> list[tuple[str, Message]]:
     return [(p.kind, p.msg) for p in simulate(config) if isinstance(p, Published)]
 
 
+def _both(ts: int, tick: float = VENUE_TICK) -> list[tuple[str, Message]]:
+    """The spec as the feeds publish it: on the trades stream and on the book stream."""
+    return [("trades", _spec(ts, tick)), ("book", _spec(ts, tick))]
+
+
 def _run(
     fold: AnalyticsFold, state: AnalyticsState, items: Iterable[tuple[str, Message]]
 ) -> list[Output]:
@@ -67,7 +72,7 @@ def test_a_spec_before_the_first_trade_gives_the_outputs_of_the_venue_tick() -> 
     items = _sim(MIDNIGHT - 2 * MIN, 4 * MIN)
     fold = AnalyticsFold(REGISTRY)
     state = fold.initial(SYMBOL)
-    got = _run(fold, state, [("trades", _spec(MIDNIGHT - 3 * MIN)), *items])
+    got = _run(fold, state, [*_both(MIDNIGHT - 3 * MIN), *items])
     ref_fold = AnalyticsFold(AT_VENUE_TICK)
     want = _run(ref_fold, ref_fold.initial(SYMBOL), items)
     assert list(_encoded(got)) == list(_encoded(want))
@@ -78,7 +83,7 @@ def test_a_spec_before_the_first_trade_gives_the_outputs_of_the_venue_tick() -> 
 def test_the_book_window_is_ten_venue_ticks() -> None:
     fold = AnalyticsFold(REGISTRY)
     state = fold.initial(SYMBOL)
-    fold.step(state, "trades", _spec(MIDNIGHT))
+    fold.step(state, "book", _spec(MIDNIGHT))
     bids = [(100.0 - 0.1 * k, 1.0 + k) for k in range(20)]
     asks = [(100.1 + 0.1 * k, 2.0 + k) for k in range(20)]
     out = fold.step(state, "book", BookSnapshot(MIDNIGHT, MIDNIGHT, 1, bids, asks))
@@ -130,7 +135,7 @@ def test_mid_bar_the_book_switches_at_once_and_the_bars_once_no_bar_is_open() ->
     state = fold.initial(SYMBOL)
     _run(fold, state, before)
     assert state.bars.base is not None  # bars are open: the switch must wait
-    fold.step(state, "trades", _spec(MIDNIGHT - 30 * S))
+    _run(fold, state, _both(MIDNIGHT - 30 * S))
     assert state.book.params.row == VENUE_TICK
     assert state.spec.tick == 0.0
     assert state.spec.pending == VENUE_TICK
@@ -156,7 +161,7 @@ def test_mid_bar_the_book_switches_at_once_and_the_bars_once_no_bar_is_open() ->
 
 def test_a_checkpoint_keeps_the_venue_tick_and_the_pending_switch() -> None:
     before, after = _split(MIDNIGHT - 90 * S)
-    items = [*before, ("trades", _spec(MIDNIGHT - 90 * S))]
+    items = [*before, *_both(MIDNIGHT - 90 * S)]
     fold = AnalyticsFold(REGISTRY)
     state = fold.initial(SYMBOL)
     _run(fold, state, items)
@@ -182,3 +187,39 @@ def test_a_spec_is_no_trade_and_moves_no_clock() -> None:
     assert list(out) == []
     assert state.bars.base is not None
     assert state.bars.base.open_ts == MIDNIGHT
+
+
+def test_the_book_switches_at_its_own_streams_spec_however_the_streams_interleave() -> None:
+    # The stage interleaves the two input streams as they happen to be read (a live reader sees
+    # book entries before trades written just before them): the book window must switch at the
+    # same book entry either way, or a re-run after a crash gives other book statistics.
+    items = _sim(MIDNIGHT - 2 * MIN, 2 * MIN)
+    book_at = [i for i, (k, _) in enumerate(items) if k == "book"]
+    at = book_at[len(book_at) // 2]
+    early = [*items[:at], *_both(MIDNIGHT - MIN), *items[at:]]
+    # the trades stream's copy folded 40 book entries later than its book-stream twin
+    late_at = book_at[len(book_at) // 2 + 40]
+    late = [*items[:at], ("book", _spec(MIDNIGHT - MIN)), *items[at:late_at]]
+    late += [("trades", _spec(MIDNIGHT - MIN)), *items[late_at:]]
+
+    def stats(order: list[tuple[str, Message]]) -> list[bytes]:
+        fold = AnalyticsFold(REGISTRY)
+        out = _run(fold, fold.initial(SYMBOL), order)
+        return [msgspec.msgpack.encode(o[1]) for o in out if o[0] == "bookstats"]
+
+    got_early, got_late = stats(early), stats(late)
+    assert got_early
+    assert got_early == got_late
+    # and the switch happened: the book statistics differ from a run without any spec
+    assert got_early != stats(items)
+
+
+def test_a_trades_stream_spec_alone_leaves_the_book_window() -> None:
+    fold = AnalyticsFold(REGISTRY)
+    state = fold.initial(SYMBOL)
+    fold.step(state, "trades", _spec(MIDNIGHT))
+    assert state.book.params.row == REGISTRY.get(SYMBOL).tick_size
+    assert state.spec.tick == VENUE_TICK  # bars and profile took it (fresh state: at once)
+    fold.step(state, "book", _spec(MIDNIGHT))
+    assert state.book.params.row == VENUE_TICK
+    assert fold.tallies(state)["venue_tick_mismatches"] == 1  # the book's copy counts nothing

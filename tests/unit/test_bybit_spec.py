@@ -50,14 +50,16 @@ def test_instruments_info_becomes_one_spec_per_instrument_on_its_trades_stream()
         tick_size=0.10,
         size_step=0.001,
     )
+    assert got[("BTCUSDT", "book")] == btc  # the book stream's own copy, for the book window
     assert isinstance(got[("UKOIL", "trades")], InstrumentSpec)
-    assert len(out) == 2
+    assert isinstance(got[("UKOIL", "book")], InstrumentSpec)
+    assert len(out) == 4
 
 
 def test_every_check_is_published_with_the_current_facts() -> None:
     parser = BybitParser("linear", REGISTRY)
-    assert len(parser.parse(1, _frame())) == 2
-    assert len(parser.parse(2, _frame())) == 2  # the hourly check: kept in a trimmed stream
+    assert len(parser.parse(1, _frame())) == 4  # two instruments, each on trades and book
+    assert len(parser.parse(2, _frame())) == 4  # the hourly check: kept in a trimmed stream
     changed = [instrument_row("BTCUSDT", "0.50", "0.001"), ROWS[1]]
     ticks = {
         p.symbol: p.msg.tick_size

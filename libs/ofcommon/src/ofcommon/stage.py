@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import msgspec
@@ -129,6 +130,66 @@ class Fold(Protocol[S]):
     def decode_state(self, data: bytes) -> S: ...
 
 
+Item = tuple[EntryId, Message]
+"""One input of a batch: the entry ID on its input stream and the decoded message."""
+
+
+class StepFailed(Exception):
+    """``step_batch`` failed on ``items[index]`` (``cause``): the items before it are folded and
+    ``done`` holds their outputs (one sequence per item); the items after it are not folded."""
+
+    def __init__(self, index: int, cause: Exception, done: list[Sequence[Output]]) -> None:
+        super().__init__(f"step failed on item {index}: {cause!r}")
+        self.index = index
+        self.cause = cause
+        self.done = done
+
+
+@runtime_checkable
+class BatchFold(Protocol[S_contra]):
+    """Optional for a fold: ``Fold.step_batch(state, kind, items)``, the stage's (and the
+    backtest's) entry point for a run of consecutive entries of one input stream.
+
+    It must be equivalent to calling ``step(state, kind, msg, at)`` for each ``(at, msg)`` of
+    ``items`` in order, returning the outputs of each item as one sequence per item (so output IDs
+    still derive from the item that caused them), and raising ``StepFailed`` when an item fails.
+    A fold implements it to amortise per-message work over the batch; ``step_batch`` below
+    loops ``step`` for folds that do not."""
+
+    def step_batch(
+        self, state: S_contra, kind: str, items: Sequence[Item]
+    ) -> list[Sequence[Output]]: ...
+
+
+BatchStep = Callable[[S, str, Sequence[Item]], list[Sequence[Output]]]
+
+
+def batch_step(fold: Fold[S]) -> BatchStep[S]:
+    """``fold.step_batch`` if the fold has one, else ``step`` over each item (see ``BatchFold``).
+    Resolved once per fold: the protocol check costs far more than a batch of plain calls."""
+    if isinstance(fold, BatchFold):
+        own: BatchStep[S] = fold.step_batch
+        return own
+    step = fold.step
+
+    def each(state: S, kind: str, items: Sequence[Item]) -> list[Sequence[Output]]:
+        done: list[Sequence[Output]] = []
+        for index, (at, msg) in enumerate(items):
+            try:
+                done.append(step(state, kind, msg, at))
+            except Exception as err:
+                raise StepFailed(index, err, done) from err
+        return done
+
+    return each
+
+
+def step_batch(fold: Fold[S], state: S, kind: str, items: Sequence[Item]) -> list[Sequence[Output]]:
+    """One batch through ``batch_step(fold)``: one sequence of outputs per item, ``StepFailed``
+    on the first failing item (a backtest's entry point; a stage keeps ``batch_step``'s)."""
+    return batch_step(fold)(state, kind, items)
+
+
 @runtime_checkable
 class Tallies(Protocol[S_contra]):
     """Optional for a fold: tallies kept in its state, exported as ``of_fold_events`` gauges at
@@ -196,6 +257,7 @@ class InstrumentWorker(Generic[S]):
         self._rebuild = rebuild
         self._redis = redis
         self._fold = fold
+        self._step_batch = batch_step(fold)
         self._service = service
         self._timing = timing
         self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
@@ -378,7 +440,8 @@ class InstrumentWorker(Generic[S]):
         event time of one input never runs far ahead of another's (folds that relate two inputs,
         like trades and book, need that); a single input is folded as read.
         """
-        entries = [(entry_ids.parse(i), s, i, f) for s, i, f in batch]
+        parse = entry_ids.parse
+        entries = [(parse(i), s, i, f) for s, i, f in batch]
         if len(self._inputs) == 1:
             return entries
         limit: EntryId | None = None
@@ -388,11 +451,17 @@ class InstrumentWorker(Generic[S]):
                 last = max(e[0] for e in entries if e[1] == stream)
                 limit = last if limit is None or last < limit else limit
         merged = self._held + entries
-        merged.sort(key=lambda e: (e[0], self._order[e[1]]))
+        if len(counts) > 1 or self._held:
+            # Sorted as (ID, input order) tuples, compared natively: one stream's IDs are
+            # distinct, so the comparison never reaches the entry itself. A key function per
+            # entry cost more than the rest of the merge.
+            order = self._order
+            keyed = sorted([(e[0], order[e[1]], n) for n, e in enumerate(merged)])
+            merged = [merged[n] for _, _, n in keyed]
         if limit is None:
             self._held = []
             return merged
-        cut = bisect.bisect_right(merged, limit, key=lambda e: e[0])
+        cut = bisect.bisect_right(merged, limit, key=itemgetter(0))
         self._held = merged[cut:]
         return merged[:cut]
 
@@ -400,9 +469,13 @@ class InstrumentWorker(Generic[S]):
         released = self._release(batch)
         if not released:
             return
-        arrival_ms = []
+        arrival_ms: list[int] = []
         produced: list[tuple[str, Message]] = []
         sources: list[tuple[int, str, str, Any]] = []  # per input with outputs: end in produced
+        # Consecutive entries of one input stream go to the fold as one batch (``step_batch``);
+        # a stream change in the merged order starts the next run.
+        run_stream = ""
+        run: list[tuple[str, bytes | None, Item]] = []
         for input_id, stream, entry_id, fields in released:
             position = self._position_ids.get(stream)
             if position is not None and input_id <= position:
@@ -415,22 +488,15 @@ class InstrumentWorker(Generic[S]):
             if self._poison and (stream, entry_id) in self._poison:
                 msg, reason = None, poison_reason(self._poison[(stream, entry_id)])
             if msg is None:
+                await self._fold_run(run_stream, run, produced, sources, arrival_ms)
+                run = []
                 await self._dead.send(stream, entry_id, reason, raw)
                 continue
-            try:
-                outputs = self._fold.step(self._state, self._inputs[stream], msg, input_id)
-                for out_stream, out_id, out in assign_ids(
-                    outputs, input_id, self._last_out, self._out_stream
-                ):
-                    self._producer.add(out_stream, out, str(out_id))
-            except Exception as err:  # a bug, a message the fold rejects, an unencodable output
-                log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
-                await self._refold_without(stream, entry_id, f"fold-error: {err!r}", raw)
-            self.folded += 1
-            if outputs:
-                produced.extend((o[0], o[1]) for o in outputs)
-                sources.append((len(produced), stream, entry_id, raw))
-            arrival_ms.append(input_id.ms)
+            if stream != run_stream:
+                await self._fold_run(run_stream, run, produced, sources, arrival_ms)
+                run, run_stream = [], stream
+            run.append((entry_id, raw, (input_id, msg)))
+        await self._fold_run(run_stream, run, produced, sources, arrival_ms)
         metrics.MESSAGES_IN.labels(self._service, "input").inc(len(released))
         if self._on_outputs is not None and produced:
             await self._hand_outputs(produced, sources)
@@ -441,6 +507,49 @@ class InstrumentWorker(Generic[S]):
             for ms in arrival_ms:
                 hist.observe(max(now_ms - ms, 0.0) / 1000)
         await self._maybe_checkpoint()
+
+    async def _fold_run(
+        self,
+        stream: str,
+        run: list[tuple[str, bytes | None, Item]],
+        produced: list[tuple[str, Message]],
+        sources: list[tuple[int, str, str, Any]],
+        arrival_ms: list[int],
+    ) -> None:
+        """Fold a run of one stream's entries and queue their outputs. A failing step (or an
+        output that cannot be queued) re-folds the batch without the culprit (``_refold_without``).
+        """
+        if not run:
+            return
+        items = [item for _, _, item in run]
+        failed: StepFailed | None = None
+        try:
+            results = self._step_batch(self._state, self._inputs[stream], items)
+        except StepFailed as err:  # a bug or a message the fold rejects
+            results, failed = err.done, err
+        add, last_out, out_stream_of = self._producer.add, self._last_out, self._out_stream
+        # The entries before a failed one first: one of their outputs may be the first culprit.
+        for (entry_id, raw, (input_id, _)), outputs in zip(run, results, strict=False):
+            arrival_ms.append(input_id.ms)
+            if not outputs:  # most entries: skip the ID assignment's set-up
+                continue
+            try:
+                for out_stream, out_id, out in assign_ids(
+                    outputs, input_id, last_out, out_stream_of
+                ):
+                    add(out_stream, out, str(out_id))
+            except Exception as err:  # an unencodable output
+                log.exception("%s failed on %s %s", self._fold.stage, stream, entry_id)
+                await self._refold_without(stream, entry_id, f"fold-error: {err!r}", raw)
+            produced.extend((o[0], o[1]) for o in outputs)
+            sources.append((len(produced), stream, entry_id, raw))
+        self.folded += len(results)
+        if failed is not None:
+            entry_id, raw, _ = run[failed.index]
+            log.error(
+                "%s failed on %s %s", self._fold.stage, stream, entry_id, exc_info=failed.cause
+            )
+            await self._refold_without(stream, entry_id, f"fold-error: {failed.cause!r}", raw)
 
     async def _check_trims(self) -> None:
         """Fold a ``Gap`` where trimming took entries this instrument had not read yet, and put

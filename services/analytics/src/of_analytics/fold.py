@@ -11,9 +11,10 @@ What each input causes (outputs in this order within one step):
   ``dedup_window`` trades is a feed's retried write and is dropped.
 * trades stream ``Heartbeat``: closes bars and sessions that event time has passed.
 * trades stream ``Gap``: marks the open (or next) bar as gapped.
-* trades stream ``InstrumentSpec``: the venue's tick replaces the registry's (``venuespec.py``):
-  at once for the book, for bars, footprint and profile once no bar is open. No output.
-* book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine).
+* trades stream ``InstrumentSpec``: the venue's tick replaces the registry's (``venuespec.py``)
+  for bars, footprint and profile, once no bar is open. No output.
+* book stream: the live book (``BookStats`` on ``bookstats``, throttled by the engine); its own
+  ``InstrumentSpec`` copy moves the book window to the venue tick.
 * either stream: ``Consumption`` events on ``consumption``, once both streams' event time has
   passed a removal's matching window (``of_analytics.book``). They are *anchored* at the book entry
   that removed the size, so their content and their IDs do not depend on how the stage happened to
@@ -37,7 +38,7 @@ from of_analytics.state import STATE_VERSION, AnalyticsSnapshot
 from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Instrument, Registry, load_registry
 from ofcommon.messages import Gap, Heartbeat, InstrumentSpec, Message, Trade
-from ofcommon.stage import Output
+from ofcommon.stage import Item, Output, StepFailed
 
 __all__ = ["AnalyticsFold", "AnalyticsState"]
 
@@ -47,6 +48,7 @@ PROFILE_NS: Final = 1000 * _MS
 # The composite spans several sessions and moves slowly; it costs the most to recompute.
 COMPOSITE_NS: Final = 5000 * _MS
 DEDUP_WINDOW: Final = 4096
+_INF: Final = float("inf")
 
 Outputs = list[Output]
 
@@ -146,8 +148,32 @@ class AnalyticsFold:
                 self._on_spec(state, msg)
             return ()
         if kind == "book":
+            if isinstance(msg, InstrumentSpec):
+                self._on_book_spec(state, msg)
+                return ()
             return self._book_out(state.book.on_book(msg, at))
         return ()
+
+    def step_batch(
+        self, state: AnalyticsState, kind: str, items: Sequence[Item]
+    ) -> list[Sequence[Output]]:
+        """``ofcommon.stage.BatchFold``: ``step`` over each ``(entry_id, message)`` of ``items``,
+        one sequence of outputs per item. Trades take ``_on_trade`` directly (no per-message
+        dispatch); any other message takes ``step``."""
+        done: list[Sequence[Output]] = []
+        append = done.append
+        on_trade = self._on_trade
+        trades = kind == "trades"
+        index = 0
+        try:
+            for index, (at, msg) in enumerate(items):  # noqa: B007 (read by the handler)
+                if trades and type(msg) is Trade:
+                    append(on_trade(state, msg))
+                else:
+                    append(self.step(state, kind, msg, at))
+        except Exception as err:
+            raise StepFailed(index, err, done) from err
+        return done
 
     def tallies(self, state: AnalyticsState) -> dict[str, float]:
         """What the stage exports as ``of_fold_events{name=...}`` (see docs/analytics.md)."""
@@ -206,6 +232,7 @@ class AnalyticsFold:
     # --- internals --------------------------------------------------------------------------
 
     def _on_trade(self, state: AnalyticsState, t: Trade) -> Outputs:
+        _check(t)
         if t.trade_id and self._dedup:
             if t.trade_id in state.recent_set:
                 state.duplicates += 1
@@ -261,10 +288,8 @@ class AnalyticsFold:
         tick = venuespec.accept(state.spec, registry, spec)
         if tick is None:
             return
-        # The book keeps no tick-dependent state: its window follows the venue tick at once.
-        if state.book.params.row != tick:
-            state.book.params = replace(state.book.params, row=tick)
-        state.spec.book_tick = tick
+        if at_once:  # a rebuilt state has no book-stream spec yet: the trades stream's stands in
+            self._set_book_tick(state, tick)
         target = 0.0 if tick == registry.tick_size else tick
         if target == state.spec.tick:
             state.spec.pending = 0.0
@@ -279,6 +304,22 @@ class AnalyticsFold:
         else:
             state.spec.pending = tick
             state.spec.pending_from = closes
+
+    def _on_book_spec(self, state: AnalyticsState, spec: InstrumentSpec) -> None:
+        """The book stream's own spec: the window follows it at once. Only the book stream's copy
+        moves the book, so where the switch falls does not depend on how the stage interleaved
+        the two input streams (a re-run after a crash switches at the same book entry)."""
+        registry = self._engines_of(state.symbol).instrument
+        tick = venuespec.accept(state.spec, registry, spec, count=False)
+        if tick is not None:
+            self._set_book_tick(state, tick)
+
+    @staticmethod
+    def _set_book_tick(state: AnalyticsState, tick: float) -> None:
+        # The book keeps no tick-dependent state: its window follows the venue tick at once.
+        if state.book.params.row != tick:
+            state.book.params = replace(state.book.params, row=tick)
+        state.spec.book_tick = tick
 
     def _grid(self, state: AnalyticsState, ts: int, out: Outputs) -> _Engines:
         """The engines for event time ``ts``: a pending venue tick applies once ``ts`` has passed
@@ -312,3 +353,14 @@ class AnalyticsFold:
             else:
                 out.append(("bookstats", o))
         return out
+
+
+def _check(t: Trade) -> None:
+    """Refuse a print before anything mutates: a non-finite one folded into a bar poisons every
+    later output of that bar (and its database row), and the stage dead-letters a culprit only
+    when the step raises. NaN fails every comparison."""
+    if not (0.0 < t.size < _INF and -_INF < t.price < _INF):
+        raise ValueError(
+            f"trade {t.trade_id!r}: price {t.price!r} and size {t.size!r} must be finite,"
+            " the size above zero"
+        )

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 # Attempts of one write before the worker gives up and restarts from its checkpoint (which
 # re-folds the unacknowledged inputs and so retries the write again: nothing is dropped).
-WRITE_ATTEMPTS: Final = 5
+# A failing write is logged at its first attempt and then every LOG_EVERY attempts.
+LOG_EVERY: Final = 12
 BACKOFF_S: Final = 0.2
 BACKOFF_MAX_S: Final = 5.0
 
@@ -88,9 +89,12 @@ def persist_hook(
 ) -> OutputsHook:
     """Store each batch's final bars and profiles before it is published (see ``OutputsHook``).
 
-    Errors retry with backoff (then the worker restarts from its checkpoint), except a row the
-    database refuses for good (``ROW_REFUSED``): that raises ``Rejected`` naming it, so the
-    stage dead-letters the input that produced it and goes on."""
+    Errors retry in place with capped backoff for as long as they last (a PostgreSQL outage pauses
+    the instrument; its inputs wait unacked in Redis), except a row the database refuses for good
+    (``ROW_REFUSED``): that raises ``Rejected`` naming it, so the stage dead-letters the input that
+    produced it and goes on. Retrying in place rather than restarting the worker matters: every
+    restart re-delivers the pending inputs, and the stage takes an entry delivered again and again
+    for poison (``ofcommon.deliveries``), so an outage would dead-letter real trades."""
 
     async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
         stored = [(i, m) for i, (k, m) in enumerate(outputs) if _stored(k, m)]
@@ -98,7 +102,9 @@ def persist_hook(
             return
         msgs = [m for _, m in stored]
         delay = BACKOFF_S
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 await asyncio.to_thread(_write, store, symbol, msgs)
                 return
@@ -110,9 +116,14 @@ def persist_hook(
                     except LookupError:
                         raise err from None
                     raise culprit from err
-                if attempt == WRITE_ATTEMPTS:
-                    raise  # the worker restarts from its checkpoint: the inputs stay unacked
-                log.warning("%s: PostgreSQL write failed (%s), retry in %.1fs", symbol, err, delay)
+                if attempt % LOG_EVERY == 1:
+                    log.warning(
+                        "%s: PostgreSQL write failed (attempt %d: %s); retry at most %.1fs apart",
+                        symbol,
+                        attempt,
+                        err,
+                        BACKOFF_MAX_S,
+                    )
                 await sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
 

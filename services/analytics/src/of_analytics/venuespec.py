@@ -31,9 +31,12 @@ class SpecState(msgspec.Struct, gc=False):
     refused: int = 0  # specs whose tick is unusable (not positive, or off the profile row)
 
 
-def accept(state: SpecState, registry: Instrument, spec: InstrumentSpec) -> float | None:
+def accept(
+    state: SpecState, registry: Instrument, spec: InstrumentSpec, *, count: bool = True
+) -> float | None:
     """The venue tick of ``spec`` if it is usable for ``registry``'s instrument, else None (logged,
-    counted in ``refused``); a tick that disagrees with the registry is logged once and counted."""
+    counted in ``refused``); a tick that disagrees with the registry is logged once and counted.
+    ``count=False`` for the book stream's copy of a spec the trades stream counts already."""
     tick = spec.tick_size
     reason = ""
     if not (math.isfinite(tick) and tick > 0):
@@ -44,11 +47,13 @@ def accept(state: SpecState, registry: Instrument, spec: InstrumentSpec) -> floa
         except (msgspec.ValidationError, ValueError) as err:
             reason = str(err)
     if reason:
+        if not count:
+            return None
         state.refused += 1
         log.error("%s: venue spec from %s refused (%s)", registry.symbol, spec.venue, reason)
         return None
     if not math.isclose(tick, registry.tick_size, rel_tol=1e-9, abs_tol=0.0):
-        if tick != state.last:
+        if count and tick != state.last:
             state.mismatches += 1
         key = (registry.symbol, spec.venue, tick)
         if key not in _warned:
@@ -63,7 +68,8 @@ def accept(state: SpecState, registry: Instrument, spec: InstrumentSpec) -> floa
             )
     else:
         tick = registry.tick_size
-    state.last = tick
+    if count:
+        state.last = tick
     return tick
 
 

@@ -39,7 +39,8 @@ def parse_spec_frame(
     category: str, venue_symbols: Mapping[str, str], recv_ns: int, ts_ms: int | None, data: bytes
 ) -> list[Published]:
     """The ``InstrumentSpec`` of each of our instruments in a ``spec_frame`` (``venue_symbols``:
-    venue symbol -> registry symbol), on its trades stream."""
+    venue symbol -> registry symbol), on its trades stream and on its book stream: each stream
+    carries the spec its consumer needs, so a fold adopts it at a place in that stream alone."""
     try:
         body: dict[str, Any] = msgspec.json.decode(data)
         rows = body["list"]
@@ -63,4 +64,5 @@ def parse_spec_frame(
             size_step=float(info.qty_step),
         )
         out.append(Published(symbol, "trades", spec))
+        out.append(Published(symbol, "book", spec))
     return out

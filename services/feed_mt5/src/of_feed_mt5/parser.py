@@ -172,7 +172,11 @@ class Mt5Parser:
             venue_symbol=frame.symbol or frame.instrument,
             tick_size=tick,
         )
-        return [Published(frame.instrument, "trades", spec)]
+        # On both streams: the bars follow the trades stream's, the book window the book's.
+        return [
+            Published(frame.instrument, "trades", spec),
+            Published(frame.instrument, "book", spec),
+        ]
 
     def _clock(self, spec: str) -> ServerClock:
         clock = self._clocks.get(spec)
