@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo replay test lint fmt type pytest faults compose-check bench clean
+.PHONY: help install run demo replay test lint fmt type pytest faults compose-check bench score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ compose-check: install ## validate docker-compose.yml with the real Compose bina
 
 bench: install ## benchmarks, each beside a same-run baseline; writes docs/benchmarks.md
 	$(RUN) python -m bench --out docs/benchmarks.md
+
+score: install ## pattern detectors on the simulator's labelled episodes and real trades (docs/quality.md)
+	$(RUN) python -m scripts.score_patterns $(ARGS)
 
 clean: ## remove runtime data and caches (not the environment)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache .hypothesis

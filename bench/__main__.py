@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from bench import analytics, bus, feeds, harness
+from bench import analytics, bus, feeds, harness, patterns
 
 # name -> main(argv, command=...) of each benchmark module, in run order
 BENCHMARKS: Final[dict[str, Callable[..., int]]] = {
     "bus": bus.main,
     "feeds": feeds.main,
     "analytics": analytics.main,
+    "patterns": patterns.main,
 }
 
 
