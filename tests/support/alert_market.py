@@ -139,17 +139,17 @@ EXHAUSTION = PatternSignal(
     details={"volume_decline": 0.42, "delta_kept": 0.3},
 )
 
-_TRADE = dict(
-    trade_id="BTCUSDT-1709650680000000000",
-    direction=Direction.LONG,
-    target=TARGET,
-    score=72.4,
-    grade="A",
-    level_kind="val",
-    level_price=64_010.0,
-    entry_ts=T0 + 30 * MIN,
-    entry_price=ENTRY,
-)
+_TRADE = {
+    "trade_id": "BTCUSDT-1709650680000000000",
+    "direction": Direction.LONG,
+    "target": TARGET,
+    "score": 72.4,
+    "grade": "A",
+    "level_kind": "val",
+    "level_price": 64_010.0,
+    "entry_ts": T0 + 30 * MIN,
+    "entry_price": ENTRY,
+}
 EVENTS = [
     TradeEvent(
         event_id="BTCUSDT-7",
@@ -159,7 +159,7 @@ EVENTS = [
         stop=STOP,
         reason="absorption",
         signals=[ABSORPTION.signal_id],
-        **_TRADE,  # type: ignore[arg-type]
+        **_TRADE,
     ),
     TradeEvent(
         event_id="BTCUSDT-8",
@@ -169,7 +169,7 @@ EVENTS = [
         stop=ENTRY,
         reason="initiative",
         signals=[INITIATIVE.signal_id],
-        **_TRADE,  # type: ignore[arg-type]
+        **_TRADE,
     ),
     TradeEvent(
         event_id="BTCUSDT-9",
@@ -178,7 +178,7 @@ EVENTS = [
         price=TRAIL_PRICE,
         stop=TRAIL_STOP,
         reason="initiative",
-        **_TRADE,  # type: ignore[arg-type]
+        **_TRADE,
     ),
     TradeEvent(
         event_id="BTCUSDT-10",
@@ -188,7 +188,7 @@ EVENTS = [
         stop=TRAIL_STOP,
         reason="exhaustion",
         signals=[EXHAUSTION.signal_id],
-        **_TRADE,  # type: ignore[arg-type]
+        **_TRADE,
     ),
     TradeEvent(
         event_id="BTCUSDT-11",
@@ -201,7 +201,7 @@ EVENTS = [
         r_multiple=round(PNL / RISK, 6),
         mae_ticks=-21.0,
         mfe_ticks=round(PNL / TICK, 6),
-        **_TRADE,  # type: ignore[arg-type]
+        **_TRADE,
     ),
 ]
 

@@ -9,6 +9,7 @@ receive time (``time.monotonic()`` of this process: the edge, where the wall clo
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import itertools
@@ -53,6 +54,10 @@ class _State:
     holding: threading.Event = field(default_factory=threading.Event)  # a reply is held
     release: threading.Event = field(default_factory=threading.Event)
     drop_next: int = 0  # close the connection instead of answering this many sends
+    hold_at: int = 0  # hold the reply of the n-th send (1-based) until ``release``
+    mark_at: int = 0  # set ``answered`` once the n-th send's reply is written
+    answered: threading.Event = field(default_factory=threading.Event)
+    n_sends: int = 0
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,7 +72,8 @@ def _parse(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes | None
         )
         for part in msg.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            data = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
             if part.get_filename():
                 photo = data
             elif name:
@@ -75,10 +81,8 @@ def _parse(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes | None
     elif body:
         params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
     for key, value in list(params.items()):
-        try:  # PTB JSON-encodes every value
+        with contextlib.suppress(TypeError, ValueError):  # PTB JSON-encodes every value
             params[key] = json.loads(value)
-        except (TypeError, ValueError):
-            pass
     if isinstance(params.get("photo"), str) and params["photo"].startswith("attach://"):
         params.pop("photo")
     return params, photo
@@ -153,7 +157,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:
@@ -169,7 +173,9 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.received.append(record)
             if prefix != f"bot{state.token}":
-                self._answer(record, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                self._answer(
+                    record, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                )
                 return
             if method == "getMe":
                 self._answer(record, 200, {"ok": True, "result": _me()})
@@ -185,8 +191,10 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 retry = state.retry_after.pop(0) if state.retry_after else None
                 failing = state.failing.get(record.chat)
-                hold = state.hold_next > 0
-                state.hold_next -= 1 if hold else 0
+                state.n_sends += 1
+                hold = state.hold_next > 0 or state.n_sends == state.hold_at
+                state.hold_next -= 1 if state.hold_next > 0 else 0
+                mark = state.n_sends == state.mark_at
                 drop = state.drop_next > 0
                 state.drop_next -= 1 if drop else 0
             if retry is not None:
@@ -213,6 +221,8 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 state.holding.set()
                 state.release.wait(60)
             self._answer(record, 200, {"ok": True, "result": _message(state, record)})
+            if mark:
+                state.answered.set()
 
         def _answer(self, record: Received, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any, Final, Literal
 
 import httpx
@@ -31,6 +32,9 @@ from of_alerts.limiter import pause
 from of_alerts.parts import Part
 
 log = logging.getLogger(__name__)
+# PTB's documented opt-in to timedelta durations (RetryAfter.retry_after): without it every 429
+# emits a deprecation warning, from inside RetryAfter's own constructor.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 Verdict = Literal["retry", "permanent", "uncertain"]
 # httpx errors raised before the request was fully written: Telegram cannot have acted on it
