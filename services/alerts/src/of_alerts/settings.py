@@ -51,7 +51,7 @@ class AlertsSettings(BaseSettings, kw_only=True, frozen=True):
         "alerts_min_grade": "lowest trade grade alerted (A+, A, B, C); bias alerts always pass",
         "alerts_quiet_warnings": "send exit warnings without a notification sound",
         "alerts_chart_bars": "closed 1m bars in each chart snapshot; 0 = text only",
-        "alerts_max_age_s": "skip events that reached Redis longer ago than this; 0 = never",
+        "alerts_max_age_s": "skip events that reached Redis longer ago than this; 0 = no limit",
         "alerts_chat_interval_s": "seconds between two messages to one chat (Telegram: ~1)",
         "alerts_global_rate": "messages per second over all chats (Telegram: 30)",
         "alerts_resend_uncertain": (

@@ -227,7 +227,7 @@ def _exit(alert: Alert, ev: TradeEvent) -> list[str]:
 def _exit_warning(alert: Alert, ev: TradeEvent) -> list[str]:
     ctx, tick = alert.context, alert.context.tick_size
     lines = _head(
-        alert, f"{direction(ev.direction)} at risk: {reason(ev.reason)} against the trade"
+        alert, f"{direction(ev.direction)} at risk: {ev.reason.replace('_', ' ')} against the trade"
     )
     for sid in ev.signals:
         sig = ctx.patterns.get(sid)
