@@ -65,6 +65,7 @@ async def test_no_duplicate_after_sigkill_mid_send(
             "OF_INSTRUMENTS": m.SYMBOL,
             "OF_ALERTS_CHAT_INTERVAL_S": "0.05",
             "OF_ALERTS_CLAIM_IDLE_S": "1",
+            "OF_TELEGRAM_TIMEOUT_S": "3",  # the dead victim's chat turn lapses after 2 × 3 + 5 s
         }
         victim = spawn_service("alerts", env, tmp_path, "victim", OF_WORKER_ID="victim")
         rescuer = None

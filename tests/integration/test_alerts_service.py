@@ -22,6 +22,9 @@ from tests.support import alert_market as m
 from tests.support.fake_telegram import FakeTelegram, Received
 from tests.support.servers import free_port
 
+from of_alerts.bot import Telegram
+from of_alerts.limiter import ChatLimiter
+from of_alerts.parts import Part
 from of_alerts.service import GROUP, main
 from of_alerts.settings import AlertsSettings
 from ofcommon import codec, keys
@@ -353,3 +356,32 @@ async def test_trade_event_kinds_not_alerted_are_acknowledged(redis: aioredis.Re
         dead = await redis.xrange(keys.dead_letters(m.SYMBOL))
         assert len(dead) == 1
         assert dead[0][1][b"reason"].startswith(b"undecodable")
+
+
+async def test_per_chat_rate_holds_across_workers(redis: aioredis.Redis) -> None:
+    """Two workers (two limiters, two bots) sending to one chat at once: the chat's turn is in
+    Redis, so the server still sees the interval between any two of their messages."""
+    interval = 0.5
+    with FakeTelegram(TOKEN) as tg:
+        workers = []
+        for _ in range(2):
+            bot = Telegram(TOKEN, tg.url, timeout_s=10, rate=30)
+            assert await bot.start(asyncio.Event())
+            workers.append((bot, ChatLimiter(redis, interval, lease_s=25)))
+        stop_ = asyncio.Event()
+
+        async def burst(bot: Telegram, limiter: ChatLimiter, who: int) -> None:
+            for n in range(4):
+                async with limiter.turn(CHAT, stop_):
+                    await bot.send(CHAT, Part(0, f"worker {who} message {n}"))
+
+        try:
+            await asyncio.gather(*(burst(b, lim, i) for i, (b, lim) in enumerate(workers)))
+        finally:
+            for bot, _ in workers:
+                await bot.close()
+        times = [r.at for r in tg.delivered(CHAT)]
+        assert len(times) == 8
+        assert {r.text.split()[1] for r in tg.delivered(CHAT)} == {"0", "1"}
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= interval, gaps

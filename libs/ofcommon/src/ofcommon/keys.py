@@ -93,6 +93,16 @@ def alert_record(symbol: str, event_key: str) -> str:
     return f"{PREFIX}:{{{check_symbol(symbol)}}}:alerted:{event_key}"
 
 
+_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{1,40})$")
+
+
+def alert_chat_turn(chat: str) -> str:
+    """One Telegram chat's send turn, shared by every alerts worker (a lease, then the gap)."""
+    if not _CHAT.match(chat):
+        raise ValueError(f"invalid Telegram chat {chat!r}")
+    return f"{PREFIX}:alerts:turn:{chat}"
+
+
 def workers(stage: str) -> str:
     """Sorted set of live workers of a stage, scored by last heartbeat (Redis server ms)."""
     return f"{PREFIX}:workers:{{{_check_name(stage, 'stage')}}}"

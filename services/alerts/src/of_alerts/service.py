@@ -120,7 +120,7 @@ async def main(ctx: ServiceContext[AlertsSettings]) -> None:
         delivery = Delivery(
             telegram,
             SentRecord(ctx.redis, ctx.worker_id),
-            ChatLimiter(s.alerts_chat_interval_s),
+            ChatLimiter(ctx.redis, s.alerts_chat_interval_s, lease_s=2 * s.telegram_timeout_s + 5),
             ctx.stop,
             resend_uncertain=s.alerts_resend_uncertain,
         )
