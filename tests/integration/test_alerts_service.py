@@ -350,12 +350,17 @@ async def test_trade_event_kinds_not_alerted_are_acknowledged(redis: aioredis.Re
         watch = TradeEvent("BTCUSDT-1", "t", m.T0, "watch", m.EVENTS[0].direction, 64_010.0)
         await redis.xadd(stream, {codec.FIELD: codec.encode(watch)})
         await redis.xadd(stream, {codec.FIELD: b"\xc1not msgpack"})
+        # an event the service cannot handle (no key can be formed from its id): dead-lettered
+        bad = msgspec.structs.replace(m.EVENTS[0], event_id="no spaces allowed")
+        await redis.xadd(stream, {codec.FIELD: codec.encode(bad)})
         async with running(redis, settings(tg.url, alerts_chart_bars=0)):
             await settled(redis)
         assert tg.sends() == []
         dead = await redis.xrange(keys.dead_letters(m.SYMBOL))
-        assert len(dead) == 1
-        assert dead[0][1][b"reason"].startswith(b"undecodable")
+        reasons = sorted(d[1][b"reason"].decode() for d in dead)
+        assert len(reasons) == 2
+        assert reasons[0].startswith('alert-error: ValueError("invalid alert event key')
+        assert reasons[1].startswith("undecodable")
 
 
 async def test_per_chat_rate_holds_across_workers(redis: aioredis.Redis) -> None:
