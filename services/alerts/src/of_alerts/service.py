@@ -22,6 +22,7 @@ from of_alerts.record import SentRecord
 from of_alerts.settings import AlertsSettings
 from ofcommon import keys
 from ofcommon.bus import DeadLetters, Entry, GroupReader, Redis
+from ofcommon.entry_ids import parse
 from ofcommon.instruments import load_registry
 from ofcommon.service import Service, ServiceContext
 
@@ -66,7 +67,8 @@ async def _consume(
     delay = 0.2
     while not ctx.stop.is_set():
         try:
-            for entry in await reader.read():
+            # one read holds entries of both streams: in entry-ID order they follow event time
+            for entry in sorted(await reader.read(), key=lambda e: parse(e.id)):
                 await _handle(ctx, dispatcher, dead, entry)
                 await reader.ack([entry])
             delay = 0.2
