@@ -45,6 +45,9 @@ class Delivery:
         delay = BACKOFF_S
         what = f"{key} to chat {chat} (part {part.number})"
         while True:
+            settled = await self.record.get(symbol, key, field)
+            if settled is not None and not settled.startswith(SENDING):
+                return await self._held(symbol, key, field, alert_type, what, settled)
             async with self.limiter.turn(chat, self.stop):
                 token = self.record.token()
                 held = await self.record.claim(symbol, key, field, token)

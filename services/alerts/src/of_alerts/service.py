@@ -65,12 +65,16 @@ async def _consume(
 ) -> None:
     dead = DeadLetters(ctx.redis, "alerts")
     delay = 0.2
+    batch: list[Entry] = []  # read, not yet acknowledged: retried in place after a Redis error
     while not ctx.stop.is_set():
         try:
-            # one read holds entries of both streams: in entry-ID order they follow event time
-            for entry in sorted(await reader.read(), key=lambda e: parse(e.id)):
-                await _handle(ctx, dispatcher, dead, entry)
-                await reader.ack([entry])
+            if not batch:
+                # one read holds entries of both streams: in entry-ID order they follow event time
+                batch = sorted(await reader.read(), key=lambda e: parse(e.id))
+            while batch:
+                await _handle(ctx, dispatcher, dead, batch[0])
+                await reader.ack([batch[0]])
+                batch.pop(0)
             delay = 0.2
         except Stopped:
             return
