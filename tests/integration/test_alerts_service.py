@@ -390,3 +390,16 @@ async def test_per_chat_rate_holds_across_workers(redis: aioredis.Redis) -> None
         assert {r.text.split()[1] for r in tg.delivered(CHAT)} == {"0", "1"}
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= interval, gaps
+
+
+async def test_quiet_mode_silences_exit_warnings_only(redis: aioredis.Redis) -> None:
+    with FakeTelegram(TOKEN) as tg:
+        s = settings(tg.url, alerts_quiet_warnings=True, alerts_chart_bars=0)
+        async with running(redis, s):
+            await m.publish(redis)
+            await until(lambda: len(tg.delivered()) >= 6, 60, "six alerts")
+            await settled(redis)
+        silent = {
+            k for k, (r,) in keyed(tg.delivered()).items() if r.params.get("disable_notification")
+        }
+        assert silent == {"BTCUSDT-10"}  # the exit warning
