@@ -102,7 +102,7 @@ def main() -> int:
     # the entry: the lowest close after the frame, a long off it with the stop under its low
     i_entry = min(range(20, 40), key=lambda i: bars[i].close)
     eb = bars[i_entry]
-    entry, stop = eb.close, eb.low - 2 * TICK
+    entry, stop = eb.close, min(eb.low, bias.val) - 2 * TICK
     risk = entry - stop
     target = max(bias.vah, entry + 4 * risk)
 
