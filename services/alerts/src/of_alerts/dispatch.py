@@ -11,7 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from of_alerts import kinds, lookups, metrics, snapshot, texts
+from of_alerts import kinds, lookups, metrics, texts
 from of_alerts.alert import Alert
 from of_alerts.delivery import Delivery, Outcome
 from of_alerts.filters import Filters, skip_reason
@@ -78,7 +78,7 @@ class Dispatcher:
 
     async def _photo(self, alert: Alert) -> bytes | None:
         try:
-            png = await asyncio.to_thread(snapshot.png, alert)
+            png = await asyncio.to_thread(_render, alert)
         except Stopped:
             raise
         except Exception:  # a chart is a nicety: the alert goes out as text
@@ -87,3 +87,10 @@ class Dispatcher:
         if png is None:
             log.info("%s: no closed bars before the event; sending text only", alert.key)
         return png
+
+
+def _render(alert: Alert) -> bytes | None:
+    """The chart, in a worker thread; matplotlib is imported by the first one, not at start."""
+    from of_alerts import snapshot
+
+    return snapshot.png(alert)

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from redis.exceptions import RedisError
 
-from of_alerts.bot import Telegram
-from of_alerts.delivery import Delivery
-from of_alerts.dispatch import Dispatcher
 from of_alerts.filters import Filters
 from of_alerts.limiter import ChatLimiter, Stopped, pause
 from of_alerts.record import SentRecord
@@ -25,6 +22,9 @@ from ofcommon.bus import DeadLetters, Entry, GroupReader, Redis
 from ofcommon.entry_ids import parse
 from ofcommon.instruments import load_registry
 from ofcommon.service import Service, ServiceContext
+
+if TYPE_CHECKING:
+    from of_alerts.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,11 @@ async def main(ctx: ServiceContext[AlertsSettings]) -> None:
     if not s.chat_ids():
         await _noop(ctx, "OF_TELEGRAM_CHAT_ID is not set")
         return
+    # python-telegram-bot and matplotlib take seconds to import: only a working service pays
+    from of_alerts.bot import Telegram
+    from of_alerts.delivery import Delivery
+    from of_alerts.dispatch import Dispatcher
+
     registry = load_registry(s.registry_file or None)
     symbols = [i.symbol for i in registry.select(s.instruments)]
     telegram = Telegram(
