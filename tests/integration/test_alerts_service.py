@@ -17,6 +17,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 from PIL import Image
+from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 from tests.support import alert_market as m
 from tests.support.fake_telegram import FakeTelegram, Received
@@ -226,12 +227,15 @@ async def test_permanent_error_is_given_up_and_other_chats_still_served(
     with FakeTelegram(TOKEN) as tg:
         tg.state.failing[OTHER] = (400, "Bad Request: chat not found")
         s = settings(tg.url, telegram_chat_id=f"{CHAT},{OTHER}", alerts_chart_bars=0)
+        labels = {"type": "bias", "error": "BadRequest"}
+        before = REGISTRY.get_sample_value("of_alerts_failed_total", labels) or 0.0
         async with running(redis, s) as ctx:
             await m.publish(redis, kinds=frozenset({"bias"}))
             await until(lambda: len(tg.delivered(CHAT)) >= 1, 30, "the good chat's alert")
             await settled(redis)
             assert ctx.status.get("failed") == 1
         assert [r.status for r in tg.sends(OTHER)] == [400]  # tried once, never again
+        assert REGISTRY.get_sample_value("of_alerts_failed_total", labels) == before + 1
         record = await redis.hgetall(keys.alert_record(m.SYMBOL, "bias-2024-03-04"))
         assert record[f"{OTHER}:0".encode()] == b"failed:BadRequest"
         assert record[f"{CHAT}:0".encode()].startswith(b"sent:")
