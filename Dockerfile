@@ -70,10 +70,13 @@ RUN groupadd --system --gid "${APP_UID}" orderflow \
 
 COPY --from=builder --chown=root:root /app/.venv /app/.venv
 
+# MPLCONFIGDIR: the alerts' chart renderer (matplotlib) keeps its font cache there; the home
+# directory /app is not writable by the service user.
 ENV PATH="/app/.venv/bin:${PATH}" \
     VIRTUAL_ENV=/app/.venv \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 WORKDIR /app
 USER ${APP_UID}:${APP_UID}

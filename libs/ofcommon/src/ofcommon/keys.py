@@ -83,6 +83,26 @@ def source_claim(symbol: str) -> str:
     return f"{PREFIX}:{{{check_symbol(symbol)}}}:source"
 
 
+_EVENT_KEY = re.compile(r"^[A-Za-z0-9._:#-]{1,120}$")
+
+
+def alert_record(symbol: str, event_key: str) -> str:
+    """Hash chat:part -> delivery state of one alert (alerts' exactly-once record, with a TTL)."""
+    if not _EVENT_KEY.match(event_key):
+        raise ValueError(f"invalid alert event key {event_key!r}")
+    return f"{PREFIX}:{{{check_symbol(symbol)}}}:alerted:{event_key}"
+
+
+_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{1,40})$")
+
+
+def alert_chat_turn(chat: str) -> str:
+    """One Telegram chat's send turn, shared by every alerts worker (a lease, then the gap)."""
+    if not _CHAT.match(chat):
+        raise ValueError(f"invalid Telegram chat {chat!r}")
+    return f"{PREFIX}:alerts:turn:{chat}"
+
+
 def workers(stage: str) -> str:
     """Sorted set of live workers of a stage, scored by last heartbeat (Redis server ms)."""
     return f"{PREFIX}:workers:{{{_check_name(stage, 'stage')}}}"
