@@ -1,5 +1,6 @@
 """The aggregator fold under the real stage worker and Redis: a bar the fold refuses becomes a
-dead letter naming the reason, and the day around it still frames, enters and exits."""
+dead letter naming the reason, and the day around it still frames, enters and exits; the
+consumed patterns reach the journal's hook and no stream."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.unit.test_aggregator_fold import bar, inputs
 
 from of_aggregator.fold import AggregatorFold
 from ofcommon import codec, keys
-from ofcommon.messages import TradeEvent
+from ofcommon.messages import Message, PatternSignal, TradeEvent
 from ofcommon.ownership import Lease
 from ofcommon.stage import InstrumentWorker, Refold, StageTiming
 
@@ -35,13 +36,23 @@ async def test_a_refused_bar_is_dead_lettered_and_the_day_goes_on(redis: aioredi
         msgs = [codec.decode(f[codec.FIELD]) for _, f in await redis.xrange(events)]
         return any(isinstance(m, TradeEvent) and m.kind == "exit" for m in msgs)
 
+    hooked: list[tuple[str, Message]] = []
+
+    async def hook(symbol: str, outputs: list[tuple[str, Message]]) -> None:
+        hooked.extend(outputs)
+
     restarts = 0
     async with asyncio.timeout(20):
         while not await exited():
             # As OwnedStage does: a worker that met a refused entry dead-letters it and ends
             # (Refold); the next one re-folds from the checkpoint without it.
             worker = InstrumentWorker(
-                redis, AggregatorFold(), LEASE, service="aggregator", timing=timing
+                redis,
+                AggregatorFold(),
+                LEASE,
+                service="aggregator",
+                timing=timing,
+                on_outputs=hook,
             )
             task = asyncio.create_task(worker.run())
             while True:  # until it ends (Refold) or the day is done
@@ -64,3 +75,11 @@ async def test_a_refused_bar_is_dead_lettered_and_the_day_goes_on(redis: aioredi
     assert b"fold-error" in fields[b"reason"]
     assert b"outside low..high" in fields[b"reason"]
     assert fields[b"origin"] == keys.stream(SYMBOL, "bars").encode()
+    # The absorption the trade was entered on went to the hook as a signal, and only there.
+    sent = {m.signal_id for _, m in ins if isinstance(m, PatternSignal)}
+    assert sent
+    assert {
+        m.signal_id for k, m in hooked if k == "signals" and isinstance(m, PatternSignal)
+    } == sent
+    assert not await redis.exists(keys.stream(SYMBOL, "signals"))
+    assert {k for k, _ in hooked} >= {"signals", "tradeevents", "bias"}

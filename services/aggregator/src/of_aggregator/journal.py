@@ -1,4 +1,4 @@
-"""The journal in PostgreSQL: trade events, trades (every stop move, P&L, R, MAE/MFE) and bias.
+"""The journal in PostgreSQL: signals, trade events, trades (stop moves, P&L, R, MAE/MFE), bias.
 
 Idempotent upserts, written before a batch is published: a replay rewrites the same rows.
 """
@@ -12,8 +12,8 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert
 
 from ofcommon.db import EngineStore
-from ofcommon.messages import Bias, TradeEvent
-from ofcommon.tables import journal_bias, journal_events, journal_trades
+from ofcommon.messages import Bias, PatternSignal, TradeEvent
+from ofcommon.tables import journal_bias, journal_events, journal_signals, journal_trades
 
 __all__ = ["Journal"]
 
@@ -44,6 +44,20 @@ def _event_row(symbol: str, e: TradeEvent) -> dict[str, Any]:
     }
 
 
+def _signal_row(symbol: str, p: PatternSignal) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "signal_id": p.signal_id,
+        "ts_event": p.ts_event,
+        "pattern": p.pattern,
+        "direction": int(p.direction),
+        "price": p.price,
+        "strength": p.strength,
+        "timeframe": p.timeframe,
+        "details": dict(p.details),
+    }
+
+
 _RESULT = ("pnl_ticks", "r_multiple", "mae_ticks", "mfe_ticks")
 
 
@@ -68,8 +82,21 @@ def _bias_row(symbol: str, b: Bias) -> dict[str, Any]:
 class Journal(EngineStore):
     """Writes one instrument batch in one transaction."""
 
-    def write(self, symbol: str, events: Sequence[TradeEvent], biases: Sequence[Bias]) -> None:
+    def write(
+        self,
+        symbol: str,
+        events: Sequence[TradeEvent],
+        biases: Sequence[Bias],
+        signals: Sequence[PatternSignal] = (),
+    ) -> None:
         with self._engine.begin() as conn:
+            if signals:
+                # A signal is a pure function of its inputs: a replay's copy is the same row.
+                rows = list({p.signal_id: _signal_row(symbol, p) for p in signals}.values())
+                stmt = insert(journal_signals).on_conflict_do_nothing(
+                    index_elements=["symbol", "signal_id"]
+                )
+                conn.execute(stmt, rows)
             if events:
                 stmt = insert(journal_events).on_conflict_do_nothing(
                     index_elements=["symbol", "event_id"]
