@@ -31,6 +31,9 @@ class Phase(StrEnum):
 OPEN_PHASES = (Phase.POSITION_OPEN, Phase.BREAK_EVEN, Phase.TRAILING)
 
 
+COOLDOWN_KINDS = ("watch", "absorption", "sweep", "exhaustion", "divergence")
+
+
 def _default_cooldowns() -> dict[str, float]:
     return {
         "watch": 300.0,
@@ -67,6 +70,15 @@ class MachineParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     cooldown_s: dict[str, float] = msgspec.field(default_factory=_default_cooldowns)
     weights: ScoreWeights = msgspec.field(default_factory=ScoreWeights)
     risk: Risk = msgspec.field(default_factory=Risk)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.cooldown_s) - set(COOLDOWN_KINDS))
+        if unknown:
+            raise ValueError(
+                f"cooldown_s: unknown kind {unknown[0]!r} (known: {', '.join(COOLDOWN_KINDS)})"
+            )
+        if any(not v >= 0 for v in self.cooldown_s.values()):
+            raise ValueError(f"cooldown_s: seconds must be >= 0, got {self.cooldown_s}")
 
 
 class BarView(msgspec.Struct, frozen=True):

@@ -61,7 +61,8 @@ async def main(ctx: ServiceContext[AggregatorSettings]) -> None:
     registry = load_registry(ctx.settings.registry_file or None)
     journal = Journal(ctx.settings.database_url.get())
     try:
-        fold = AggregatorFold(registry, machine=ctx.settings.machine())
+        fold = AggregatorFold(registry, params=ctx.settings.params())
+        fold.check()  # a registry override that does not fit stops the service here
         # AggregatorSettings is an OwnedStageSettings; ServiceContext is invariant in it.
         owned = cast("ServiceContext[OwnedStageSettings]", ctx)
         await run_owned(owned, fold, on_outputs=journal_hook(journal))
