@@ -230,10 +230,27 @@ class AggregatorFold(StructStateFold[AggregatorState]):
         session = SessionProfile.from_update(u, last)
         history = [h for h in state.history if h.session_id != u.session_id] + [session]
         state.history = history[-HISTORY:]
+        return self.reframe(state.symbol, state.history)
+
+    def reframe(self, symbol: str, history: Sequence[SessionProfile]) -> Frame:
+        """The frame of ``history[-1]`` (not empty) with the instrument's rules."""
+        inst, _, framing = self._of(symbol)
         row_price = inst.tick_size * inst.ticks_per_row
-        f = frame(state.history, framing, row_price, ProfileConfig.from_registry(inst.profile))
-        assert f is not None  # the history holds this session
+        f = frame(history, framing, row_price, ProfileConfig.from_registry(inst.profile))
+        assert f is not None  # the history is not empty
         return f
+
+    def machine_of(self, symbol: str) -> TradeMachine:
+        return self._of(symbol)[1]
+
+    def instrument(self, symbol: str) -> Instrument:
+        return self._of(symbol)[0]
+
+    def status_key(self, state: AggregatorState, ts: int) -> list[str]:
+        """What ``last_status`` holds after a status at ``ts`` (the status is published when
+        it changes)."""
+        snap = status(state.machine, self.machine_of(state.symbol).reach, ts)
+        return [snap.status, str(snap.priority), *snap.steps, snap.trade_id]
 
 
 def _invalid(msg: Message) -> str:

@@ -4,6 +4,7 @@ Each owned instrument runs ``AggregatorFold`` under ``ofcommon.stage.run_owned``
 Consumed pattern signals, trade events and biases are also upserted into the PostgreSQL journal
 (``Journal``) before the batch that produced them is published and acknowledged, so a
 crash-restart replays them into the same rows; while PostgreSQL is away the instrument pauses.
+An instrument without a usable checkpoint is rebuilt from PostgreSQL (``AggregatorRebuild``).
 The schema is applied by ``ofx migrate``, not here.
 """
 
@@ -18,7 +19,9 @@ from sqlalchemy.exc import DBAPIError
 
 from of_aggregator.fold import AggregatorFold
 from of_aggregator.journal import Journal
+from of_aggregator.rebuild import AggregatorRebuild
 from of_aggregator.settings import AggregatorSettings
+from of_analytics.persist import AnalyticsStore
 from ofcommon import retrying
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Bias, Message, PatternSignal, TradeEvent
@@ -59,15 +62,19 @@ def journal_hook(
 async def main(ctx: ServiceContext[AggregatorSettings]) -> None:
     # The same registry file the ownership layer reads, so instrument parameters agree.
     registry = load_registry(ctx.settings.registry_file or None)
-    journal = Journal(ctx.settings.database_url.get())
+    url = ctx.settings.database_url.get()
+    journal = Journal(url)
+    store = AnalyticsStore(url)
     try:
         fold = AggregatorFold(registry, params=ctx.settings.params())
         fold.check()  # a registry override that does not fit stops the service here
         # AggregatorSettings is an OwnedStageSettings; ServiceContext is invariant in it.
         owned = cast("ServiceContext[OwnedStageSettings]", ctx)
-        await run_owned(owned, fold, on_outputs=journal_hook(journal))
+        rebuild = AggregatorRebuild(fold, journal, store)
+        await run_owned(owned, fold, on_outputs=journal_hook(journal), rebuild=rebuild)
     finally:
         journal.close()
+        store.close()
 
 
 SERVICE = Service(
