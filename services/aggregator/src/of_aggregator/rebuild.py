@@ -16,6 +16,8 @@ Used as ``ofcommon.stage.Rebuild`` when Redis lost the snapshot or it is of anot
 * Stream. Bars closing after ``E``, patterns at or after ``E`` and later profiles, up to the
   consumed positions, go through the real fold in entry-ID order; their outputs are dropped
   (they were published and journaled when first folded).
+* Nothing consumed yet but entries pending (a worker died before its first checkpoint): no
+  rebuild, the pending entries are re-read from the start.
 * Streams lost. If the profile stream no longer holds that session (Redis lost its data), the
   cut is the latest journaled bias, the event counter the journal's highest, and the last bar
   the latest stored one. A journaled trade without an exit that the fold did not reopen is
@@ -138,10 +140,16 @@ class AggregatorRebuild:
     async def __call__(self, symbol: str, redis: Redis) -> Rebuilt[AggregatorState] | None:
         streams = {kind: keys.stream(symbol, kind) for kind in self._fold.inputs}
         got = _Inputs()
+        pending = False
         for key in streams.values():
-            pos, _ = await consumed(redis, key, self._fold.stage)
+            pos, waiting = await consumed(redis, key, self._fold.stage)
+            pending |= waiting
             if pos is not None:
                 got.positions[key] = pos
+        if not got.positions and pending:
+            # A worker died before its first checkpoint: nothing was consumed, the pending
+            # entries are all re-read, and journal rows they caused would be counted twice.
+            return None
         # The latest consumed final bar: the bars' event time the fold had reached.
         bars_at = got.positions.get(streams["bars"])
         _, latest, _ = await _back_until(
