@@ -1,6 +1,7 @@
 """An aggregator instrument without a checkpoint is rebuilt from PostgreSQL (the journal and the
-analytics tables) instead of starting empty: after the snapshot is deleted mid-trade, or Redis
-loses everything, the run goes on to the outputs of an uninterrupted pure fold."""
+analytics tables) instead of starting empty: after the snapshot is deleted mid-trade or is of
+another state version, or Redis loses everything, the run goes on to the outputs of an
+uninterrupted pure fold."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine, create_engine, pool, select
 from tests.support.aggregator_market import market
 
-from of_aggregator.fold import AggregatorFold
+from of_aggregator.fold import STATE_VERSION, AggregatorFold, AggregatorState
 from of_aggregator.journal import Journal
 from of_aggregator.rebuild import AggregatorRebuild
 from of_aggregator.service import journal_hook
@@ -137,18 +138,30 @@ async def _expected(redis: aioredis.Redis) -> dict[str, list[tuple[str, bytes]]]
     return out
 
 
+class _OldFold(AggregatorFold):
+    """A fold of an older release: its checkpoints carry another state version."""
+
+    def initial(self, symbol: str) -> AggregatorState:
+        return AggregatorState(symbol=symbol, version=STATE_VERSION - 1)
+
+
+@pytest.mark.parametrize("loss", ["snapshot_deleted", "other_state_version"])
 async def test_a_lost_snapshot_mid_trade_is_rebuilt_to_the_uninterrupted_outputs(
-    redis: aioredis.Redis, database_url: str, engine: Engine
+    redis: aioredis.Redis, database_url: str, engine: Engine, loss: str
 ) -> None:
     items = _inputs()
     cut = _cut_in_a_trade(items)
     await redis.set(keys.lease(SYMBOL, "aggregator"), LEASE.value)
     with Journal(database_url) as journal, AnalyticsStore(database_url) as store:
-        fold = AggregatorFold()
+        fold = _OldFold() if loss == "other_state_version" else AggregatorFold()
         rebuild = AggregatorRebuild(fold, journal, store)
         await _publish(redis, store, items[:cut])
         await _run(redis, fold, journal, rebuild)
-        assert await redis.delete(keys.snapshot(SYMBOL, "aggregator")) == 1
+        if loss == "snapshot_deleted":
+            assert await redis.delete(keys.snapshot(SYMBOL, "aggregator")) == 1
+        else:  # the new release cannot read the old state: it counts as none
+            with pytest.raises(ValueError, match="state version"):
+                AggregatorFold().decode_state(fold.encode_state(fold.initial(SYMBOL)))
         await _publish(redis, store, items[cut:])
         fold = AggregatorFold()  # a new process: nothing cached
         await _run(redis, fold, journal, AggregatorRebuild(fold, journal, store))
