@@ -6,6 +6,7 @@ uninterrupted pure fold."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +34,7 @@ LEASE = Lease(SYMBOL, "aggregator", 1)
 MIDNIGHT = 1_700_006_400 * 1_000_000_000
 TIMING = StageTiming(checkpoint_interval_s=0.05, read_count=7, block_ms=50)
 Inputs = list[tuple[str, Message]]
+BASE_MS = int(time.time() * 1000)  # the first input's entry ID
 
 
 @pytest.fixture
@@ -71,12 +73,17 @@ def _pure_events(items: Inputs) -> list[TradeEvent]:
     return [e for e in out if isinstance(e, TradeEvent)]
 
 
-async def _publish(redis: aioredis.Redis, store: AnalyticsStore, items: Inputs) -> None:
-    """As analytics does: bars and profiles stored in PostgreSQL, then published; patterns."""
+async def _publish(
+    redis: aioredis.Redis, store: AnalyticsStore, items: Inputs, base_ms: int
+) -> None:
+    """As analytics does: bars and profiles stored in PostgreSQL, then published; patterns.
+    Entry IDs a millisecond apart in event order across the streams (automatic IDs could give
+    a pattern and the next bar one millisecond, which the stage orders bars first)."""
     store.write_bars(SYMBOL, [m for _, m in items if isinstance(m, Bar)])
     store.write_profiles(SYMBOL, [m for _, m in items if isinstance(m, ProfileUpdate)])
-    for kind, msg in items:  # one at a time: entry IDs in event order
-        await redis.xadd(keys.stream(SYMBOL, kind), {codec.FIELD: codec.encode(msg)})
+    for n, (kind, msg) in enumerate(items):
+        fields = {codec.FIELD: codec.encode(msg)}
+        await redis.xadd(keys.stream(SYMBOL, kind), fields, id=f"{base_ms + n}-0")
 
 
 async def _run(
@@ -155,14 +162,14 @@ async def test_a_lost_snapshot_mid_trade_is_rebuilt_to_the_uninterrupted_outputs
     with Journal(database_url) as journal, AnalyticsStore(database_url) as store:
         fold = _OldFold() if loss == "other_state_version" else AggregatorFold()
         rebuild = AggregatorRebuild(fold, journal, store)
-        await _publish(redis, store, items[:cut])
+        await _publish(redis, store, items[:cut], BASE_MS)
         await _run(redis, fold, journal, rebuild)
         if loss == "snapshot_deleted":
             assert await redis.delete(keys.snapshot(SYMBOL, "aggregator")) == 1
         else:  # the new release cannot read the old state: it counts as none
             with pytest.raises(ValueError, match="state version"):
                 AggregatorFold().decode_state(fold.encode_state(fold.initial(SYMBOL)))
-        await _publish(redis, store, items[cut:])
+        await _publish(redis, store, items[cut:], BASE_MS + cut)
         fold = AggregatorFold()  # a new process: nothing cached
         await _run(redis, fold, journal, AggregatorRebuild(fold, journal, store))
     expected = await _expected(redis)
@@ -195,7 +202,7 @@ async def test_redis_lost_mid_trade_resumes_the_journaled_trade(
     await redis.set(keys.lease(SYMBOL, "aggregator"), LEASE.value)
     with Journal(database_url) as journal, AnalyticsStore(database_url) as store:
         fold = AggregatorFold()
-        await _publish(redis, store, items[:cut])
+        await _publish(redis, store, items[:cut], BASE_MS)
         await _run(redis, fold, journal, AggregatorRebuild(fold, journal, store))
         with engine.connect() as c:
             (open_trade,) = c.execute(
@@ -203,7 +210,7 @@ async def test_redis_lost_mid_trade_resumes_the_journaled_trade(
             ).mappings()
         await redis.flushdb()  # Redis lost everything: snapshot, streams, groups
         await redis.set(keys.lease(SYMBOL, "aggregator"), LEASE.value)
-        await _publish(redis, store, items[cut:])
+        await _publish(redis, store, items[cut:], BASE_MS + cut)
         fold = AggregatorFold()
         await _run(redis, fold, journal, AggregatorRebuild(fold, journal, store))
     got = [
