@@ -104,7 +104,7 @@ async def test_a_trade_and_the_bias_are_journaled_once(database_url: str, engine
     assert bias["confidence"] == pytest.approx(40 + 30 * 0.9)
     assert kinds == ["bias", "watch", "entry", "breakeven", "exit"]
     # every pattern the fold consumed, as it was sent (the test's own inputs are the reference)
-    sent = [m for b in out for k, m in b if k == "signals"]
+    sent = [m for b in out for k, m in b if k == "consumed"]
     assert len(sent) == 2
     with engine.connect() as c:
         rows = c.execute(select(journal_signals)).mappings().all()

@@ -85,7 +85,8 @@ async def test_a_refused_bar_is_dead_lettered_and_the_day_goes_on(redis: aioredi
     sent = {m.signal_id for _, m in ins if isinstance(m, PatternSignal)}
     assert sent
     assert {
-        m.signal_id for k, m in hooked if k == "signals" and isinstance(m, PatternSignal)
+        m.signal_id for k, m in hooked if k == "consumed" and isinstance(m, PatternSignal)
     } == sent
-    assert not await redis.exists(keys.stream(SYMBOL, "signals"))
-    assert {k for k, _ in hooked} >= {"signals", "tradeevents", "bias"}
+    assert not await redis.exists(keys.stream(SYMBOL, "signals"))  # the reserved stream
+    assert {k for k, _ in hooked} >= {"consumed", "tradeevents", "bias"}
+    assert not [k for k in await redis.keys("*") if b"consumed" in k]

@@ -6,7 +6,7 @@ the strategy status out. Pure and deterministic over event time (``ofcommon.stag
 * ``bars``: a final 1-minute bar of the instrument's session drives the machine (stops, targets,
   timeouts, watches); a bar outside the session only advances event time.
 * ``patterns``: a ``PatternSignal`` routed by the machine's phase, and passed on as a
-  ``signals`` output for the journal (``hook_only``: the stage never publishes it).
+  ``consumed`` output for the journal (``hook_only``: the stage never publishes it).
 
 Across streams the stage's interleaving depends on timing, so the fold orders by event time
 itself: a pattern or profile is held until the bars show that no earlier bar is still to come
@@ -90,7 +90,7 @@ class AggregatorFold(StructStateFold[AggregatorState]):
     stage: str = "aggregator"
     inputs: tuple[str, ...] = ("profile", "bars", "patterns")
     # Each pattern as it is consumed, for the journal's hook only (never published).
-    hook_only: frozenset[str] = frozenset({"signals"})
+    hook_only: frozenset[str] = frozenset({"consumed"})
     state_type = AggregatorState
 
     def __init__(
@@ -198,7 +198,7 @@ class AggregatorFold(StructStateFold[AggregatorState]):
 
     def _pattern(self, state: AggregatorState, p: PatternSignal, at: EntryId) -> list[Output]:
         _, m, _ = self._of(state.symbol)
-        out: list[Output] = [("signals", p, at)]
+        out: list[Output] = [("consumed", p, at)]
         out.extend(("tradeevents", e, at) for e in m.on_pattern(state.machine, p))
         return out + self._status(state, p.ts_event, at)
 

@@ -46,7 +46,7 @@ def journal_hook(
     async def on_outputs(symbol: str, outputs: list[tuple[str, Message]]) -> None:
         events = [m for k, m in outputs if k == "tradeevents" and isinstance(m, TradeEvent)]
         biases = [m for k, m in outputs if k == "bias" and isinstance(m, Bias)]
-        signals = [m for k, m in outputs if k == "signals" and isinstance(m, PatternSignal)]
+        signals = [m for k, m in outputs if k == "consumed" and isinstance(m, PatternSignal)]
         if not events and not biases and not signals:
             return
         await retrying.until_written(
