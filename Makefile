@@ -20,7 +20,14 @@ install: $(UV) ## create .venv with every package (locked)
 run: install ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
 	$(RUN) ofx up
 
-demo: install ## the whole system offline on the simulated market (OF_SIM_SPEED=10 for more action)
+# The demo's market starts an hour before the UTC session close, so the aggregator frames a
+# completed session within minutes, at ten times real time; seed 7's EURUSD trades a whole
+# lifecycle in the next session (docs/aggregator.md "make demo"). Each can be overridden.
+demo: export OF_SIM_START ?= 2024-03-05T23:00:00Z
+demo: export OF_SIM_SEED ?= 7
+demo: export OF_SIM_SPEED ?= 10
+demo: export OF_SIM_EPISODE_GAP_S ?= 45
+demo: install ## the whole system offline on the simulated market (trades within ten minutes)
 	$(RUN) ofx up --services sim,analytics,patterns,aggregator,alerts,api
 
 replay: install ## replay recordings into OF_REDIS_URL's streams: make replay FILE=x.gz [ARGS="--speed 10 --loop"]

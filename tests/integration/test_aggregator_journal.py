@@ -1,5 +1,6 @@
 """The journal against a real PostgreSQL: a trade through entry, break-even and take-profit lands
-as one row with every stop move, P&L, R and excursions; the bias as one row; replaying the
+as one row with every stop move, P&L, R and excursions; the bias as one row; every consumed
+pattern signal as one row; replaying the
 batches (a crash-restart) or writing them twice leaves the same rows."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from of_aggregator.service import journal_hook
 from ofcommon.db import migrate, to_sync_url
 from ofcommon.instruments import load_registry
 from ofcommon.messages import Direction, Message, PatternSignal
-from ofcommon.tables import journal_bias, journal_events, journal_trades
+from ofcommon.tables import journal_bias, journal_events, journal_signals, journal_trades
 
 pytestmark = pytest.mark.postgres
 
@@ -54,7 +55,7 @@ def snapshot(engine: Engine) -> tuple[list[tuple[object, ...]], ...]:
     with engine.connect() as c:
         return tuple(
             [tuple(r) for r in c.execute(select(t).order_by(*t.primary_key.columns)).all()]
-            for t in (journal_events, journal_trades, journal_bias)
+            for t in (journal_events, journal_trades, journal_bias, journal_signals)
         )
 
 
@@ -102,6 +103,18 @@ async def test_a_trade_and_the_bias_are_journaled_once(database_url: str, engine
     assert (bias["session_id"], bias["direction"], bias["shape"]) == ("2024-01-01", 1, "p_shape")
     assert bias["confidence"] == pytest.approx(40 + 30 * 0.9)
     assert kinds == ["bias", "watch", "entry", "breakeven", "exit"]
+    # every pattern the fold consumed, as it was sent (the test's own inputs are the reference)
+    sent = [m for b in out for k, m in b if k == "consumed"]
+    assert len(sent) == 2
+    with engine.connect() as c:
+        rows = c.execute(select(journal_signals)).mappings().all()
+    assert {
+        (r["signal_id"], r["pattern"], r["direction"], r["price"], r["strength"], r["ts_event"])
+        for r in rows
+    } == {
+        ("abs-1", "absorption", 1, 59_600.0, 90.0, D2 + MIN + 1),
+        ("ini-1", "initiative", 1, 60_050.0, 60.0, D2 + 2 * MIN + 1),
+    }
 
 
 class Sleeps:

@@ -18,9 +18,10 @@ from ofcommon.tables import metadata
 
 pytestmark = pytest.mark.postgres
 
-HEAD = "0005_journal"
+HEAD = "0006_journal_signals"
 ANALYTICS_TABLES = frozenset({"bars_1m", "session_profiles"})
 JOURNAL_TABLES = frozenset({"journal_events", "journal_trades", "journal_bias"})
+SIGNALS = "journal_signals"
 BAR_ANALYTICS = (
     "delta_at_high",
     "delta_at_low",
@@ -80,7 +81,13 @@ def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
     migrate(database_url)
     migrate(database_url)  # a second upgrade at head is a no-op
     assert current_revision(database_url) == HEAD
-    assert _tables(engine) >= ANALYTICS_TABLES | JOURNAL_TABLES
+    assert _tables(engine) >= ANALYTICS_TABLES | JOURNAL_TABLES | {SIGNALS}
+    assert _schema_version(engine) == "6"
+
+    _downgrade(database_url, "0005_journal")
+    assert current_revision(database_url) == "0005_journal"
+    assert SIGNALS not in _tables(engine)
+    assert _tables(engine) >= JOURNAL_TABLES
     assert _schema_version(engine) == "5"
 
     _downgrade(database_url, "0004_profile_volume_kind")
@@ -108,8 +115,8 @@ def test_up_down_up_is_idempotent(database_url: str, engine: Engine) -> None:
     assert _tables(engine) >= ANALYTICS_TABLES
     assert set(BAR_ANALYTICS) <= _bar_columns(engine)
     assert "volume_kind" in _profile_columns(engine)
-    assert _tables(engine) >= JOURNAL_TABLES
-    assert _schema_version(engine) == "5"
+    assert _tables(engine) >= JOURNAL_TABLES | {SIGNALS}
+    assert _schema_version(engine) == "6"
 
     _downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -123,7 +130,7 @@ def _column_shape(engine: Engine, column: dict[str, Any]) -> tuple[str, str, boo
 def test_migrated_schema_matches_tables_py(database_url: str, engine: Engine) -> None:
     migrate(database_url)
     inspector = inspect(engine)
-    for name in ANALYTICS_TABLES | JOURNAL_TABLES:
+    for name in ANALYTICS_TABLES | JOURNAL_TABLES | {SIGNALS}:
         table = metadata.tables[name]
         expected_columns = [
             (c.name, c.type.compile(dialect=engine.dialect), bool(c.nullable))
@@ -145,7 +152,7 @@ def test_migrated_schema_matches_tables_py(database_url: str, engine: Engine) ->
             for ix in inspector.get_indexes(name)
         }
         assert actual_indexes == expected_indexes, name
-    assert set(metadata.tables) == ANALYTICS_TABLES | JOURNAL_TABLES
+    assert set(metadata.tables) == ANALYTICS_TABLES | JOURNAL_TABLES | {SIGNALS}
 
 
 def test_bars_stored_before_0003_read_back_without_analytics(

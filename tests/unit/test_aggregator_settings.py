@@ -45,3 +45,49 @@ def test_defaults_are_the_machines() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings(AggregatorSettings, {name: value})
+
+
+def test_params_variable_overrides_any_rule_and_keeps_the_rest() -> None:
+    s = load_settings(
+        AggregatorSettings,
+        {
+            "OF_AGGREGATOR_PARAMS": '{"machine": {"cooldown_s": {"sweep": 90},'
+            ' "weights": {"absorption": 0.5}, "risk": {"min_stop_ticks": 8}},'
+            ' "framing": {"va_strength": 60, "merge_overlap": 0.4}}',
+            "OF_AGGREGATOR_MIN_SCORE": "45",
+        },
+    )
+    p = s.params()
+    assert p.machine.cooldown_s == {
+        "watch": 300.0,
+        "absorption": 30.0,
+        "sweep": 90.0,
+        "exhaustion": 30.0,
+        "divergence": 30.0,
+    }
+    assert (p.machine.weights.absorption, p.machine.weights.level) == (0.5, 0.25)
+    assert (p.machine.risk.min_stop_ticks, p.machine.risk.min_rr) == (8, 1.5)
+    assert (p.framing.va_strength, p.framing.merge_overlap, p.framing.poc_strength) == (
+        60.0,
+        0.4,
+        30.0,
+    )
+    assert p.machine.min_score == 45.0
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ('{"machine": {"min_score": 50}}', "machine.min_score has its own variable"),
+        ('{"machine": {"risk": {"min_rr": 2}}}', "OF_AGGREGATOR_MIN_RR"),
+        ('{"machine": {"cooldown_s": {"absorbtion": 5}}}', "unknown kind 'absorbtion'"),
+        ('{"framing": {"va_strenght": 60}}', "va_strenght"),
+        ('{"machine": {"weights": {"level": "x"}}}', "machine.weights.level"),
+        ("[1, 2]", "expected a JSON object"),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_bad_params_name_the_variable_and_the_rule(value: str, match: str) -> None:
+    with pytest.raises(SettingsError, match="OF_AGGREGATOR_PARAMS") as err:
+        load_settings(AggregatorSettings, {"OF_AGGREGATOR_PARAMS": value})
+    assert match in str(err.value)

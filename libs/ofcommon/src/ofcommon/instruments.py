@@ -195,6 +195,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     footprint: FootprintParams = msgspec.field(default_factory=FootprintParams)
     # Where 1D (and 4h) bars roll over; None: the default of the group and session (day_spec).
     trading_day: TradingDayName | None = None
+    # Overrides of the aggregator's rules for this instrument ([instruments.SYMBOL.aggregator]
+    # with ``framing`` and ``machine`` tables, of_aggregator.params); the aggregator validates
+    # them when it starts, since their schema is its own.
+    aggregator: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _SYMBOL_RE.match(self.symbol):

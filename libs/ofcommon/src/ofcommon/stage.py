@@ -57,6 +57,8 @@ their IDs do not depend on which input happened to release them."""
 
 OutputsHook = Callable[[str, list[tuple[str, Message]]], Awaitable[None]]
 """Awaited with (symbol, a batch's outputs) before they are published and the batch is acked.
+Outputs of a kind in the fold's ``hook_only`` (a frozenset attribute, optional) reach the hook
+only: they are never published (e.g. the inputs a journal records as they are consumed).
 
 Raising fails the instrument's worker, which restarts from its last checkpoint and so calls the
 hook again with the same outputs: at-least-once, so the hook must be idempotent."""
@@ -258,6 +260,7 @@ class InstrumentWorker(Generic[S]):
         self._redis = redis
         self._fold = fold
         self._step_batch = batch_step(fold)
+        self._hook_only: frozenset[str] = getattr(fold, "hook_only", frozenset())
         self._service = service
         self._timing = timing
         self._inputs = {keys.stream(lease.symbol, k): k for k in fold.inputs}
@@ -533,9 +536,10 @@ class InstrumentWorker(Generic[S]):
             arrival_ms.append(input_id.ms)
             if not outputs:  # most entries: skip the ID assignment's set-up
                 continue
+            published = self._published(outputs)
             try:
                 for out_stream, out_id, out in assign_ids(
-                    outputs, input_id, last_out, out_stream_of
+                    published, input_id, last_out, out_stream_of
                 ):
                     add(out_stream, out, str(out_id))
             except Exception as err:  # an unencodable output
@@ -550,6 +554,12 @@ class InstrumentWorker(Generic[S]):
                 "%s failed on %s %s", self._fold.stage, stream, entry_id, exc_info=failed.cause
             )
             await self._refold_without(stream, entry_id, f"fold-error: {failed.cause!r}", raw)
+
+    def _published(self, outputs: Sequence[Output]) -> Sequence[Output]:
+        """The outputs that go to streams: all but the fold's ``hook_only`` kinds."""
+        if not self._hook_only:
+            return outputs
+        return [o for o in outputs if o[0] not in self._hook_only]
 
     async def _check_trims(self) -> None:
         """Fold a ``Gap`` where trimming took entries this instrument had not read yet, and put
@@ -587,7 +597,8 @@ class InstrumentWorker(Generic[S]):
         at = entry_ids.parse(found.after)
         outputs: list[Output] = list(self._fold.step(self._state, kind, gap, at))
         outputs.extend((keys.parse_stream(s)[1], gap) for s in sorted(self._last_out))
-        for out_stream, out_id, out in assign_ids(outputs, at, self._last_out, self._out_stream):
+        published = self._published(outputs)
+        for out_stream, out_id, out in assign_ids(published, at, self._last_out, self._out_stream):
             self._producer.add(out_stream, out, str(out_id))
         if self._on_outputs is not None:
             await self._on_outputs(self.symbol, [(o[0], o[1]) for o in outputs])

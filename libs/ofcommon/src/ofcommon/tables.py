@@ -24,6 +24,7 @@ __all__ = [
     "bars_1m",
     "journal_bias",
     "journal_events",
+    "journal_signals",
     "journal_trades",
     "metadata",
     "session_profiles",
@@ -184,3 +185,21 @@ journal_bias = Table(
     Column("merged_vah", Double, nullable=False),
     PrimaryKeyConstraint("symbol", "session_id", name="pk_journal_bias"),
 )
+
+# Every pattern signal the aggregator consumed (migration 0006_journal_signals), keyed by its
+# deterministic id; ``journal_trades.signals`` names those behind an entry.
+journal_signals = Table(
+    "journal_signals",
+    metadata,
+    Column("symbol", Text, nullable=False),
+    Column("signal_id", Text, nullable=False),
+    Column("ts_event", BigInteger, nullable=False),
+    Column("pattern", Text, nullable=False),
+    Column("direction", Integer, nullable=False),
+    Column("price", Double, nullable=False),
+    Column("strength", Double, nullable=False),
+    Column("timeframe", Text, nullable=False),
+    Column("details", JSONB, nullable=False),
+    PrimaryKeyConstraint("symbol", "signal_id", name="pk_journal_signals"),
+)
+Index("ix_journal_signals_ts", journal_signals.c.symbol, journal_signals.c.ts_event)

@@ -5,7 +5,8 @@ the strategy status out. Pure and deterministic over event time (``ofcommon.stag
   with the sessions before it: ``Bias`` on ``bias`` and a ``bias`` TradeEvent.
 * ``bars``: a final 1-minute bar of the instrument's session drives the machine (stops, targets,
   timeouts, watches); a bar outside the session only advances event time.
-* ``patterns``: a ``PatternSignal`` routed by the machine's phase.
+* ``patterns``: a ``PatternSignal`` routed by the machine's phase, and passed on as a
+  ``consumed`` output for the journal (``hook_only``: the stage never publishes it).
 
 Across streams the stage's interleaving depends on timing, so the fold orders by event time
 itself: a pattern or profile is held until the bars show that no earlier bar is still to come
@@ -25,6 +26,7 @@ import msgspec
 
 from of_aggregator.framing import Frame, FramingParams, SessionProfile, frame
 from of_aggregator.machine import BarView, MachineParams, MachineState, TradeMachine
+from of_aggregator.params import AggregatorParams, overridden
 from of_aggregator.status import status
 from of_analytics.profile import ProfileConfig
 from ofcommon import entry_ids
@@ -87,6 +89,8 @@ class AggregatorFold(StructStateFold[AggregatorState]):
 
     stage: str = "aggregator"
     inputs: tuple[str, ...] = ("profile", "bars", "patterns")
+    # Each pattern as it is consumed, for the journal's hook only (never published).
+    hook_only: frozenset[str] = frozenset({"consumed"})
     state_type = AggregatorState
 
     def __init__(
@@ -94,17 +98,36 @@ class AggregatorFold(StructStateFold[AggregatorState]):
         registry: Registry | None = None,
         framing: FramingParams | None = None,
         machine: MachineParams | None = None,
+        *,
+        params: AggregatorParams | None = None,
     ) -> None:
+        """``params``: the service-wide rules (``framing`` / ``machine`` replace their part);
+        each instrument's registry ``aggregator`` table overrides them for that instrument."""
         self._registry = registry if registry is not None else load_registry()
-        self._framing = framing or FramingParams()
-        self._params = machine or MachineParams()
-        self._machines: dict[str, tuple[Instrument, TradeMachine]] = {}
+        base = params or AggregatorParams()
+        self._params = AggregatorParams(
+            framing=framing or base.framing, machine=machine or base.machine
+        )
+        self._machines: dict[str, tuple[Instrument, TradeMachine, FramingParams]] = {}
 
-    def _of(self, symbol: str) -> tuple[Instrument, TradeMachine]:
+    def params_of(self, symbol: str) -> AggregatorParams:
+        """The rules of ``symbol``: the service-wide ones with its registry overrides."""
+        inst = self._registry.get(symbol)
+        where = f"[instruments.{symbol}.aggregator]"
+        return overridden(self._params, inst.aggregator, where)
+
+    def check(self) -> None:
+        """Refuse (``ValueError``) a registry whose overrides do not fit (at start, not later)."""
+        for inst in self._registry:
+            self.params_of(inst.symbol)
+
+    def _of(self, symbol: str) -> tuple[Instrument, TradeMachine, FramingParams]:
         got = self._machines.get(symbol)
         if got is None:
             inst = self._registry.get(symbol)
-            got = (inst, TradeMachine(symbol, inst.tick_size, inst.row_size, self._params))
+            p = self.params_of(symbol)
+            machine = TradeMachine(symbol, inst.tick_size, inst.row_size, p.machine)
+            got = (inst, machine, p.framing)
             self._machines[symbol] = got
         return got
 
@@ -167,19 +190,20 @@ class AggregatorFold(StructStateFold[AggregatorState]):
         return out
 
     def _profile(self, state: AggregatorState, u: ProfileUpdate, at: EntryId) -> list[Output]:
-        inst, m = self._of(state.symbol)
-        f = self._frame(state, inst, u)
+        inst, m, framing = self._of(state.symbol)
+        f = self._frame(state, inst, framing, u)
         out: list[Output] = [("bias", bias_message(f), at)]
         out.extend(("tradeevents", e, at) for e in m.on_frame(state.machine, f))
         return out + self._status(state, u.ts_event, at)
 
     def _pattern(self, state: AggregatorState, p: PatternSignal, at: EntryId) -> list[Output]:
-        _, m = self._of(state.symbol)
-        out: list[Output] = [("tradeevents", e, at) for e in m.on_pattern(state.machine, p)]
+        _, m, _ = self._of(state.symbol)
+        out: list[Output] = [("consumed", p, at)]
+        out.extend(("tradeevents", e, at) for e in m.on_pattern(state.machine, p))
         return out + self._status(state, p.ts_event, at)
 
     def _bar(self, state: AggregatorState, bar: Bar, at: EntryId) -> list[Output]:
-        inst, m = self._of(state.symbol)
+        inst, m, _ = self._of(state.symbol)
         state.closes = [*state.closes[-1:], (bar.close_ts, bar.close)]
         start, end = session_bounds(inst.session_spec, bar.open_ts)
         if start <= bar.open_ts < end:
@@ -191,7 +215,7 @@ class AggregatorFold(StructStateFold[AggregatorState]):
         return out + self._status(state, bar.close_ts, at)
 
     def _status(self, state: AggregatorState, ts: int, at: EntryId) -> list[Output]:
-        _, m = self._of(state.symbol)
+        _, m, _ = self._of(state.symbol)
         snap = status(state.machine, m.reach, ts)
         key = [snap.status, str(snap.priority), *snap.steps, snap.trade_id]
         if key == state.last_status:
@@ -199,17 +223,34 @@ class AggregatorFold(StructStateFold[AggregatorState]):
         state.last_status = key
         return [("status", snap, at)]
 
-    def _frame(self, state: AggregatorState, inst: Instrument, u: ProfileUpdate) -> Frame:
+    def _frame(
+        self, state: AggregatorState, inst: Instrument, framing: FramingParams, u: ProfileUpdate
+    ) -> Frame:
         last = next((c for ts, c in reversed(state.closes) if ts <= u.session_end), 0.0)
         session = SessionProfile.from_update(u, last)
         history = [h for h in state.history if h.session_id != u.session_id] + [session]
         state.history = history[-HISTORY:]
+        return self.reframe(state.symbol, state.history)
+
+    def reframe(self, symbol: str, history: Sequence[SessionProfile]) -> Frame:
+        """The frame of ``history[-1]`` (not empty) with the instrument's rules."""
+        inst, _, framing = self._of(symbol)
         row_price = inst.tick_size * inst.ticks_per_row
-        f = frame(
-            state.history, self._framing, row_price, ProfileConfig.from_registry(inst.profile)
-        )
-        assert f is not None  # the history holds this session
+        f = frame(history, framing, row_price, ProfileConfig.from_registry(inst.profile))
+        assert f is not None  # the history is not empty
         return f
+
+    def machine_of(self, symbol: str) -> TradeMachine:
+        return self._of(symbol)[1]
+
+    def instrument(self, symbol: str) -> Instrument:
+        return self._of(symbol)[0]
+
+    def status_key(self, state: AggregatorState, ts: int) -> list[str]:
+        """What ``last_status`` holds after a status at ``ts`` (the status is published when
+        it changes)."""
+        snap = status(state.machine, self.machine_of(state.symbol).reach, ts)
+        return [snap.status, str(snap.priority), *snap.steps, snap.trade_id]
 
 
 def _invalid(msg: Message) -> str:

@@ -31,6 +31,9 @@ class Phase(StrEnum):
 OPEN_PHASES = (Phase.POSITION_OPEN, Phase.BREAK_EVEN, Phase.TRAILING)
 
 
+COOLDOWN_KINDS = ("watch", "absorption", "sweep", "exhaustion", "divergence")
+
+
 def _default_cooldowns() -> dict[str, float]:
     return {
         "watch": 300.0,
@@ -67,6 +70,15 @@ class MachineParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     cooldown_s: dict[str, float] = msgspec.field(default_factory=_default_cooldowns)
     weights: ScoreWeights = msgspec.field(default_factory=ScoreWeights)
     risk: Risk = msgspec.field(default_factory=Risk)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.cooldown_s) - set(COOLDOWN_KINDS))
+        if unknown:
+            raise ValueError(
+                f"cooldown_s: unknown kind {unknown[0]!r} (known: {', '.join(COOLDOWN_KINDS)})"
+            )
+        if any(not v >= 0 for v in self.cooldown_s.values()):
+            raise ValueError(f"cooldown_s: seconds must be >= 0, got {self.cooldown_s}")
 
 
 class BarView(msgspec.Struct, frozen=True):
@@ -170,7 +182,7 @@ class TradeMachine:
             end = ts >= w.session_end
             at = w.session_end if end else w.expires
             out.append(self._cancel(st, at, "session_end" if end else "watch_expired"))
-            st.cooldown_until[_watch_key(w.level)] = at + self._cool("watch")
+            st.cooldown_until[watch_key(w.level)] = at + self._cool("watch")
         return out
 
     def on_bar(self, st: MachineState, bar: BarView) -> list[TradeEvent]:
@@ -244,7 +256,7 @@ class TradeMachine:
             if lv.strength >= self.p.min_level_strength
             and bar.low - reach <= lv.price <= bar.high + reach
             and self._allowed(st, lv.direction)
-            and st.cooldown_until.get(_watch_key(lv), 0) <= bar.close_ts
+            and st.cooldown_until.get(watch_key(lv), 0) <= bar.close_ts
         ]
         if not near:
             return []
@@ -404,6 +416,18 @@ class TradeMachine:
             )
         ]
 
+    def close(self, st: MachineState, ts: int, price: float, reason: str) -> TradeEvent:
+        """Exit the open trade now at ``price`` (a rebuild closing a trade it cannot resume)."""
+        return self._exit(st, ts, price, reason)
+
+    def excursion(self, t: OpenTrade, price: float) -> None:
+        """Count ``price`` as traded during ``t`` (its MAE/MFE)."""
+        self._excursion(t, price)
+
+    def cool(self, kind: str) -> int:
+        """The cooldown of ``kind`` in ns."""
+        return self._cool(kind)
+
     @staticmethod
     def _excursion(t: OpenTrade, price: float) -> None:
         if (price - t.best) * t.direction > 0:
@@ -428,7 +452,7 @@ class TradeMachine:
         st.trade = None
         st.phase = Phase.IDLE
         st.trades_closed += 1
-        st.cooldown_until[_watch_key(t.level)] = ts + self._cool("watch")
+        st.cooldown_until[watch_key(t.level)] = ts + self._cool("watch")
         return ev
 
     # -- events and cooldowns --
@@ -533,5 +557,5 @@ def _same(a: QualifiedLevel, b: QualifiedLevel) -> bool:
     return a.kind == b.kind and a.price == b.price and a.direction == b.direction
 
 
-def _watch_key(level: QualifiedLevel) -> str:
+def watch_key(level: QualifiedLevel) -> str:
     return f"watch:{level.kind}:{level.price!r}"

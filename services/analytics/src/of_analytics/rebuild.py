@@ -42,6 +42,7 @@ from of_analytics.profile import SessionProfiler
 from of_analytics.state import ClosedSessionState, NakedPocState, SessionState
 from ofcommon import keys
 from ofcommon.bus import Redis, decode_fields
+from ofcommon.consumed import consumed, delivered
 from ofcommon.instruments import Instrument, Registry
 from ofcommon.messages import (
     Bar,
@@ -90,28 +91,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _consumed(redis: Redis, stream: str, group: str) -> tuple[str | None, bool]:
-    """The last entry ID whose processing the group has acknowledged (None: nothing yet), and
-    whether entries after it are pending (delivered, maybe stored, not acknowledged)."""
-    info = next((g for g in await redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
-    if info is None:
-        return None, False
-    if int(info["pending"]):
-        oldest = _text((await redis.xpending(stream, group))["min"])
-        before = await redis.xrevrange(stream, max=f"({oldest}", min="-", count=1)
-        return (_text(before[0][0]) if before else None), True
-    last = _text(info["last-delivered-id"])
-    return (None if last == "0-0" else last), False
-
-
-async def _delivered(redis: Redis, stream: str, group: str) -> str | None:
-    for g in await redis.xinfo_groups(stream):
-        if _text(g["name"]) == group:
-            last = _text(g["last-delivered-id"])
-            return None if last == "0-0" else last
-    return None
-
-
 async def _chunk_before(redis: Redis, stream: str, upto: str, inclusive: bool) -> list[Entry]:
     top = upto if inclusive else f"({upto}"
     raw: Any = await redis.xrevrange(stream, max=top, min="-", count=_CHUNK)
@@ -137,7 +116,7 @@ class AnalyticsRebuild:
     async def __call__(self, symbol: str, redis: Redis) -> Rebuilt[AnalyticsState] | None:
         trades = keys.stream(symbol, "trades")
         book = keys.stream(symbol, "book")
-        position, pending = await _consumed(redis, trades, self._fold.stage)
+        position, pending = await consumed(redis, trades, self._fold.stage)
         tail = await _chunk_before(redis, trades, position, True) if position else []
         reached = max((t for _, m in tail if (t := _ts(m)) is not None), default=None)
         if reached is None and pending:
@@ -161,7 +140,7 @@ class AnalyticsRebuild:
         # event loop must go on renewing it (and serving the worker's other instruments).
         await asyncio.to_thread(self._fold_stream, state, stream, cut, trimmed, ticks_from)
         positions = {trades: position} if position else {}
-        book_at = await _delivered(redis, book, self._fold.stage)
+        book_at = await delivered(redis, book, self._fold.stage)
         if book_at:
             positions[book] = book_at
         log.warning(
