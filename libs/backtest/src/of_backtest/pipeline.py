@@ -1,0 +1,157 @@
+"""The live pipeline in one process: ``AnalyticsFold`` -> ``PatternsFold`` -> ``AggregatorFold``,
+each driven as its stage drives it (``ofcommon.inprocess``), with what the report needs kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from of_aggregator.fold import AggregatorFold
+from of_aggregator.journal import bias_row, event_row, trade_row
+from of_analytics.fold import AnalyticsFold
+from of_backtest.ofi import OfiTap
+from of_patterns.fold import PatternsFold
+from ofcommon.entry_ids import EntryId
+from ofcommon.inprocess import DeadLetter, Entry, InProcessStage
+from ofcommon.instruments import Registry
+from ofcommon.messages import Bar, Bias, Gap, PatternSignal, Trade, TradeEvent
+
+BAR_TIMEFRAME: Final = "1m"
+OFI_WIDTHS: Final = {"10s": 10_000_000_000, "1m": 60_000_000_000}
+_JOURNAL_KINDS: Final = ("entry", "breakeven", "trail", "exit")
+
+
+@dataclass
+class Collected:
+    """Per instrument: what the stages published that the journal, exports and report use."""
+
+    symbol: str
+    bars: dict[int, tuple[EntryId, Bar]] = field(default_factory=dict)  # open_ts -> last final
+    signals: list[tuple[EntryId, PatternSignal]] = field(default_factory=list)
+    events: dict[str, tuple[EntryId, TradeEvent]] = field(default_factory=dict)  # first per id
+    biases: dict[str, tuple[EntryId, Bias]] = field(default_factory=dict)  # last per session
+    side_sources: Counter[str] = field(default_factory=Counter)
+    input_gaps: Counter[str] = field(default_factory=Counter)
+    trades: int = 0
+    first_ts: int = 0
+    last_ts: int = 0
+    ofi: dict[str, OfiTap] = field(
+        default_factory=lambda: {k: OfiTap(w) for k, w in OFI_WIDTHS.items()}
+    )
+
+
+class Pipeline:
+    """The three folds over every instrument; ``feed`` takes a chunk of input entries."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        analytics: AnalyticsFold,
+        patterns: PatternsFold,
+        aggregator: AggregatorFold,
+        *,
+        batch: int = 1000,
+    ) -> None:
+        self.registry = registry
+        self.analytics = InProcessStage(analytics, batch)
+        self.patterns = InProcessStage(patterns, batch)
+        self.aggregator = InProcessStage(aggregator, batch)
+        self.collected: dict[str, Collected] = {}
+
+    def feed(self, chunk: Iterable[tuple[str, Entry]]) -> None:
+        per: dict[str, list[Entry]] = {}
+        for symbol, entry in chunk:
+            got = per.get(symbol)
+            if got is None:
+                got = per[symbol] = []
+            got.append(entry)
+        for symbol in sorted(per):
+            self._one(symbol, per[symbol])
+
+    def _one(self, symbol: str, entries: list[Entry]) -> None:
+        c = self.collected.get(symbol)
+        if c is None:
+            c = self.collected[symbol] = Collected(symbol)
+        self._inputs(c, entries)
+        analytics = self.analytics.feed(symbol, entries)
+        patterns = self.patterns.feed(symbol, analytics)
+        aggregator = self.aggregator.feed(symbol, analytics + patterns)
+        bars = c.bars
+        for e in analytics:
+            m = e.msg
+            if e.kind == "bars" and type(m) is Bar and m.final and m.timeframe == BAR_TIMEFRAME:
+                bars[m.open_ts] = (e.id, m)
+        for e in patterns:
+            if isinstance(e.msg, PatternSignal):
+                c.signals.append((e.id, e.msg))
+        for e in aggregator:
+            if isinstance(e.msg, TradeEvent):
+                c.events.setdefault(e.msg.event_id, (e.id, e.msg))
+            elif isinstance(e.msg, Bias):
+                c.biases[e.msg.session_id] = (e.id, e.msg)
+
+    @staticmethod
+    def _inputs(c: Collected, entries: list[Entry]) -> None:
+        taps = list(c.ofi.values())
+        sources = c.side_sources
+        for e in entries:
+            m = e.msg
+            if type(m) is Trade:
+                c.trades += 1
+                sources[m.side_source.name.lower()] += 1
+                if not c.first_ts:
+                    c.first_ts = m.ts_event
+                c.last_ts = max(c.last_ts, m.ts_event)
+            elif isinstance(m, Gap):
+                c.input_gaps[m.stream] += 1
+            if e.kind in ("trades", "book"):
+                for tap in taps:
+                    tap.on(m)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [
+            *self.analytics.dead_letters,
+            *self.patterns.dead_letters,
+            *self.aggregator.dead_letters,
+        ]
+
+    def tallies(self) -> dict[str, dict[str, float]]:
+        """Analytics' data-quality tallies per instrument (late trades, gaps, duplicates …)."""
+        fold = self.analytics.fold
+        assert isinstance(fold, AnalyticsFold)
+        return {s: fold.tallies(st) for s, st in sorted(self.analytics.states.items())}
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The journal tables as the aggregator's PostgreSQL journal holds them, row for row."""
+
+    events: list[dict[str, Any]]
+    trades: list[dict[str, Any]]
+    bias: list[dict[str, Any]]
+
+
+def journal(collected: dict[str, Collected]) -> Journal:
+    events: list[dict[str, Any]] = []
+    trades: list[dict[str, Any]] = []
+    bias: list[dict[str, Any]] = []
+    for symbol in sorted(collected):
+        c = collected[symbol]
+        rows = [event_row(symbol, e) for _, e in c.events.values()]
+        rows.sort(key=lambda r: (r["ts_event"], r["event_id"]))
+        events.extend(rows)
+        per_trade: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r["kind"] in _JOURNAL_KINDS:
+                per_trade.setdefault(r["trade_id"], []).append(r)
+        for trade_id, trade_events in per_trade.items():
+            row = trade_row(symbol, trade_id, trade_events)
+            if row is not None:
+                trades.append(row)
+        bias.extend(bias_row(symbol, b) for _, b in sorted(c.biases.values()))
+    trades.sort(key=lambda r: (r["symbol"], r["entry_ts"], r["trade_id"]))
+    bias.sort(key=lambda r: (r["symbol"], r["ts_event"], r["session_id"]))
+    return Journal(events, trades, bias)
