@@ -114,8 +114,10 @@ def recordings(
     *,
     symbols: frozenset[str] | None = None,
     window: Window = Window(),
+    chunk_size: int = CHUNK,
 ) -> Iterator[Chunk]:
-    """The recordings' messages as ``ofx replay --ids derived`` publishes them (one pass)."""
+    """The recordings' messages as ``ofx replay --ids derived`` publishes them (one pass), in
+    chunks of about ``chunk_size`` entries."""
     sources = plan(paths)
     parsers = _parsers(sources, registry)
     stats = intake.stats
@@ -143,7 +145,7 @@ def recordings(
                 stream = streams[(symbol, kind)] = keys.stream(symbol, kind)
             stats.messages[kind] = stats.messages.get(kind, 0) + 1
             chunk.append((symbol, Entry(ids.next(stream, frame.recv_ns), kind, msg)))
-        if len(chunk) >= CHUNK:
+        if len(chunk) >= chunk_size:
             yield chunk
             chunk = []
     if chunk:
@@ -151,7 +153,9 @@ def recordings(
     stats.passes = 1
 
 
-def simulated(config: SimConfig, intake: Intake, *, window: Window = Window()) -> Iterator[Chunk]:
+def simulated(
+    config: SimConfig, intake: Intake, *, window: Window = Window(), chunk_size: int = CHUNK
+) -> Iterator[Chunk]:
     """The simulated market's messages with receive-time IDs (their ``ts_recv``)."""
     ids = ReceiveIds()
     streams: dict[tuple[str, str], str] = {}
@@ -174,7 +178,7 @@ def simulated(config: SimConfig, intake: Intake, *, window: Window = Window()) -
             stream = streams[(symbol, kind)] = keys.stream(symbol, kind)
         intake.stats.messages[kind] = intake.stats.messages.get(kind, 0) + 1
         chunk.append((symbol, Entry(ids.next(stream, recv), kind, msg)))
-        if len(chunk) >= CHUNK:
+        if len(chunk) >= chunk_size:
             yield chunk
             chunk = []
     if chunk:
