@@ -54,8 +54,12 @@ class Pipeline:
         aggregator: AggregatorFold,
         *,
         batch: int = 1000,
+        record: bool = False,
     ) -> None:
+        """``record``: keep every output of every stage in ``streams`` (symbol, kind) -> entries,
+        as the live stages publish them (for comparisons with a live run; memory grows)."""
         self.registry = registry
+        self.streams: dict[tuple[str, str], list[Entry]] | None = {} if record else None
         self.analytics = InProcessStage(analytics, batch)
         self.patterns = InProcessStage(patterns, batch)
         self.aggregator = InProcessStage(aggregator, batch)
@@ -79,6 +83,9 @@ class Pipeline:
         analytics = self.analytics.feed(symbol, entries)
         patterns = self.patterns.feed(symbol, analytics)
         aggregator = self.aggregator.feed(symbol, analytics + patterns)
+        if self.streams is not None:
+            for e in (*analytics, *patterns, *aggregator):
+                self.streams.setdefault((symbol, e.kind), []).append(e)
         bars = c.bars
         for e in analytics:
             m = e.msg

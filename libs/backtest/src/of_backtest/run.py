@@ -23,7 +23,7 @@ def live_registry() -> Registry:
     return load_registry(load_settings(PatternsSettings).registry_file or None)
 
 
-def pipeline(registry: Registry, batch: int = 1000) -> Pipeline:
+def pipeline(registry: Registry, batch: int = 1000, *, record: bool = False) -> Pipeline:
     """The three folds with the live stages' settings (``OF_PATTERNS_*``, ``OF_AGGREGATOR_*``)."""
     patterns = load_settings(PatternsSettings)
     aggregator = load_settings(AggregatorSettings)
@@ -33,6 +33,7 @@ def pipeline(registry: Registry, batch: int = 1000) -> Pipeline:
         PatternsFold.from_settings(registry, patterns),
         AggregatorFold(registry, machine=aggregator.machine()),
         batch=batch,
+        record=record,
     )
 
 
