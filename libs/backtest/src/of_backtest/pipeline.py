@@ -17,11 +17,12 @@ from of_patterns.fold import PatternsFold
 from ofcommon.entry_ids import EntryId
 from ofcommon.inprocess import DeadLetter, Entry, InProcessStage
 from ofcommon.instruments import Registry
-from ofcommon.messages import Bar, Bias, Gap, PatternSignal, Trade, TradeEvent
+from ofcommon.messages import Bar, Bias, Gap, PatternSignal, SideSource, Trade, TradeEvent
 
 BAR_TIMEFRAME: Final = "1m"
 OFI_WIDTHS: Final = {"10s": 10_000_000_000, "1m": 60_000_000_000}
 _JOURNAL_KINDS: Final = ("entry", "breakeven", "trail", "exit")
+_TAPPED: Final = frozenset({"trades", "book"})
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Collected:
     signals: list[tuple[EntryId, PatternSignal]] = field(default_factory=list)
     events: dict[str, tuple[EntryId, TradeEvent]] = field(default_factory=dict)  # first per id
     biases: dict[str, tuple[EntryId, Bias]] = field(default_factory=dict)  # last per session
-    side_sources: Counter[str] = field(default_factory=Counter)
+    side_sources: Counter[SideSource] = field(default_factory=Counter)
     input_gaps: Counter[str] = field(default_factory=Counter)
     trades: int = 0
     first_ts: int = 0
@@ -102,21 +103,26 @@ class Pipeline:
 
     @staticmethod
     def _inputs(c: Collected, entries: list[Entry]) -> None:
-        taps = list(c.ofi.values())
+        taps = [tap.on for tap in c.ofi.values()]
         sources = c.side_sources
+        trades = 0
+        last = c.last_ts
         for e in entries:
             m = e.msg
             if type(m) is Trade:
-                c.trades += 1
-                sources[m.side_source.name.lower()] += 1
+                trades += 1
+                sources[m.side_source] += 1
+                if m.ts_event > last:
+                    last = m.ts_event
                 if not c.first_ts:
                     c.first_ts = m.ts_event
-                c.last_ts = max(c.last_ts, m.ts_event)
             elif isinstance(m, Gap):
                 c.input_gaps[m.stream] += 1
-            if e.kind in ("trades", "book"):
-                for tap in taps:
-                    tap.on(m)
+            if e.kind in _TAPPED:
+                for on in taps:
+                    on(m)
+        c.trades += trades
+        c.last_ts = last
 
     def dead_letters(self) -> list[DeadLetter]:
         return [

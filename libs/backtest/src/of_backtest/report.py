@@ -66,7 +66,7 @@ def build(result: Result, registry: Registry, costs: dict[str, stats.Costs]) -> 
             "late_trades": tallies.get(s, {}).get("late_trades", 0.0),
             "duplicate_trades": tallies.get(s, {}).get("duplicate_trades", 0.0),
             "side_source_share": {
-                k: v / c.trades for k, v in sorted(c.side_sources.items()) if c.trades
+                k.name.lower(): v / c.trades for k, v in sorted(c.side_sources.items()) if c.trades
             },
         }
         for s, c in sorted(collected.items())

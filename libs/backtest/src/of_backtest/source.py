@@ -123,19 +123,24 @@ def recordings(
     stats = intake.stats
     stats.files = sum(len(s.paths) for s in sources)
     intake.progress.total = sum(_uncompressed_size(p) for s in sources for p in s.paths)
-    ids = ReceiveIds()
+    next_id = ReceiveIds().next
     streams: dict[tuple[str, str], str] = {}
     chunk: Chunk = []
+    append = chunk.append
     progress = intake.progress
+    messages = stats.messages
+    start = window.start if window.start is not None else -1
+    end = window.end
     for frame in merged_frames(sources, stats):
+        recv = frame.recv_ns
         progress.done += len(frame.data) + 21
-        if window.after(frame.recv_ns):
+        if end is not None and recv >= end:
             break
         stats.frames += 1
         source = sources[frame.source]
         parser = parsers[(source.venue, source.category)]
-        out = _published(parser, frame.recv_ns, frame.data, frame.path.name, frame.number, intake)
-        if window.before(frame.recv_ns):
+        out = _published(parser, recv, frame.data, frame.path.name, frame.number, intake)
+        if recv < start:
             continue  # parsed all the same: the parser's book state needs every frame
         for symbol, kind, msg in out:
             if symbols is not None and symbol not in symbols:
@@ -143,11 +148,12 @@ def recordings(
             stream = streams.get((symbol, kind))
             if stream is None:
                 stream = streams[(symbol, kind)] = keys.stream(symbol, kind)
-            stats.messages[kind] = stats.messages.get(kind, 0) + 1
-            chunk.append((symbol, Entry(ids.next(stream, frame.recv_ns), kind, msg)))
+            messages[kind] = messages.get(kind, 0) + 1
+            append((symbol, Entry(next_id(stream, recv), kind, msg)))
         if len(chunk) >= chunk_size:
             yield chunk
             chunk = []
+            append = chunk.append
     if chunk:
         yield chunk
     stats.passes = 1
