@@ -73,6 +73,7 @@ def build(result: Result, registry: Registry, costs: dict[str, stats.Costs]) -> 
     }
     intake = result.intake
     return {
+        "source": intake.description,
         "instruments": sorted(collected),
         "input": {
             "files": intake.stats.files,
@@ -133,10 +134,10 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def _equity_svg(rs: list[float]) -> str:
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 3.6), sharex=True, height_ratios=(3, 1))
-    equity, peak, dd = [], 0.0, []
-    total = 0.0
+def plot_equity(top: Any, bottom: Any, rs: list[float]) -> None:
+    """Equity in R over the closed trades (``top``) and its drawdown (``bottom``)."""
+    equity, dd = [], []
+    total = peak = 0.0
     for r in rs:
         total += r
         peak = max(peak, total)
@@ -147,42 +148,36 @@ def _equity_svg(rs: list[float]) -> str:
     top.set_ylabel("equity (R)")
     top.axhline(0, color="#888", lw=0.5)
     bottom.fill_between(x, dd, 0, color="#d1242f", step="post", alpha=0.5)
-    bottom.set_ylabel("drawdown")
+    bottom.set_ylabel("drawdown (R)")
     bottom.set_xlabel("closed trade #")
-    fig.tight_layout()
-    return _svg(fig)
 
 
-def _hist_svg(rs: list[float]) -> str:
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+def plot_hist(ax: Any, rs: list[float]) -> None:
     ax.hist(rs, bins=max(5, min(40, len(rs))), color="#6e7781")
     ax.axvline(0, color="#d1242f", lw=0.8)
     ax.set_xlabel("R per trade")
     ax.set_ylabel("trades")
-    fig.tight_layout()
-    return _svg(fig)
 
 
-def _scatter_svg(points: list[list[Any]]) -> str:
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+def plot_excursions(ax: Any, points: list[list[Any]]) -> None:
     mae = [p[0] or 0.0 for p in points]
     mfe = [p[1] or 0.0 for p in points]
     color = ["#1a7f37" if (p[2] or 0) > 0 else "#d1242f" for p in points]
     ax.scatter(mae, mfe, c=color, s=12)
     ax.set_xlabel("MAE (ticks)")
     ax.set_ylabel("MFE (ticks)")
-    fig.tight_layout()
-    return _svg(fig)
 
 
-def _forward_svg(rows: list[dict[str, Any]]) -> str:
-    fig, ax = plt.subplots(figsize=(7, 3))
+def plot_forward(ax: Any, rows: list[dict[str, Any]], horizon: int | None = None) -> None:
+    """Hit rate before costs with its 95 % interval per pattern and grade, by horizon (or at one
+    ``horizon``)."""
     groups = sorted({(r["pattern"], r["grade"]) for r in rows})
     for n, (pattern, grade) in enumerate(groups):
         pts = sorted(
             (r["horizon_min"], r["gross_hit_rate"], r["gross_hit_lo"], r["gross_hit_hi"])
             for r in rows
             if (r["pattern"], r["grade"]) == (pattern, grade)
+            and (horizon is None or r["horizon_min"] == horizon)
         )
         x = [p[0] + 0.15 * (n - len(groups) / 2) for p in pts]
         y = [p[1] for p in pts]
@@ -195,6 +190,32 @@ def _forward_svg(rows: list[dict[str, Any]]) -> str:
     ax.set_ylim(0, 1)
     if groups:
         ax.legend(fontsize=7, ncol=2)
+
+
+def _equity_svg(rs: list[float]) -> str:
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 3.6), sharex=True, height_ratios=(3, 1))
+    plot_equity(top, bottom, rs)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _hist_svg(rs: list[float]) -> str:
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    plot_hist(ax, rs)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _scatter_svg(points: list[list[Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    plot_excursions(ax, points)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _forward_svg(rows: list[dict[str, Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(7, 3))
+    plot_forward(ax, rows)
     fig.tight_layout()
     return _svg(fig)
 
@@ -329,7 +350,7 @@ def render(s: dict[str, Any]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>\n"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(s['source'])}</p>{body}</body></html>\n"
     )
 
 
@@ -352,6 +373,7 @@ def write(out: Path, summary: dict[str, Any]) -> Path:
 def headline(s: dict[str, Any]) -> str:
     t = s["trades"]
     lines = [
+        s["source"],
         f"instruments {', '.join(s['instruments'])}: {t['trades']} closed trades,"
         f" win rate {_pct(t['win_rate'])}, expectancy {_fmt(t['expectancy_r'])} R,"
         f" profit factor {_fmt(t['profit_factor'])}, max drawdown {_fmt(t['max_drawdown_r'])} R;"

@@ -63,6 +63,7 @@ class Intake:
     bad_frames: list[tuple[str, str, str]] = field(default_factory=list)  # file, frame, reason
     labels: list[Label] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
+    description: str = ""  # what was read, for the report's first line
 
 
 def _uncompressed_size(path: Path) -> int:
@@ -122,6 +123,8 @@ def recordings(
     parsers = _parsers(sources, registry)
     stats = intake.stats
     stats.files = sum(len(s.paths) for s in sources)
+    names = ", ".join(p.name for s in sources for p in s.paths)
+    intake.description = f"recordings: {names}"
     intake.progress.total = sum(_uncompressed_size(p) for s in sources for p in s.paths)
     next_id = ReceiveIds().next
     streams: dict[tuple[str, str], str] = {}
@@ -163,6 +166,8 @@ def simulated(
     config: SimConfig, intake: Intake, *, window: Window = Window(), chunk_size: int = CHUNK
 ) -> Iterator[Chunk]:
     """The simulated market's messages with receive-time IDs (their ``ts_recv``)."""
+    hours = config.duration_ns / 3.6e12
+    intake.description = f"the SIMULATED market (seed {config.seed}, {hours:g} h): not real data"
     ids = ReceiveIds()
     streams: dict[tuple[str, str], str] = {}
     chunk: Chunk = []
