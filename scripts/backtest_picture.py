@@ -24,11 +24,11 @@ def main(argv: list[str]) -> int:
     top, bottom = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])
     plot_equity(top, bottom, s["equity_r"])
     top.set_title(
-        f"{', '.join(s['instruments'])}: {s['trades']['trades']} trades, equity and drawdown"
+        f"{', '.join(s['instruments'])}: closed trades {s['trades']['trades']}, equity and drawdown"
     )
     ax = fig.add_subplot(grid[0:2, 1])
-    plot_forward(ax, s["forward"], horizon=5)
-    ax.set_title("hit rate at +5 min by pattern and grade, 95 % bootstrap interval")
+    plot_forward(ax, [r for r in s["forward"] if r["grade"] in ("A+", "A")])
+    ax.set_title("hit rate of A+/A signals by horizon, 95 % bootstrap interval")
     plot_hist(fig.add_subplot(grid[2, 0]), s["equity_r"])
     plot_excursions(fig.add_subplot(grid[2, 1]), s["excursions"])
     fig.tight_layout()

@@ -136,14 +136,14 @@ def _svg(fig: Any) -> str:
 
 def plot_equity(top: Any, bottom: Any, rs: list[float]) -> None:
     """Equity in R over the closed trades (``top``) and its drawdown (``bottom``)."""
-    equity, dd = [], []
+    equity, dd = [0.0], [0.0]  # from zero, before the first trade
     total = peak = 0.0
     for r in rs:
         total += r
         peak = max(peak, total)
         equity.append(total)
         dd.append(total - peak)
-    x = list(range(1, len(rs) + 1))
+    x = list(range(len(rs) + 1))
     top.plot(x, equity, color="#1f6feb", drawstyle="steps-post")
     top.set_ylabel("equity (R)")
     top.axhline(0, color="#888", lw=0.5)

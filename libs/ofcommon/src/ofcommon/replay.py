@@ -459,6 +459,8 @@ class _Replayer:
 
 def merged_frames(sources: Sequence[Source], stats: ReplayStats) -> Iterator[Frame]:
     """Every source's frames merged by receive time; ties keep the sources' (sorted) order."""
+    if len(sources) == 1:  # nothing to merge: spare the heap its per-frame key calls
+        return _frames(0, sources[0], stats)
     return heapq.merge(
         *(_frames(i, s, stats) for i, s in enumerate(sources)), key=lambda f: f.recv_ns
     )
