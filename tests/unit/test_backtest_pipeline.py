@@ -4,6 +4,8 @@ depend on the fold batch size or on how the input is chunked between the stages 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,9 @@ from tests.support.real_data import BINANCE_SPOT, require
 from of_backtest import cli, export
 from of_backtest.pipeline import Journal
 from of_backtest.run import live_registry, pipeline, run
-from of_backtest.source import Intake, recordings, simulated
+from of_backtest.source import Intake, Window, recordings, simulated
 from ofcommon.instruments import load_registry
+from ofcommon.messages import Trade
 from ofcommon.simulator import SimConfig
 
 pytestmark = pytest.mark.timeout(300)
@@ -78,9 +81,10 @@ def _sim(batch: int, chunk: int) -> tuple[Journal, list[dict[str, Any]], list[di
         duration_ns=SIM_MINUTES * 60_000_000_000,
     )
     intake = Intake()
-    result = run(simulated(config, intake, chunk_size=chunk), intake, pipeline(registry, batch))
-    collected = result.pipeline.collected
-    return result.journal, export.signal_rows(collected), export.bar_rows(collected)
+    bars = export.BarList()
+    pipe = pipeline(registry, batch, bars=bars)
+    result = run(simulated(config, intake, chunk_size=chunk), intake, pipe)
+    return result.journal, export.signal_rows(result.pipeline.collected), bars.rows
 
 
 @pytest.mark.slow
@@ -100,8 +104,9 @@ def test_batching_does_not_change_a_real_recording(recording: list[Path]) -> Non
         registry = live_registry()
         intake = Intake()
         chunks = recordings(recording, registry, intake, chunk_size=chunk)
-        result = run(chunks, intake, pipeline(registry, batch))
-        return result.journal, export.bar_rows(result.pipeline.collected)
+        bars = export.BarList()
+        result = run(chunks, intake, pipeline(registry, batch, bars=bars))
+        return result.journal, bars.rows
 
     base = once(1000, 4096)
     assert base[0].bias
@@ -134,3 +139,35 @@ def test_bad_arguments_are_refused_with_a_reason(
 ) -> None:
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ofx_finds_the_plugged_in_command() -> None:
+    """`ofx backtest` comes from the of-backtest package's ``ofx.commands`` entry point."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "ofcommon.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "backtest" in listed.stdout
+    helped = subprocess.run(
+        [sys.executable, "-m", "ofcommon.cli", "backtest", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--sim SEED" in helped.stdout
+
+
+def test_from_and_to_select_frames_by_receive_time(recording: list[Path]) -> None:
+    registry = live_registry()
+    everything = [e for c in recordings(recording, registry, Intake()) for _, e in c]
+    recv = sorted(getattr(e.msg, "ts_recv", 0) for e in everything if e.kind == "trades")
+    lo, hi = recv[len(recv) // 4], recv[len(recv) // 2]
+    intake = Intake()
+    window = Window(lo, hi)
+    part = [e for c in recordings(recording, registry, intake, window=window) for _, e in c]
+    trades = [e for e in part if e.kind == "trades"]
+    assert trades
+    assert all(lo <= getattr(e.msg, "ts_recv", 0) < hi for e in trades)
+    assert len(trades) == sum(1 for t in recv if lo <= t < hi)
+    # the same trades, under the same IDs, as in the whole run
+    whole = {(e.id, e.msg.trade_id) for e in everything if isinstance(e.msg, Trade)}
+    assert all((e.id, e.msg.trade_id) in whole for e in part if isinstance(e.msg, Trade))

@@ -18,7 +18,7 @@ from tests.support.backtest_data import binance_recording
 from tests.support.real_data import BINANCE_SPOT, require
 
 from of_backtest import cli
-from of_backtest.ofi import ofi_step, r_squared
+from of_backtest.ofi import Regression, ofi_step, r_squared
 from of_backtest.stats import bootstrap_ci, max_drawdown, trade_stats
 
 pytestmark = pytest.mark.timeout(300)
@@ -116,6 +116,10 @@ def test_r_squared_and_ofi_match_plain_definitions() -> None:
     y = [2.1, 3.9, 6.2, 8.1, 10.0]
     assert r_squared(x, y) == pytest.approx(statistics.correlation(x, y) ** 2)
     assert r_squared([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None
+    running = Regression()  # the report's constant-memory form
+    for a, b in zip(x, y, strict=True):
+        running.add(a, b)
+    assert running.r2() == pytest.approx(statistics.correlation(x, y) ** 2)
     # bid up (new bid size counts), ask unchanged (size change counts): e = qb - (qa - qa0)
     assert ofi_step(((100.0, 5.0), (101.0, 4.0)), ((100.5, 2.0), (101.0, 6.0))) == 2.0 - 2.0
     # bid down: the old bid size leaves; ask down: the new ask size is supply

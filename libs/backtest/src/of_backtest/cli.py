@@ -89,11 +89,13 @@ def _costs(registry: Registry, symbols: Sequence[str], given: dict[str, Costs]) 
     return out
 
 
-def execute(args: argparse.Namespace, registry: Registry, reporter: Reporter | None) -> Result:
+def execute(
+    args: argparse.Namespace, registry: Registry, reporter: Reporter | None, bars: export.BarFile
+) -> Result:
     symbols = frozenset(s for s in args.instruments.split(",") if s) or None
     window = Window(args.start, args.end)
     intake = Intake()
-    pipe = pipeline(registry, args.batch)
+    pipe = pipeline(registry, args.batch, bars=bars)
     if args.sim is not None:
         chosen = sorted(symbols or {"BTCUSDT"})
         start = args.start if args.start is not None else _instant(SIM_START)
@@ -119,13 +121,15 @@ def main(argv: list[str]) -> int:
         if not f.is_file():
             print(f"ofx backtest: {f}: no such file", file=sys.stderr)
             return 2
+    out = args.out or Path("var/backtests") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         registry = live_registry()
         if args.instruments:
             for s in args.instruments.split(","):
                 registry.get(s)
         reporter = Reporter()
-        result = execute(args, registry, reporter)
+        bars = export.BarFile(out / "bars_1m.parquet")
+        result = execute(args, registry, reporter, bars)
     except (
         ReplayError,
         RegistryConfigError,
@@ -136,9 +140,8 @@ def main(argv: list[str]) -> int:
         print(f"ofx backtest: {e}", file=sys.stderr)
         return 2
     reporter.done(result.intake.progress)
-    out = args.out or Path("var/backtests") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     costs = _costs(registry, sorted(result.pipeline.collected), dict(args.cost))
-    files = export.write_all(out, result.journal, result.pipeline.collected)
+    files = [bars.close(), *export.write_all(out, result.journal, result.pipeline.collected)]
     summary = report.build(result, registry, costs)
     files.append(report.write(out, summary))
     print(report.headline(summary))

@@ -1,5 +1,5 @@
 """The backtest's files: journal tables and pattern signals as CSV and Parquet, the closed 1-minute
-bars with their footprints as Parquet. Same inputs, same bytes: no timestamps, fixed row order.
+bars with their footprints as Parquet, written as they close. Same inputs, same bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 
 from of_aggregator.scoring import grade
 from of_backtest.pipeline import Collected, Journal
+from ofcommon.entry_ids import EntryId
+from ofcommon.messages import Bar
 
 _INT: Final = pa.int64()
 _F: Final = pa.float64()
@@ -168,31 +170,68 @@ def signal_rows(collected: dict[str, Collected]) -> list[dict[str, Any]]:
     return rows
 
 
-def bar_rows(collected: dict[str, Collected]) -> list[dict[str, Any]]:
-    rows = []
-    for symbol in sorted(collected):
-        bars = collected[symbol].bars
-        for open_ts in sorted(bars):
-            entry_id, b = bars[open_ts]
-            rows.append(
-                {
-                    "symbol": symbol,
-                    "entry_id": str(entry_id),
-                    **{f: getattr(b, f) for f in BARS.names[2:-3]},
-                    "footprint": [
-                        {
-                            "price": r.price,
-                            "bid_volume": r.bid_volume,
-                            "ask_volume": r.ask_volume,
-                            "trades": r.trades,
-                        }
-                        for r in b.footprint
-                    ],
-                    "imbalances": [[i.price, int(i.side), i.ratio] for i in b.imbalances],
-                    "stacked": [[s.side, s.low, s.high, s.rows] for s in b.stacked],
-                }
-            )
-    return rows
+def bar_row(symbol: str, entry_id: EntryId, b: Bar) -> dict[str, Any]:
+    """One closed bar as a row of ``BARS`` (the JSON columns still as lists)."""
+    return {
+        "symbol": symbol,
+        "entry_id": str(entry_id),
+        **{f: getattr(b, f) for f in BARS.names[2:-3]},
+        "footprint": [
+            {
+                "price": r.price,
+                "bid_volume": r.bid_volume,
+                "ask_volume": r.ask_volume,
+                "trades": r.trades,
+            }
+            for r in b.footprint
+        ],
+        "imbalances": [[i.price, int(i.side), i.ratio] for i in b.imbalances],
+        "stacked": [[int(s.side), s.low, s.high, s.rows] for s in b.stacked],
+    }
+
+
+class BarList:
+    """Closed bars kept in memory as rows (tests, comparisons)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, symbol: str, entry_id: EntryId, bar: Bar) -> None:
+        self.rows.append(bar_row(symbol, entry_id, bar))
+
+
+class BarFile:
+    """Closed bars written to ``path`` (Parquet) as they close, ``group`` bars per row group, so a
+    long backtest does not hold its footprints in memory. Rows are in the order the bars closed
+    (per instrument by open time; instruments interleave in row groups)."""
+
+    def __init__(self, path: Path, group: int = 512) -> None:
+        self.path = path
+        self.group = group
+        self.count = 0
+        self._rows: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, symbol: str, entry_id: EntryId, bar: Bar) -> None:
+        self._rows.append(bar_row(symbol, entry_id, bar))
+        self.count += 1
+        if len(self._rows) >= self.group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, BARS, compression="zstd")
+        table = pa.Table.from_pylist(_flat(self._rows, BARS), schema=BARS)
+        self._writer.write_table(table)
+        self._rows = []
+
+    def close(self) -> Path:
+        if self._rows or self._writer is None:
+            self._flush()
+        assert self._writer is not None
+        self._writer.close()
+        return self.path
 
 
 def _csv(path: Path, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> None:
@@ -209,7 +248,8 @@ def _parquet(path: Path, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> N
 
 
 def write_all(out: Path, journal: Journal, collected: dict[str, Collected]) -> list[Path]:
-    """Every table into ``out``; returns the files written."""
+    """The journal and signal tables into ``out`` (the bars go as they close: ``BarFile``);
+    returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     tables = (
@@ -224,7 +264,4 @@ def write_all(out: Path, journal: Journal, collected: dict[str, Collected]) -> l
             path = out / f"{name}{suffix}"
             write(path, flat, schema)
             written.append(path)
-    bars = out / "bars_1m.parquet"
-    _parquet(bars, _flat(bar_rows(collected), BARS), BARS)
-    written.append(bars)
     return written

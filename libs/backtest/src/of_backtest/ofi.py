@@ -75,25 +75,73 @@ def ofi_step(
     return e
 
 
+class Regression:
+    """Running co-moments of (x, y) pairs (Welford): R² of y on x in constant memory."""
+
+    __slots__ = ("cxx", "cxy", "cyy", "mx", "my", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mx = self.my = self.cxx = self.cyy = self.cxy = 0.0
+
+    def add(self, x: float, y: float) -> None:
+        self.n += 1
+        dx = x - self.mx
+        self.mx += dx / self.n
+        dy = y - self.my
+        self.my += dy / self.n
+        self.cxx += dx * (x - self.mx)
+        self.cyy += dy * (y - self.my)
+        self.cxy += dx * (y - self.my)
+
+    def r2(self) -> float | None:
+        """None when fewer than three points or either side is constant (as ``r_squared``)."""
+        if self.n < 3 or self.cxx <= 0 or self.cyy <= 0:
+            return None
+        return self.cxy * self.cxy / (self.cxx * self.cyy)
+
+
 class OfiTap:
-    """Buckets of ``width_ns`` for one instrument: the book and trade messages it is shown."""
+    """Buckets of ``width_ns`` for one instrument (the book and trade messages it is shown),
+    folded into the two regressions as each closes: constant memory over any run."""
 
     def __init__(self, width_ns: int) -> None:
         self.width = width_ns
-        self.buckets: list[Bucket] = []
+        self.bucket: Bucket | None = None
+        self.on_ofi = Regression()
+        self.on_trades = Regression()
         self._top = Top()
         self._last: tuple[tuple[float, float], tuple[float, float]] | None = None
 
+    def _close(self, b: Bucket) -> None:
+        if b.mid_open > 0 and b.mid_close > 0:
+            dmid = b.mid_close - b.mid_open
+            self.on_ofi.add(b.ofi, dmid)
+            self.on_trades.add(b.trade_imbalance, dmid)
+
     def _bucket(self, ts: int) -> Bucket:
         start = ts - ts % self.width
-        b = self.buckets[-1] if self.buckets else None
+        b = self.bucket
         if b is None or b.start != start:
+            if b is not None:
+                self._close(b)
             mid = 0.0
             if self._last is not None:
                 mid = (self._last[0][0] + self._last[1][0]) / 2
-            b = Bucket(start, mid_open=mid, mid_close=mid)
-            self.buckets.append(b)
+            b = self.bucket = Bucket(start, mid_open=mid, mid_close=mid)
         return b
+
+    def sanity(self) -> dict[str, float | int | None]:
+        """R² of the mid change on OFI and on trade imbalance over the buckets with a book (the
+        open bucket included)."""
+        ofi, trades = self.on_ofi, self.on_trades
+        if self.bucket is not None:  # on copies: the tap may go on
+            ofi, trades = _copy(ofi), _copy(trades)
+            b = self.bucket
+            if b.mid_open > 0 and b.mid_close > 0:
+                ofi.add(b.ofi, b.mid_close - b.mid_open)
+                trades.add(b.trade_imbalance, b.mid_close - b.mid_open)
+        return {"buckets": ofi.n, "r2_ofi": ofi.r2(), "r2_trade_imbalance": trades.r2()}
 
     def on(self, msg: Message) -> None:
         if isinstance(msg, Trade):
@@ -140,12 +188,7 @@ def r_squared(x: list[float], y: list[float]) -> float | None:
     return sxy * sxy / (sxx * syy)
 
 
-def sanity(buckets: list[Bucket]) -> dict[str, float | int | None]:
-    """R² of the mid change on OFI and on trade imbalance over the buckets with a book."""
-    rows = [b for b in buckets if b.mid_open > 0 and b.mid_close > 0]
-    dmid = [b.mid_close - b.mid_open for b in rows]
-    return {
-        "buckets": len(rows),
-        "r2_ofi": r_squared([b.ofi for b in rows], dmid),
-        "r2_trade_imbalance": r_squared([b.trade_imbalance for b in rows], dmid),
-    }
+def _copy(r: Regression) -> Regression:
+    c = Regression()
+    c.n, c.mx, c.my, c.cxx, c.cyy, c.cxy = r.n, r.mx, r.my, r.cxx, r.cyy, r.cxy
+    return c

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from of_aggregator.fold import AggregatorFold
 from of_aggregator.journal import bias_row, event_row, trade_row
@@ -25,12 +25,17 @@ _JOURNAL_KINDS: Final = ("entry", "breakeven", "trail", "exit")
 _TAPPED: Final = frozenset({"trades", "book"})
 
 
+class BarSink(Protocol):
+    def add(self, symbol: str, entry_id: EntryId, bar: Bar) -> None: ...
+
+
 @dataclass
 class Collected:
     """Per instrument: what the stages published that the journal, exports and report use."""
 
     symbol: str
-    bars: dict[int, tuple[EntryId, Bar]] = field(default_factory=dict)  # open_ts -> last final
+    closes: list[tuple[int, float]] = field(default_factory=list)  # closed 1m bars: ts, close
+    gapped_bars: int = 0
     signals: list[tuple[EntryId, PatternSignal]] = field(default_factory=list)
     events: dict[str, tuple[EntryId, TradeEvent]] = field(default_factory=dict)  # first per id
     biases: dict[str, tuple[EntryId, Bias]] = field(default_factory=dict)  # last per session
@@ -56,10 +61,13 @@ class Pipeline:
         *,
         batch: int = 1000,
         record: bool = False,
+        bars: BarSink | None = None,
     ) -> None:
         """``record``: keep every output of every stage in ``streams`` (symbol, kind) -> entries,
-        as the live stages publish them (for comparisons with a live run; memory grows)."""
+        as the live stages publish them (for comparisons with a live run; memory grows).
+        ``bars``: where the closed 1-minute bars go (``export.BarFile``, ``export.BarList``)."""
         self.registry = registry
+        self.bars = bars
         self.streams: dict[tuple[str, str], list[Entry]] | None = {} if record else None
         self.analytics = InProcessStage(analytics, batch)
         self.patterns = InProcessStage(patterns, batch)
@@ -87,11 +95,14 @@ class Pipeline:
         if self.streams is not None:
             for e in (*analytics, *patterns, *aggregator):
                 self.streams.setdefault((symbol, e.kind), []).append(e)
-        bars = c.bars
+        sink = self.bars
         for e in analytics:
             m = e.msg
             if e.kind == "bars" and type(m) is Bar and m.final and m.timeframe == BAR_TIMEFRAME:
-                bars[m.open_ts] = (e.id, m)
+                c.closes.append((m.close_ts, m.close))  # closed bars are final: once each
+                c.gapped_bars += m.gapped
+                if sink is not None:
+                    sink.add(symbol, e.id, m)
         for e in patterns:
             if isinstance(e.msg, PatternSignal):
                 c.signals.append((e.id, e.msg))

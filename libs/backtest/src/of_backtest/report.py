@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from of_backtest import export, ofi, stats
+from of_backtest import export, stats
 from of_backtest.run import Result
 from ofcommon.instruments import Registry
 from ofcommon.sessions import session_bounds
@@ -47,12 +47,15 @@ def build(result: Result, registry: Registry, costs: dict[str, stats.Costs]) -> 
         key=lambda t: (t["exit_ts"], t["symbol"], t["trade_id"]),
     )
     signals = export.signal_rows(collected)
-    bars = export.bar_rows(collected)
+    bars = [
+        {"symbol": s, "close_ts": ts, "close": px}
+        for s in sorted(collected)
+        for ts, px in collected[s].closes
+    ]
     stop = stats.median_stop_ticks(trades, tick)
     forward = stats.forward_returns(signals, bars, tick, costs)
     sanity = {
-        s: {w: ofi.sanity(tap.buckets) for w, tap in collected[s].ofi.items()}
-        for s in sorted(collected)
+        s: {w: tap.sanity() for w, tap in collected[s].ofi.items()} for s in sorted(collected)
     }
     dead = Counter(f"{d.symbol}: {d.reason.split('(')[0]}" for d in result.pipeline.dead_letters())
     tallies = result.pipeline.tallies()
@@ -62,7 +65,7 @@ def build(result: Result, registry: Registry, costs: dict[str, stats.Costs]) -> 
             "first_ts": c.first_ts,
             "last_ts": c.last_ts,
             "input_gaps": dict(sorted(c.input_gaps.items())),
-            "gapped_bars": sum(1 for _, b in c.bars.values() if b.gapped),
+            "gapped_bars": c.gapped_bars,
             "late_trades": tallies.get(s, {}).get("late_trades", 0.0),
             "duplicate_trades": tallies.get(s, {}).get("duplicate_trades", 0.0),
             "side_source_share": {

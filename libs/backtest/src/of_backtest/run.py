@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from of_aggregator.fold import AggregatorFold
 from of_aggregator.settings import AggregatorSettings
 from of_analytics.fold import AnalyticsFold
-from of_backtest.pipeline import Journal, Pipeline, journal
+from of_backtest.pipeline import BarSink, Journal, Pipeline, journal
 from of_backtest.source import Chunk, Intake, Progress
 from of_patterns.fold import PatternsFold
 from of_patterns.settings import PatternsSettings
@@ -23,7 +23,9 @@ def live_registry() -> Registry:
     return load_registry(load_settings(PatternsSettings).registry_file or None)
 
 
-def pipeline(registry: Registry, batch: int = 1000, *, record: bool = False) -> Pipeline:
+def pipeline(
+    registry: Registry, batch: int = 1000, *, record: bool = False, bars: BarSink | None = None
+) -> Pipeline:
     """The three folds with the live stages' settings (``OF_PATTERNS_*``, ``OF_AGGREGATOR_*``)."""
     patterns = load_settings(PatternsSettings)
     aggregator = load_settings(AggregatorSettings)
@@ -34,6 +36,7 @@ def pipeline(registry: Registry, batch: int = 1000, *, record: bool = False) -> 
         AggregatorFold(registry, machine=aggregator.machine()),
         batch=batch,
         record=record,
+        bars=bars,
     )
 
 
