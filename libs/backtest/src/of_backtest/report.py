@@ -377,7 +377,7 @@ def headline(s: dict[str, Any]) -> str:
     t = s["trades"]
     lines = [
         s["source"],
-        f"instruments {', '.join(s['instruments'])}: {t['trades']} closed trades,"
+        f"instruments {', '.join(s['instruments']) or '(none)'}: {t['trades']} closed trades,"
         f" win rate {_pct(t['win_rate'])}, expectancy {_fmt(t['expectancy_r'])} R,"
         f" profit factor {_fmt(t['profit_factor'])}, max drawdown {_fmt(t['max_drawdown_r'])} R;"
         f" {s['signals']} signals, {s['bars']} closed 1m bars, {s['bias_sessions']} bias sessions",
