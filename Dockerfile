@@ -41,6 +41,7 @@ WORKDIR /app
 # (tests/test_compose.py checks that).
 COPY pyproject.toml uv.lock ./
 COPY libs/ofcommon/pyproject.toml libs/ofcommon/pyproject.toml
+COPY libs/backtest/pyproject.toml libs/backtest/pyproject.toml
 COPY services/feed_bybit/pyproject.toml services/feed_bybit/pyproject.toml
 COPY services/feed_mt5/pyproject.toml services/feed_mt5/pyproject.toml
 COPY services/analytics/pyproject.toml services/analytics/pyproject.toml

@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo replay test lint fmt type pytest faults compose-check bench score clean
+.PHONY: help install run demo replay backtest test lint fmt type pytest faults compose-check bench score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ demo: install ## the whole system offline on the simulated market (trades within
 replay: install ## replay recordings into OF_REDIS_URL's streams: make replay FILE=x.gz [ARGS="--speed 10 --loop"]
 	@test -n "$(FILE)" || { echo "usage: make replay FILE=var/recordings/bybit-linear-....gz [ARGS=...]"; exit 2; }
 	$(RUN) ofx replay $(FILE) $(ARGS)
+
+backtest: install ## the live folds in one process: make backtest FILE=x.gz [ARGS="--out DIR"] (or ARGS="--sim 1 --hours 4")
+	@test -n "$(FILE)$(ARGS)" || { echo "usage: make backtest FILE=var/recordings/bybit-linear-....gz [ARGS=...]"; exit 2; }
+	$(RUN) ofx backtest $(FILE) $(ARGS)
 
 test: install lint type pytest ## ruff + mypy --strict + the whole pytest suite
 

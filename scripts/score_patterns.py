@@ -28,10 +28,10 @@ from of_patterns.fold import PatternsFold
 from of_patterns.settings import ThresholdMode
 from ofcommon import entry_ids
 from ofcommon.entry_ids import EntryId
+from ofcommon.inprocess import Entry, InProcessStage
 from ofcommon.instruments import Registry, load_registry
 from ofcommon.messages import Bar, Heartbeat, Message, PatternSignal, Side, Trade
 from ofcommon.simulator import EPISODE_PATTERNS, Label, SimConfig, simulate
-from ofcommon.stage import assign_ids
 from ofcommon.venue import Published
 
 MINUTE: Final = 60_000_000_000
@@ -79,33 +79,22 @@ def analytics_outputs(
 ) -> list[tuple[EntryId, str, Message]]:
     """The analytics stage's outputs for one instrument's inputs, as (entry ID, stream kind,
     message), sorted by entry ID (ties: the stage's input order)."""
-    fold = AnalyticsFold(registry)
-    state = fold.initial(symbol)
     ids = _Ids()
-    last: dict[str, EntryId] = {}
-    out: list[tuple[EntryId, str, Message]] = []
-    for item in items:
-        at = ids.next(item.kind, _ts_recv(item.msg) // 1_000_000)
-        for kind, out_id, msg in assign_ids(fold.step(state, item.kind, item.msg, at), at, last):
-            out.append((out_id, kind, msg))
+    entries = [Entry(ids.next(i.kind, _ts_recv(i.msg) // 1_000_000), i.kind, i.msg) for i in items]
+    out = InProcessStage(AnalyticsFold(registry)).feed(symbol, entries)
     order = {k: n for n, k in enumerate(PatternsFold.inputs)}
-    out.sort(key=lambda e: (e[0], order.get(e[1], 99)))
-    return out
+    out.sort(key=lambda e: (e.id, order.get(e.kind, 99)))
+    return [(e.id, e.kind, e.msg) for e in out]
 
 
 def patterns_outputs(
     fold: PatternsFold, symbol: str, inputs: Sequence[tuple[EntryId, str, Message]]
 ) -> list[tuple[EntryId, PatternSignal]]:
     """The patterns stage's signals over analytics outputs in entry-ID order, with their IDs."""
-    state = fold.initial(symbol)
-    last: dict[str, EntryId] = {}
     out: list[tuple[EntryId, PatternSignal]] = []
-    for at, kind, msg in inputs:
-        if kind not in fold.inputs:
-            continue
-        for _, out_id, sig in assign_ids(fold.step(state, kind, msg, at), at, last):
-            assert isinstance(sig, PatternSignal)
-            out.append((out_id, sig))
+    for e in InProcessStage(fold).feed(symbol, [Entry(*i) for i in inputs]):
+        assert isinstance(e.msg, PatternSignal)
+        out.append((e.id, e.msg))
     return out
 
 

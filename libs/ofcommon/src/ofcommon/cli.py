@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 from ofcommon import codec, health, keys, logs, settings as settings_mod
 from ofcommon.bus import decode_fields, group_lag
 from ofcommon.messages import WIRE_VERSION
+from ofcommon.plugins import COMMANDS_GROUP, Command, group_names, load_one
 from ofcommon.service import known_setting_fields, lookup, registered
 from ofcommon.settings import BaseSettings, SettingsError, load_settings
 from ofcommon.stackfile import adopt_local_stack
@@ -421,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("services", help="list the installed services")
     s.set_defaults(func=cmd_services)
+    for name in group_names(COMMANDS_GROUP):  # parsed by their own package: listed here only
+        sub.add_parser(name, help=f"plugged in (ofx {name} --help)")
     return p
 
 
@@ -454,12 +457,22 @@ def _find_servers() -> None:
         )
 
 
+def _plugged_command(name: str) -> Command | None:
+    """The subcommand ``name`` another package plugs in (``ofx.commands``), or None."""
+    if name.startswith("-"):
+        return None
+    return load_one(COMMANDS_GROUP, name, Command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["up"]:  # the local stack parses its own options
         from ofcommon.localstack import main as localstack_main
 
         return localstack_main(argv[1:])
+    plugged = _plugged_command(argv[0]) if argv else None
+    if plugged is not None:  # a subcommand another package plugs in (ofx backtest)
+        return plugged.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command in _CONNECTING:
         _find_servers()

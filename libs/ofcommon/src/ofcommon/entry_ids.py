@@ -53,3 +53,28 @@ def from_receive_time(recv_ns: int, index: int, last: EntryId) -> EntryId:
     ms, sub_ms = divmod(recv_ns, 1_000_000)
     candidate = EntryId(ms, sub_ms * FANOUT + min(index, FANOUT - 1))
     return candidate if candidate > last else last.next()
+
+
+class ReceiveIds:
+    """Entry IDs from receive times, per stream (``ofx replay --ids derived``, the backtest):
+    message ``index`` of a frame received at ``recv_ns`` is the index-th on its stream at that
+    receive time, and a receive clock that steps back takes the next sequence number."""
+
+    __slots__ = ("_frame", "_last")
+
+    def __init__(self) -> None:
+        self._last: dict[str, EntryId] = {}
+        self._frame: dict[str, tuple[int, int]] = {}  # stream -> (recv_ns, outputs so far)
+
+    def next(self, stream: str, recv_ns: int) -> EntryId:
+        last_recv, index = self._frame.get(stream, (-1, 0))
+        index = index + 1 if recv_ns == last_recv else 0
+        self._frame[stream] = (recv_ns, index)
+        # from_receive_time, inlined: this runs once per message of a backtest
+        ms, sub_ms = divmod(recv_ns, 1_000_000)
+        entry_id = EntryId(ms, sub_ms * FANOUT + (index if index < FANOUT else FANOUT - 1))
+        last = self._last.get(stream)
+        if last is not None and not entry_id > last:
+            entry_id = EntryId(last.ms, last.seq + 1)
+        self._last[stream] = entry_id
+        return entry_id

@@ -5,6 +5,8 @@ One loader so every group checks its objects' type the same way and names the cu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TypeVar
 
@@ -35,3 +37,16 @@ def load_one(group: str, name: str, kind: type[T]) -> T | None:
             raise TypeError(f"entry point {ep.name} ({ep.value}) is not a {kind.__name__}")
         return obj
     return None
+
+
+COMMANDS_GROUP = "ofx.commands"
+
+
+@dataclass(frozen=True)
+class Command:
+    """An ``ofx`` subcommand another package plugs in (``ofx.commands``): ``ofx <name> ...``
+    calls ``main(args)`` with the arguments after the name and exits with its return code."""
+
+    name: str
+    summary: str
+    main: Callable[[list[str]], int]

@@ -27,18 +27,19 @@ from redis.exceptions import (
 
 from ofcommon import entry_ids, keys
 from ofcommon.bus import DeadLetters, Producer, Redis, WriteRefused
-from ofcommon.entry_ids import ZERO, EntryId
 from ofcommon.instruments import Registry
 from ofcommon.messages import Gap, Message, Trade
 from ofcommon.recording import RecordingError, parse_name, read_recording
 from ofcommon.venue import ENTRY_POINT_GROUP, BadFrame, FrameParser, Venue
 
 __all__ = [
+    "Frame",
     "IdMode",
     "ReplayError",
     "ReplayStats",
     "Source",
     "load_venue",
+    "merged_frames",
     "plan",
     "replay",
     "shift_period",
@@ -104,7 +105,9 @@ class Source(NamedTuple):
     paths: tuple[Path, ...]
 
 
-class _Frame(NamedTuple):
+class Frame(NamedTuple):
+    """One recorded frame: receive time, index of its source in the plan, file and number."""
+
     recv_ns: int
     source: int
     path: Path
@@ -243,19 +246,12 @@ class _Publisher:
         # would delete them at once and let a repeat write them again, so only MAXLEN applies.
         self._producer = Producer(redis, service=SERVICE, trim_by_age=not self._derived)
         self._dead = DeadLetters(redis, SERVICE)
-        self._last: dict[str, EntryId] = {}
-        self._frame: dict[str, tuple[int, int]] = {}  # stream -> (recv_ns, outputs so far)
+        self._ids = entry_ids.ReceiveIds()
 
     def next_id(self, stream: str, recv_ns: int) -> str:
         if not self._derived:
             return "*"
-        last_recv, index = self._frame.get(stream, (-1, 0))
-        index = index + 1 if recv_ns == last_recv else 0
-        self._frame[stream] = (recv_ns, index)
-        # a receive clock that stepped back takes the next sequence number: IDs only grow
-        entry_id = entry_ids.from_receive_time(recv_ns, index, self._last.get(stream, ZERO))
-        self._last[stream] = entry_id
-        return str(entry_id)
+        return str(self._ids.next(stream, recv_ns))
 
     def add(self, stream: str, kind: str, msg: Message, recv_ns: int) -> None:
         self._producer.add(stream, msg, self.next_id(stream, recv_ns))
@@ -385,7 +381,7 @@ class _Replayer:
             if key not in parsers:  # fresh parsers each pass: no book state leaks across
                 parsers[key] = self._venues[source.venue].parser(source.category, self._registry)
         self._anchor = None
-        for n, frame in enumerate(_merged(self._sources, self.stats), 1):
+        for n, frame in enumerate(merged_frames(self._sources, self.stats), 1):
             if self._stop.is_set():
                 return
             source = self._sources[frame.source]
@@ -414,7 +410,7 @@ class _Replayer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _handle(self, frame: _Frame, parser: FrameParser, pass_no: int, offset: int) -> None:
+    async def _handle(self, frame: Frame, parser: FrameParser, pass_no: int, offset: int) -> None:
         self.stats.frames += 1
         if pass_no == 0:
             self._widen(frame.recv_ns)
@@ -441,7 +437,7 @@ class _Replayer:
                 msg = _shifted(msg, offset, pass_no)
             self._pub.add(stream, kind, msg, frame.recv_ns + offset)
 
-    async def _reject(self, frame: _Frame, reason: str, offset: int) -> None:
+    async def _reject(self, frame: Frame, reason: str, offset: int) -> None:
         self.stats.bad_frames += 1
         origin = f"replay:{frame.path.name}"
         origin_id = f"{frame.number}@{frame.recv_ns}"
@@ -461,14 +457,16 @@ class _Replayer:
             self._progress(self.stats)
 
 
-def _merged(sources: Sequence[Source], stats: ReplayStats) -> Iterator[_Frame]:
+def merged_frames(sources: Sequence[Source], stats: ReplayStats) -> Iterator[Frame]:
     """Every source's frames merged by receive time; ties keep the sources' (sorted) order."""
+    if len(sources) == 1:  # nothing to merge: spare the heap its per-frame key calls
+        return _frames(0, sources[0], stats)
     return heapq.merge(
         *(_frames(i, s, stats) for i, s in enumerate(sources)), key=lambda f: f.recv_ns
     )
 
 
-def _frames(index: int, source: Source, stats: ReplayStats) -> Iterator[_Frame]:
+def _frames(index: int, source: Source, stats: ReplayStats) -> Iterator[Frame]:
     def torn(path: Path) -> None:
         # the recorder was killed mid-write: everything it flushed has been read
         log.warning("%s: ends early (recorder killed?); read up to there", path)
@@ -477,7 +475,7 @@ def _frames(index: int, source: Source, stats: ReplayStats) -> Iterator[_Frame]:
     for path in source.paths:
         try:
             for number, (recv_ns, data) in enumerate(read_recording(path, torn), 1):
-                yield _Frame(recv_ns, index, path, number, data)
+                yield Frame(recv_ns, index, path, number, data)
         except RecordingError as err:
             raise ReplayError(str(err)) from None
         except OSError as err:  # e.g. not gzip at all: BadGzipFile

@@ -5,7 +5,7 @@ Idempotent upserts, written before a batch is published: a replay rewrites the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -16,12 +16,12 @@ from ofcommon.db import EngineStore
 from ofcommon.messages import Bias, Direction, PatternSignal, TradeEvent
 from ofcommon.tables import journal_bias, journal_events, journal_signals, journal_trades
 
-__all__ = ["Journal", "OpenTradeRow", "event_number"]
+__all__ = ["Journal", "OpenTradeRow", "bias_row", "event_number", "event_row", "trade_row"]
 
 _STOP_KINDS = ("entry", "breakeven", "trail")
 
 
-def _event_row(symbol: str, e: TradeEvent) -> dict[str, Any]:
+def event_row(symbol: str, e: TradeEvent) -> dict[str, Any]:
     return {
         "symbol": symbol,
         "event_id": e.event_id,
@@ -62,7 +62,39 @@ def _signal_row(symbol: str, p: PatternSignal) -> dict[str, Any]:
 _RESULT = ("pnl_ticks", "r_multiple", "mae_ticks", "mfe_ticks")
 
 
-def _bias_row(symbol: str, b: Bias) -> dict[str, Any]:
+def trade_row(
+    symbol: str, trade_id: str, events: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The ``journal_trades`` row of a trade from its event rows (``event_row``) of kinds entry,
+    breakeven, trail and exit, in (ts_event, event_id) order; None before its entry."""
+    entry = next((r for r in events if r["kind"] == "entry"), None)
+    if entry is None:
+        return None
+    exit_ = next((r for r in events if r["kind"] == "exit"), None)
+    return {
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "direction": entry["direction"],
+        "entry_ts": entry["ts_event"],
+        "entry_price": entry["price"],
+        "stop": entry["stop"],
+        "target": entry["target"],
+        "stops": [
+            [r["ts_event"], r["stop"], r["kind"]] for r in events if r["kind"] in _STOP_KINDS
+        ],
+        "score": entry["score"],
+        "grade": entry["grade"],
+        "level_kind": entry["level_kind"],
+        "level_price": entry["level_price"],
+        "signals": entry["signals"],
+        "exit_ts": exit_["ts_event"] if exit_ is not None else None,
+        "exit_price": exit_["price"] if exit_ is not None else None,
+        "exit_reason": exit_["reason"] if exit_ is not None else None,
+        **{c: exit_[c] if exit_ is not None else None for c in _RESULT},
+    }
+
+
+def bias_row(symbol: str, b: Bias) -> dict[str, Any]:
     return {
         "symbol": symbol,
         "session_id": b.session_id,
@@ -102,13 +134,13 @@ class Journal(EngineStore):
                 stmt = insert(journal_events).on_conflict_do_nothing(
                     index_elements=["symbol", "event_id"]
                 )
-                conn.execute(stmt, [_event_row(symbol, e) for e in events])
+                conn.execute(stmt, [event_row(symbol, e) for e in events])
             for trade_id in dict.fromkeys(
                 e.trade_id for e in events if e.kind in (*_STOP_KINDS, "exit")
             ):
                 self._trade(conn, symbol, trade_id)
             if biases:
-                rows = [_bias_row(symbol, b) for b in biases]
+                rows = [bias_row(symbol, b) for b in biases]
                 stmt = insert(journal_bias)
                 keys = ("symbol", "session_id")
                 stmt = stmt.on_conflict_do_update(
@@ -131,29 +163,9 @@ class Journal(EngineStore):
             )
             .order_by(ev.ts_event, ev.event_id)
         ).all()
-        entry = next((r for r in rows if r.kind == "entry"), None)
-        if entry is None:
+        values = trade_row(symbol, trade_id, [dict(r._mapping) for r in rows])
+        if values is None:
             return
-        exit_ = next((r for r in rows if r.kind == "exit"), None)
-        values: dict[str, Any] = {
-            "symbol": symbol,
-            "trade_id": trade_id,
-            "direction": entry.direction,
-            "entry_ts": entry.ts_event,
-            "entry_price": entry.price,
-            "stop": entry.stop,
-            "target": entry.target,
-            "stops": [[r.ts_event, r.stop, r.kind] for r in rows if r.kind in _STOP_KINDS],
-            "score": entry.score,
-            "grade": entry.grade,
-            "level_kind": entry.level_kind,
-            "level_price": entry.level_price,
-            "signals": entry.signals,
-            "exit_ts": exit_.ts_event if exit_ is not None else None,
-            "exit_price": exit_.price if exit_ is not None else None,
-            "exit_reason": exit_.reason if exit_ is not None else None,
-            **{c: getattr(exit_, c) if exit_ is not None else None for c in _RESULT},
-        }
         stmt = insert(journal_trades)
         stmt = stmt.on_conflict_do_update(
             index_elements=["symbol", "trade_id"],
