@@ -21,7 +21,7 @@ from of_backtest.run import live_registry, pipeline, run
 from of_backtest.source import Intake, recordings
 from ofcommon import codec, keys
 from ofcommon.db import migrate, to_sync_url
-from ofcommon.tables import journal_bias, journal_events, journal_trades
+from ofcommon.tables import journal_bias, journal_events, journal_signals, journal_trades
 
 pytestmark = [
     pytest.mark.e2e,
@@ -92,6 +92,7 @@ def _pg(url: str) -> dict[str, list[dict[str, Any]]]:
                     dict(r._mapping)
                     for r in conn.execute(select(journal_bias).order_by(bi.ts_event))
                 ],
+                "signals": [dict(r._mapping) for r in conn.execute(select(journal_signals))],
             }
     finally:
         engine.dispose()
@@ -159,3 +160,9 @@ def test_a_real_recording_backtests_to_the_live_journal_and_streams(
     assert result.journal.bias == journal["bias"]
     assert journal["bias"]
     assert journal["events"]
+    # The signals journal holds each pattern signal the backtest exports, as published.
+    published = [codec.decode(d) for _, d in backtest["patterns"]]
+    assert sorted(
+        (row["signal_id"], row["ts_event"], row["pattern"], row["price"])
+        for row in journal["signals"]
+    ) == sorted((p.signal_id, p.ts_event, p.pattern, p.price) for p in published)

@@ -54,6 +54,8 @@ class InProcessStage(Generic[S]):
         self.dead_letters: list[DeadLetter] = []
         self.folded = 0
         self._step = batch_step(fold)
+        # outputs the live stage hands only to its hook (never published, so they take no ID)
+        self._hook_only: frozenset[str] = getattr(fold, "hook_only", frozenset())
         self._order = {k: n for n, k in enumerate(fold.inputs)}
         self._last: dict[str, dict[str, EntryId]] = {}
 
@@ -102,7 +104,10 @@ class InProcessStage(Generic[S]):
             except StepFailed as err:
                 results, failed = err.done, err
             self.folded += len(results)
+            hook_only = self._hook_only
             for (at, _), outputs in zip(items, results, strict=False):
+                if hook_only:
+                    outputs = [o for o in outputs if o[0] not in hook_only]
                 if outputs:
                     out.extend(Entry(i, k, m) for k, i, m in assign_ids(outputs, at, last))
             if failed is None:
