@@ -187,6 +187,8 @@ class BookEngine:
         # The same removals by (taker side, price), each in _pending's order: a refill looks up
         # its level instead of scanning every pending removal.
         self._pending_at: dict[tuple[Side, float], deque[_Removal]] = {}
+        # The event time of each such level's last refill (not checkpointed: see _mark_refill).
+        self._refill_ts: dict[tuple[Side, float], int] = {}
         self._prints: deque[_Print] = deque()  # arrival order, for pruning
         self._by_level: dict[tuple[Side, float], deque[_Print]] = {}  # lookup by side and price
 
@@ -300,6 +302,7 @@ class BookEngine:
         out: list[BookOutput] = [self._resolve(r) for r in self._pending]
         self._pending.clear()
         self._pending_at.clear()
+        self._refill_ts.clear()
         return out
 
     # --- checkpoint -------------------------------------------------------------------------
@@ -350,6 +353,7 @@ class BookEngine:
             for anchor in (EntryId(r.anchor_ms, r.anchor_seq),)
         )
         self._pending_at = {}
+        self._refill_ts = {}
         for r in self._pending:
             self._pending_at.setdefault((r.side, r.price), deque()).append(r)
         self._pending_ordered = all(
@@ -479,17 +483,29 @@ class BookEngine:
                 anchor[0] = anchor[0].next()
 
     def _mark_refill(self, ts: int, taker: Side, price: float) -> None:
+        key = (taker, price)
+        level = self._pending_at.get(key)
+        if not level:
+            return
         w = self.params.match_window_ns
         # Only this level's removals (a scan of every pending one was most of the service's
         # time at 5 k deltas/s), newest first: on a book stream in event-time order (the norm)
-        # the first removal too old to match ends the scan.
+        # the first removal too old to match ends the scan. The last refill of this level (at
+        # ``last``) marked every removal it could; one not earlier marks a subset of those and
+        # the newer ones, so the first marked removal in its reach ends the scan too (all older
+        # ones in reach were marked then). After a restore the first refill scans in full.
+        last = self._refill_ts.get(key)
+        self._refill_ts[key] = ts
+        newer = last is not None and ts >= last
         ordered = self._pending_ordered
-        for r in reversed(self._pending_at.get((taker, price), ())):
+        for r in reversed(level):
             if ts > r.ts + w:
                 if ordered:
                     break
-            else:
+            elif not r.refilled:
                 r.refilled = True
+            elif newer:
+                break
 
     def _settle(self, ts_event: int) -> list[BookOutput]:
         if ts_event > self.now:
@@ -523,6 +539,7 @@ class BookEngine:
         level.popleft()
         if not level:
             del self._pending_at[key]
+            self._refill_ts.pop(key, None)
         return r
 
     def _drop_oldest_print(self) -> None:
