@@ -517,9 +517,11 @@ class InstrumentWorker(Generic[S]):
         await self._producer.flush()
         if arrival_ms:
             now_ms = time.time() * 1000
-            hist = metrics.LATENCY.labels(self._service)
-            for ms in arrival_ms:
-                hist.observe(max(now_ms - ms, 0.0) / 1000)
+            # Entries of one arrival millisecond have one latency: observed together.
+            latency: Counter[float] = Counter()
+            for ms, n in Counter(arrival_ms).items():
+                latency[max(now_ms - ms, 0.0) / 1000] += n
+            metrics.observe_counts(metrics.LATENCY.labels(self._service), latency)
         await self._maybe_checkpoint()
 
     async def _fold_run(
