@@ -261,20 +261,33 @@ class BookEngine:
         pending, prints = self._pending, self._prints
         w = self.params.match_window_ns
         now = self.trades_now
-        # A superset of what _settle resolves or prunes: when true, _settle decides exactly.
-        if (pending and pending[0].ts + w < min(now, self.book_now)) or (
-            prints and prints[0].ts < max(self.book_now, now - self.params.max_skew_ns) - w
-        ):
+        # A superset of what _settle resolves: when true, _settle decides exactly.
+        if pending and pending[0].ts + w < min(now, self.book_now):
             out = self._settle(ts)
         else:
+            # Nothing to resolve: only _settle's pruning of the prints (most trades prune the
+            # oldest print, the window sliding on), inlined.
             out = []
             if ts > self.now:
                 self.now = ts
+            if prints:
+                book = self.book_now
+                skew = now - self.params.max_skew_ns
+                if skew > book:
+                    book = skew
+                horizon = (min(pending[0].ts, book) if pending else book) - w
+                while prints and prints[0].ts < horizon:
+                    self._drop_oldest_print()
         if t.size_kind == SizeKind.REAL and t.size > 0:
-            p = _Print(t.ts_event, t.price, t.side, t.size)
-            self._prints.append(p)
-            self._by_level.setdefault((t.side, t.price), deque()).append(p)
-            if len(self._prints) > self.params.max_prints:
+            side, price = t.side, t.price
+            p = _Print(ts, price, side, t.size)
+            prints.append(p)
+            level = self._by_level.get((side, price))
+            if level is None:
+                self._by_level[(side, price)] = deque((p,))
+            else:
+                level.append(p)
+            if len(prints) > self.params.max_prints:
                 self.dropped_prints += 1
                 self._drop_oldest_print()
         return out
