@@ -921,48 +921,56 @@ def reading(res: Results) -> str:
 PROFILED_DIGEST: Final = "5615ab5cd235"
 
 WHERE = """
-Where the time goes (code with digest {profiled}, i.e. before the last change, `decode_value`
-taking a bare value directly, worth ≈0.1 µs an entry): the fold tables above; one
-`--profile-service` run of the service over 150,000 trades plus 10 s at the live pace (74.8 s
-profiled, machine load ≈10); and CPU-time runs of `step_batch` in-process over 200,000 trades at
-the replay density and at the live density (trades 50 µs apart, a book delta every 4 trades,
-handed over as the stage does: runs of 40 trades and 10 deltas), the code of main and of each change
-alternated in one session. **What changed** (one commit each, outputs and state byte-identical:
-the digest of every encoded output and of the state over those 200,000 trades is unchanged, and
-the property, golden, real-data and crash tests pass): (1) the stage read every input on every
-read, so while it was behind the book stream (5 k deltas/s beside 20 k trades/s) added a full read
-to the held entries while only a quarter of one was released, and each read re-sorted the pile:
-10 % of the live-pace service profile in one list comprehension, growing without bound, which is
-how the service saturated at the live pace; a stream with held entries now sits out the read
-(`tests/integration/test_stage_merge.py`: 181 held before, ≤ 10 after); (2) a refill of a book
-level re-marked every pending removal of that level (≈125 each at this book): the scan now stops
-at the first removal already marked by a not-earlier refill (live density 10.6 → 8.7 µs a trade);
-(3) partial bars reuse the footprint rows unchanged since the last bar and find imbalances on the
-row indexes (replay density ≈17 → 15 µs a trade); (4) the latency histogram observes per arrival
-millisecond (5 % of the service profile before); (5) the per-trade paths of the fold and its
-engines trimmed (≈14 % at the live density); (6) the book keeps its prints as the checkpoint's
-structs (a checkpoint's state encode at the live pace 13 → 7 ms). **Fold (target a).** At the
-replay density the per-trade accumulation of the three engines and the fold's dedup and dispatch
-are ≈60 % of the fold (`BarBuilder.on_trade` with the footprint cell and the big-trade window,
-`BookEngine.on_trade` keeping each print for consumption matching, `SessionProfiler.on_trade`),
-the partial bar (`_to_bar`) ≈20 % and the developing profiles (`compute_stats` over every row)
-≈20 %; at the live density the throttled outputs are negligible and the fold costs ≈7 µs a trade
-(CPU time, load ≈11) against the bare loop's ≈0.5 µs. A quarter of the bound is ≈2 µs a trade: out
-of reach of per-trade Python; it needs a columnar pass over each read batch (numpy: cells by
-`bincount`, OHLC by `reduceat`, the book's prints as arrays), with the dedup window, late trades,
-event-time open and close, the rolling big-trade percentile and the throttling points that fall
-inside a batch all reproduced exactly; not attempted here. **Service (target b).** In the service
-profile the fold is 42 % of the time, the stage's own work per entry ≈20 % (`_process` and
-`_fold_run`, `entry_ids.parse` 4 %, decoding 3 %, output XADD packing and sending ≈6 %), waits in
-the event loop 14 % (the read and Redis round trips on 2 cores shared with Redis, PostgreSQL and
-the benchmark), the checkpoint's state encode 3 %, the lag metric 2 % (on Redis 6.2, which has no
-`lag` field, it counts up to 10,000 entries by XRANGE every 5 s while behind) and start-up 3 %.
-100 k trades/s is 10 µs an entry with everything: the fold alone takes 7-15 µs, so target b is
-bound by the same per-trade Python as target a, plus ≈3-5 µs of stage work an entry. **Latency
-(target c).** The latency is the service's queue: once it folds fewer entries a second than
-arrive, every update waits behind the backlog. The live pace needs ≈25 k entries/s, ≈0.3 of a
-core at the costs above; where the run reaches that the outputs come at once, where the pacer or
-the service is starved of CPU (other work on the machine: see the load averages) it is not met.
+Where the time goes (code with digest {profiled}, i.e. before the last change, `decode_value` taking
+a bare value directly, worth ≈0.1 µs an entry): the fold tables above; one `--profile-service` run
+of the service over 150,000 trades plus 10 s at the live pace (74.8 s profiled, machine load ≈10);
+and CPU-time runs of `step_batch` in-process over 200,000 trades at the replay density and at the
+live density (trades 50 µs apart, a book delta every 4 trades, handed over as the stage does: runs
+of 40 trades and 10 deltas), the code of main and of each change alternated in one session (all of
+them together, main against this branch, CPU time without the codec, three alternations at load
+7-11: live density 10.95 / 9.97 / 8.62 → 7.31 / 6.78 / 6.82 µs a trade, replay density 14.98 / 16.15
+/ 15.83 → 12.56 / 13.85 / 13.27). **What changed** (one commit each, outputs and state
+byte-identical: the digest of every encoded output and of the state over those 200,000 trades is
+unchanged, and the property, golden, real-data and crash tests pass): (1) the stage read every input
+on every read, so while it was behind the book stream (5 k deltas/s beside 20 k trades/s) added a
+full read to the held entries while only a quarter of one was released, and each read re-sorted the
+pile: 10 % of the live-pace service profile in one list comprehension, growing without bound, so
+that once behind at the live pace the service fell further behind; a stream with held entries now
+sits out the read (`tests/integration/test_stage_merge.py`: 181 held before, ≤ 10 after); (2) a
+refill of a book level re-marked every pending removal of that level (≈125 each at this book): the
+scan now stops at the first removal already marked by a not-earlier refill (live density 10.6 → 8.7
+µs a trade); (3) partial bars reuse the footprint rows unchanged since the last bar and find
+imbalances on the row indexes (replay density ≈17 → 15 µs a trade); (4) the latency histogram
+observes per arrival millisecond (5 % of the service profile before); (5) the per-trade paths of the
+fold and its engines trimmed (≈14 % at the live density); (6) the book keeps its prints as the
+checkpoint's structs (a checkpoint's state encode at the live pace 13 → 7 ms). **Fold (target a).**
+At the replay density the per-trade accumulation of the three engines and the fold's dedup and
+dispatch are ≈55 % of the fold (`BarBuilder.on_trade` with the footprint cell and the big-trade
+window, `BookEngine.on_trade` keeping each print for consumption matching,
+`SessionProfiler.on_trade`), the partial bar (`_to_bar`) ≈22 % and the developing profiles
+(`compute_stats` over every row) ≈23 %; at the live density the throttled outputs are negligible and
+the fold costs ≈7 µs a trade (CPU time, load ≈11) against the bare loop's ≈0.5 µs. A quarter of the
+bound is ≈2 µs a trade: out of reach of per-trade Python; it needs a columnar pass over each read
+batch (numpy: cells by `bincount`, OHLC by `reduceat`, the book's prints as arrays), with the dedup
+window, late trades, event-time open and close, the rolling big-trade percentile and the throttling
+points that fall inside a batch all reproduced exactly; not attempted here. **Service (target b).**
+In the service profile the fold is 42 % of the time, the stage's own work per entry ≈20 %
+(`_process` and `_fold_run`, `entry_ids.parse` 4 %, decoding 3 %, output XADD packing and sending ≈6
+%), waits in the event loop 14 % (the read and Redis round trips on 2 cores shared with Redis,
+PostgreSQL and the benchmark), the checkpoint's state encode 3 %, the lag metric 2 % (on Redis 6.2,
+which has no `lag` field, it counts up to 10,000 entries by XRANGE every 5 s while behind) and
+start-up 3 %. 100 k trades/s is 10 µs an entry with everything: the fold alone takes 7-15 µs, so
+target b is bound by the same per-trade Python as target a, plus ≈3-5 µs of stage work an entry.
+**Latency (target c).** The latency is the service's queue: once it folds fewer entries a second
+than arrive, every update waits behind the backlog. The live pace needs ≈25 k entries/s, ≈0.3 of a
+core at the costs above. This branch's runs were all made at a machine load of 7-16 on 2 cores
+(other engineers' services, tests and benchmarks): the pacer itself reached only a third to a half
+of the asked 20 k trades/s and the service's share of a core was below what the pace needs, so
+whether the service keeps that pace on a machine with the cores to spare was not measured here;
+wall-clock rates of such a run are about half those of the section's previous run at load ≈2.4 for
+the same baseline operations (raw read + decode 139,676 against 304,328 entries/s), so compare the
+same-run ratios (`step_batch` 0.013 of the bound on main's last run, 0.028 on this one) rather than
+the absolute rates.
 """
 
 
