@@ -171,6 +171,51 @@ def fold_batched(items: list[Item], registry: Registry) -> tuple[float, int]:
     return time.perf_counter() - t0, outputs
 
 
+LIVE_TRADE_NS: Final = 50_000  # 20 k trades/s of event time
+LIVE_DELTA_EVERY: Final = 4  # a book delta every 4 trades: 5 k deltas/s
+LIVE_RUN: Final = 40  # trades per run handed to step_batch (2 ms of event time), then its deltas
+
+
+def live_runs(tape: Tape, n: int, tick: float) -> list[tuple[str, list[Item]]]:
+    """``n`` of the file's trades re-timed to the live pace (``LIVE_TRADE_NS`` apart) with the
+    live pace's book (``bench.live_pace``: a snapshot, then a delta every ``LIVE_DELTA_EVERY``
+    trades), as the stage hands them over: runs of ``LIVE_RUN`` trades, then the book deltas of
+    the same 2 ms."""
+    from bench.live_pace import _Book
+
+    t0 = tape.rows[0][0]
+    book = _Book(tape.rows[0][2], tick)
+    runs: list[tuple[str, list[Item]]] = [
+        ("book", [(entry_ids.EntryId(t0 // 1_000_000, 0), book.snapshot(t0))])
+    ]
+    seq = 0
+    for start in range(0, n, LIVE_RUN):
+        trades: list[Item] = []
+        deltas: list[Item] = []
+        for k in range(start, min(n, start + LIVE_RUN)):
+            _, _, price, size, side, _ = tape.rows[k % len(tape.rows)]
+            ts = t0 + k * LIVE_TRADE_NS
+            eid = entry_ids.EntryId(ts // 1_000_000, k)
+            trades.append((eid, Trade(ts, ts, price, size, side, f"live{k}")))
+            if k % LIVE_DELTA_EVERY == 0:
+                seq += 1
+                deltas.append((entry_ids.EntryId(ts // 1_000_000, seq), book.delta(ts)))
+        runs += [("trades", trades), ("book", deltas)]
+    return runs
+
+
+def fold_live(runs: list[tuple[str, list[Item]]], registry: Registry) -> tuple[float, int]:
+    """Seconds to fold the live-density ``runs`` with ``step_batch``, and the outputs caused."""
+    fold = AnalyticsFold(registry)
+    state = fold.initial(SYMBOL)
+    outputs = 0
+    t0 = time.perf_counter()
+    for kind, items in runs:
+        for out in fold.step_batch(state, kind, items):
+            outputs += len(out)
+    return time.perf_counter() - t0, outputs
+
+
 @dataclass
 class HotSpot:
     function: str
@@ -487,6 +532,7 @@ class Results:
     bars: int = 0
     fold: Samples = field(default_factory=Samples)
     batched: Samples = field(default_factory=Samples)
+    live_fold: Samples = field(default_factory=Samples)  # trades at the live density
     bare: Samples = field(default_factory=Samples)
     fold_outputs: int = 0
     profile_n: int = 0
@@ -629,6 +675,7 @@ async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
         res.passes = tape.passes(args.n)
         trades = tape.trades(0, args.n)
         items = batch_items(trades)
+        live = live_runs(tape, len(trades), tick)
         # The tape is the benchmark's, not the fold's: kept out of the cyclic GC's full passes,
         # which would otherwise charge its million objects to whichever run keeps more alive.
         gc.freeze()
@@ -643,17 +690,19 @@ async def run(args: argparse.Namespace, command: str) -> tuple[str, bool]:
             harness.settle()
             seconds, outputs = fold_batched(items, registry)
             res.batched.add(seconds, len(items))
+            harness.settle()
+            res.live_fold.add(fold_live(live, registry)[0], len(trades))
             if outputs != res.fold_outputs:
                 raise AssertionError(f"step_batch made {outputs} outputs, step {res.fold_outputs}")
             log(
                 f"  #{rep + 1}: bare loop {fmt_rate(res.bare.rates[-1])}, fold step"
-                f" {fmt_rate(res.fold.rates[-1])}, step_batch {fmt_rate(res.batched.rates[-1])}"
-                " trades/s"
+                f" {fmt_rate(res.fold.rates[-1])}, step_batch {fmt_rate(res.batched.rates[-1])},"
+                f" at the live density {fmt_rate(res.live_fold.rates[-1])} trades/s"
             )
         res.profile_n = min(args.profile_n, len(trades))
         harness.settle()
         res.profile_s, res.hot, res.hot_cumulative = profile_fold(items[: res.profile_n], registry)
-        del trades, items
+        del trades, items, live
         if not args.no_service:
             await service_phase(args, url, tape, res, str(registry_file))
         info.append(("load average at end", harness.load_average()))
@@ -682,6 +731,10 @@ def throughput_table(args: argparse.Namespace, res: Results) -> str:
         f"| fold in-process, `step` per trade, {len(res.fold.runs)} runs | {res.n:,}"
         f" | {fmt_rate(res.fold.best)} | {fmt_rate(res.fold.median)}"
         f" | {res.fold.best / bound:.3f} | |",
+        f"| fold in-process at the live density (trades 50 µs apart + a book delta every 4),"
+        f" `step_batch` by runs of {LIVE_RUN} trades and their deltas, {len(res.live_fold.runs)}"
+        f" runs | {res.n:,} | {fmt_rate(res.live_fold.best)} | {fmt_rate(res.live_fold.median)}"
+        f" | {res.live_fold.best / bound:.3f} | |",
     ]
     if res.service.runs:
         lines.append(
@@ -784,7 +837,10 @@ def report(
         " rows. In-process, on a fresh state each: the bare-loop bound (`bench/bare_loop.py`: one"
         " plain Python pass computing 1-minute OHLCV, buy/sell and a per-row footprint dict over"
         " the same trades), the fold through `step_batch` in batches of 1,000 (what the stage"
-        " hands it) and through `step` per trade; the ratio is each rate over the bound of the"
+        " hands it) and through `step` per trade, and the same trades re-timed to the live"
+        " density (50 µs apart, with the live pace's book below: a delta every 4 trades) through"
+        f" `step_batch` in runs of {LIVE_RUN} trades and their deltas, as the stage interleaves"
+        " the two streams; the ratio is each rate over the bound of the"
         f" same run; best and median of {len(res.fold.runs)} runs. Through Redis: the trades"
         " pre-filled on `of:{BTCUSDT}:trades`, then `ofx run analytics` (one worker, default"
         " settings, PostgreSQL persistence on) timed from its group's first delivery to the bar"
@@ -831,7 +887,9 @@ def reading(res: Results) -> str:
         f" trades/s against a bare-loop bound of {fmt_rate(bound)} trades/s in the same run:"
         f" {res.batched.best / bound:.3f} of the bound (target 0.25,"
         f" {met(res.batched.best >= 0.25 * bound)}); `step` per trade"
-        f" {fmt_rate(res.fold.best)} ({res.fold.best / bound:.3f})."
+        f" {fmt_rate(res.fold.best)} ({res.fold.best / bound:.3f}); at the live density"
+        f" {fmt_rate(res.live_fold.best)} trades/s with their book deltas"
+        f" ({res.live_fold.best / bound:.3f})."
     )
     if res.service.runs:
         numbers += (
@@ -860,42 +918,59 @@ def reading(res: Results) -> str:
 
 
 # harness.code_digest(MEASURED) of the code that WHERE below was profiled on
-PROFILED_DIGEST: Final = "18a4248a9bdb"
+PROFILED_DIGEST: Final = "5615ab5cd235"
 
 WHERE = """
-Where the time goes (code with digest {profiled}: the fold tables above; one `--profile-service` run
-of the service over 150,000 trades plus 10 s at the live pace, 262 s profiled on a machine at load
-≈8, on the code before the `_mark_refill` and stage fixes named below; and cProfile of `step_batch`
-on the same trades re-timed 50 µs apart, i.e. at the live event-time density). **Fold (target a).**
-On this file's event-time density (≈28 trades a second, so a partial bar every ≈7 trades and a
-developing profile every ≈28) the throttled outputs are most of the fold: the developing session
-profile (`compute_stats` over every row: value area, HVN/LVN, single prints; ≈40 % at 2-USD rows)
-and the partial bar (`_to_bar`: footprint rows, imbalances, stacked runs; ≈24 %). The per-trade
-accumulation is the rest: `BookEngine.on_trade` (the print kept for consumption matching),
-`BarBuilder.on_trade` (footprint cell, big-trade window), `SessionProfiler.on_trade`, and the fold's
-own dedup and dispatch, each 1-3 µs of plain Python. Re-timed to the live density the fold runs at
-≈136 k trades/s (CPU time, load ≈4), still ≈7 µs a trade against the bare loop's ≈0.5 µs: a quarter
-of the bound (≈2 µs a trade) needs the per-trade accumulation of all three engines in one columnar
-pass over a read batch (numpy per batch: cells by `bincount` over row indexes, OHLC by
-`minimum/maximum.reduceat`), and the throttled outputs incremental (a developing profile that
-updates the value area from the rows that changed, footprint rows kept as structs and re-built only
-where a trade landed). `step_batch` is the place for that (the stage and a backtest already hand it
-whole batches), but the engines are being changed for issue 8's other items in parallel; batching
-alone does not gain (a batch keeps its outputs alive longer than `step` does: 10-20 % dearer in CPU
-time in side-by-side runs at load ≈4). **Service (target b).** In the service profile the fold is
-most of the time; the largest single cost was `BookEngine._mark_refill`, a scan of every pending
-removal on each level increase (34 % of the profiled time at 5 k deltas/s, thousands of removals
-pending per scan): pending removals are now indexed by level, so a refill looks only at its own
-level's, newest first (the same result: `tests/unit/test_analytics_book_refill.py`); in-process, on
-the live pace's book pattern at 5 k deltas/s of event time with 4 trades per delta and ≈2,600
-removals pending, a delta with its trades took 80.3 µs before and 23.7 µs after (CPU time, load ≈2).
-The stage's own share was the merge sort's key function (2 %; batches of one stream are no longer
-sorted), the runtime protocol check of `step_batch` per batch (1 %; resolved once per worker),
-`entry_ids.parse` (2 %), the latency histogram (1 %) and idle waits for the fenced read (7 %; a
-read-ahead of the next batch was tried and left out: it made the SIGKILL e2e test time out under
-load). **Latency (target c).** At the live pace the latency is the service's queue: while the
-service folds fewer trades a second than are sent, every bar update waits behind the backlog, so p99
-follows target b; on this shared machine the service ran well below 20 k trades/s.
+Where the time goes (code with digest {profiled}, i.e. before the last change, `decode_value` taking
+a bare value directly, worth ≈0.1 µs an entry): the fold tables above; one `--profile-service` run
+of the service over 150,000 trades plus 10 s at the live pace (74.8 s profiled, machine load ≈10);
+and CPU-time runs of `step_batch` in-process over 200,000 trades at the replay density and at the
+live density (trades 50 µs apart, a book delta every 4 trades, handed over as the stage does: runs
+of 40 trades and 10 deltas), the code of main and of each change alternated in one session (all of
+them together, main against this branch, CPU time without the codec, three alternations at load
+7-11: live density 10.95 / 9.97 / 8.62 → 7.31 / 6.78 / 6.82 µs a trade, replay density 14.98 / 16.15
+/ 15.83 → 12.56 / 13.85 / 13.27). **What changed** (one commit each, outputs and state
+byte-identical: the digest of every encoded output and of the state over those 200,000 trades is
+unchanged, and the property, golden, real-data and crash tests pass): (1) the stage read every input
+on every read, so while it was behind the book stream (5 k deltas/s beside 20 k trades/s) added a
+full read to the held entries while only a quarter of one was released, and each read re-sorted the
+pile: 10 % of the live-pace service profile in one list comprehension, growing without bound, so
+that once behind at the live pace the service fell further behind; a stream with held entries now
+sits out the read (`tests/integration/test_stage_merge.py`: 181 held before, ≤ 10 after); (2) a
+refill of a book level re-marked every pending removal of that level (≈125 each at this book): the
+scan now stops at the first removal already marked by a not-earlier refill (live density 10.6 → 8.7
+µs a trade); (3) partial bars reuse the footprint rows unchanged since the last bar and find
+imbalances on the row indexes (replay density ≈17 → 15 µs a trade); (4) the latency histogram
+observes per arrival millisecond (5 % of the service profile before); (5) the per-trade paths of the
+fold and its engines trimmed (≈14 % at the live density); (6) the book keeps its prints as the
+checkpoint's structs (a checkpoint's state encode at the live pace 13 → 7 ms). **Fold (target a).**
+At the replay density the per-trade accumulation of the three engines and the fold's dedup and
+dispatch are ≈55 % of the fold (`BarBuilder.on_trade` with the footprint cell and the big-trade
+window, `BookEngine.on_trade` keeping each print for consumption matching,
+`SessionProfiler.on_trade`), the partial bar (`_to_bar`) ≈22 % and the developing profiles
+(`compute_stats` over every row) ≈23 %; at the live density the throttled outputs are negligible and
+the fold costs ≈7 µs a trade (CPU time, load ≈11) against the bare loop's ≈0.5 µs. A quarter of the
+bound is ≈2 µs a trade: out of reach of per-trade Python; it needs a columnar pass over each read
+batch (numpy: cells by `bincount`, OHLC by `reduceat`, the book's prints as arrays), with the dedup
+window, late trades, event-time open and close, the rolling big-trade percentile and the throttling
+points that fall inside a batch all reproduced exactly; not attempted here. **Service (target b).**
+In the service profile the fold is 42 % of the time, the stage's own work per entry ≈20 %
+(`_process` and `_fold_run`, `entry_ids.parse` 4 %, decoding 3 %, output XADD packing and sending ≈6
+%), waits in the event loop 14 % (the read and Redis round trips on 2 cores shared with Redis,
+PostgreSQL and the benchmark), the checkpoint's state encode 3 %, the lag metric 2 % (on Redis 6.2,
+which has no `lag` field, it counts up to 10,000 entries by XRANGE every 5 s while behind) and
+start-up 3 %. 100 k trades/s is 10 µs an entry with everything: the fold alone takes 7-15 µs, so
+target b is bound by the same per-trade Python as target a, plus ≈3-5 µs of stage work an entry.
+**Latency (target c).** The latency is the service's queue: once it folds fewer entries a second
+than arrive, every update waits behind the backlog. The live pace needs ≈25 k entries/s, ≈0.3 of a
+core at the costs above. This branch's runs were all made at a machine load of 7-16 on 2 cores
+(other engineers' services, tests and benchmarks): the pacer itself reached only a third to a half
+of the asked 20 k trades/s and the service's share of a core was below what the pace needs, so
+whether the service keeps that pace on a machine with the cores to spare was not measured here;
+wall-clock rates of such a run are about half those of the section's previous run at load ≈2.4 for
+the same baseline operations (raw read + decode 139,676 against 304,328 entries/s), so compare the
+same-run ratios (`step_batch` 0.013 of the bound on main's last run, 0.028 on this one) rather than
+the absolute rates.
 """
 
 

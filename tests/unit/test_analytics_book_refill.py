@@ -60,3 +60,59 @@ def test_a_restored_engine_marks_refills_of_removals_from_before_the_checkpoint(
     )
     # 102 went 5 -> 1 and back within the window; 101 was never re-posted
     assert consumption(restored, 60 * S) == [(1 * S, 101.0, False), (1 * S, 102.0, True)]
+
+
+def _random_deltas(seed: int) -> list[tuple[int, bool, float, float]]:
+    """(ts, is_bid, price, new size) of random resizes of a wide book, some out of time order:
+    every level keeps a size above zero and bids stay below asks, so each change is a removal
+    (smaller) or a refill (larger) inside the window."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    ts = 10 * S
+    for _ in range(600):
+        ts += rng.randrange(0, S // 4)
+        at = ts - rng.randrange(0, 2 * S) if rng.random() < 0.1 else ts  # a few stamped early
+        is_bid = rng.random() < 0.5
+        price = (99.0 - rng.randrange(3)) if is_bid else (101.0 + rng.randrange(3))
+        out.append((at, is_bid, price, float(rng.randrange(1, 8))))
+    return out
+
+
+def test_refill_marks_match_a_plain_reference_on_random_books() -> None:
+    """Whatever the order of the deltas and wherever a checkpoint falls, a removal is refilled
+    exactly when a later delta grows its level again within the window of its time."""
+    w = BookParams(row=1.0).match_window_ns
+    for seed in range(12):
+        deltas = _random_deltas(seed)
+        engine = BookEngine(BookParams(row=1.0, rows=1000))
+        bids = [(99.0 - k, 5.0) for k in range(3)]
+        asks = [(101.0 + k, 5.0) for k in range(3)]
+        engine.on_snapshot(BookSnapshot(0, 0, 1, bids, asks))
+        size = {(True, p): s for p, s in bids} | {(False, p): s for p, s in asks}
+        removals: list[tuple[int, int, bool, float]] = []  # arrival, ts, is_bid, price
+        refills: list[tuple[int, int, bool, float]] = []
+        for n, (ts, is_bid, price, new) in enumerate(deltas):
+            if n == 300:  # a checkpoint and restore in the middle
+                restored = BookEngine(BookParams(row=1.0, rows=1000))
+                restored.restore(engine.to_state())
+                engine = restored
+            old = size[(is_bid, price)]
+            size[(is_bid, price)] = new
+            if new < old:
+                removals.append((n, ts, is_bid, price))
+            elif new > old:
+                refills.append((n, ts, is_bid, price))
+            change = [(price, new)]
+            delta = BookDelta(ts, ts, n + 2, change if is_bid else [], [] if is_bid else change)
+            engine.on_delta(delta, EntryId(n + 1, 0))
+        expected = sorted(
+            (
+                ts,
+                price,
+                any(m > n and b == is_bid and p == price and t <= ts + w for m, t, b, p in refills),
+            )
+            for n, ts, is_bid, price in removals
+        )
+        assert consumption(engine, 10**6 * S) == expected, seed

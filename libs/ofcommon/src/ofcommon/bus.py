@@ -458,6 +458,10 @@ def decode_fields(fields: Mapping[bytes, bytes] | None) -> tuple[Message | None,
     raw = fields.get(codec.FIELD)
     if raw is None:
         return None, None, f"malformed: no '{codec.FIELD.decode()}' field"
+    return _decode_raw(raw)
+
+
+def _decode_raw(raw: bytes) -> tuple[Message | None, bytes | None, str]:
     try:
         return codec.decode(raw), raw, ""
     except codec.DecodeError as err:
@@ -466,8 +470,8 @@ def decode_fields(fields: Mapping[bytes, bytes] | None) -> tuple[Message | None,
 
 def decode_value(value: bytes | list[bytes] | None) -> tuple[Message | None, bytes | None, str]:
     """Decode what a fenced read returns for one entry (see ``checkpoint.Fence.read``)."""
-    if isinstance(value, bytes):
-        return decode_fields({codec.FIELD: value})
+    if isinstance(value, bytes):  # the ``d`` value itself (every entry a producer wrote)
+        return _decode_raw(value)
     if value is None:
         return decode_fields(None)
     return decode_fields(dict(zip(value[::2], value[1::2], strict=True)))

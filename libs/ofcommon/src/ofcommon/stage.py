@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar, runtime_checkable
@@ -408,9 +408,15 @@ class InstrumentWorker(Generic[S]):
         await self._check_trims()
         cursors = dict.fromkeys(self._inputs, ">")
         while not self._stopping.is_set():
-            batch = await self._fence.read(cursors, self._timing.read_count)
+            # A stream with entries still held is not read further until they have gone: read
+            # on, a sparse stream would pile up held entries faster than they are released.
+            waiting = {e[1] for e in self._held}
+            batch = await self._fence.read(
+                {s: c for s, c in cursors.items() if s not in waiting} if waiting else cursors,
+                self._timing.read_count,
+            )
             if batch or self._held:  # held entries go as soon as nothing older can come
-                await self._process(batch)
+                await self._process(batch, waiting)
             else:
                 await self._maybe_checkpoint()
                 await self._wait_for_data()
@@ -434,14 +440,17 @@ class InstrumentWorker(Generic[S]):
         if waiter in done:
             waiter.result()
 
-    def _release(self, batch: list[tuple[str, str, Any]]) -> list[tuple[EntryId, str, str, Any]]:
+    def _release(
+        self, batch: list[tuple[str, str, Any]], unread: Collection[str] = ()
+    ) -> list[tuple[EntryId, str, str, Any]]:
         """The entries to fold now, in entry-ID order across the input streams.
 
         A stream that filled its read (``read_count`` entries) may hold more: entries of the other
         streams past its last one wait (``_held``, read but not acknowledged) until it has been
         read that far. So a backlog is folded in the order it arrived, as live data is, and the
         event time of one input never runs far ahead of another's (folds that relate two inputs,
-        like trades and book, need that); a single input is folded as read.
+        like trades and book, need that); a single input is folded as read. A stream left out
+        of this read (``unread``: its held entries wait) may hold more past its last held entry.
         """
         parse = entry_ids.parse
         entries = [(parse(i), s, i, f) for s, i, f in batch]
@@ -453,6 +462,9 @@ class InstrumentWorker(Generic[S]):
             if n >= self._timing.read_count:
                 last = max(e[0] for e in entries if e[1] == stream)
                 limit = last if limit is None or last < limit else limit
+        for stream in unread:
+            last = max(e[0] for e in self._held if e[1] == stream)
+            limit = last if limit is None or last < limit else limit
         merged = self._held + entries
         if len(counts) > 1 or self._held:
             # Sorted as (ID, input order) tuples, compared natively: one stream's IDs are
@@ -468,8 +480,10 @@ class InstrumentWorker(Generic[S]):
         self._held = merged[cut:]
         return merged[:cut]
 
-    async def _process(self, batch: list[tuple[str, str, Any]]) -> None:
-        released = self._release(batch)
+    async def _process(
+        self, batch: list[tuple[str, str, Any]], unread: Collection[str] = ()
+    ) -> None:
+        released = self._release(batch, unread)
         if not released:
             return
         arrival_ms: list[int] = []
@@ -506,9 +520,11 @@ class InstrumentWorker(Generic[S]):
         await self._producer.flush()
         if arrival_ms:
             now_ms = time.time() * 1000
-            hist = metrics.LATENCY.labels(self._service)
-            for ms in arrival_ms:
-                hist.observe(max(now_ms - ms, 0.0) / 1000)
+            # Entries of one arrival millisecond have one latency: observed together.
+            latency: Counter[float] = Counter()
+            for ms, n in Counter(arrival_ms).items():
+                latency[max(now_ms - ms, 0.0) / 1000] += n
+            metrics.observe_counts(metrics.LATENCY.labels(self._service), latency)
         await self._maybe_checkpoint()
 
     async def _fold_run(

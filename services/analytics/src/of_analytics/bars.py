@@ -57,8 +57,9 @@ from of_analytics.footprint import (
     BigTradeParams,
     BigTrades,
     BigTradeState,
+    Imbalance,
     ImbalanceParams,
-    imbalances,
+    imbalances_at,
     rows_unfinished,
     stacked_imbalances,
 )
@@ -99,6 +100,7 @@ COMPOSED: Final[tuple[str, ...]] = ("5m", "15m", "1h", "4h", "1D")
 # Aligned to the instrument's trading day rather than to the epoch.
 DAY_ALIGNED: Final[frozenset[str]] = frozenset({"4h", "1D"})
 _MAX_GAPPED: Final = 64  # open times of gapped bars kept in state (bounded)
+_MAX_MADE: Final = 4096  # footprint rows kept for reuse by the builder (bounded)
 
 # Footprint cell layout: [bid volume (sell aggressors), ask volume (buy aggressors), trade count].
 _BID: Final = 0
@@ -167,6 +169,7 @@ class BarBuilder:
         "_imb",
         "_period",
         "_row_size",
+        "_rows",
         "_tick",
         "_tpr",
         "base",
@@ -204,6 +207,7 @@ class BarBuilder:
         self._imb = imbalance
         self._big = BigTrades(big_trades)
         self._day = day
+        self._rows: dict[int, FootprintRow] = {}  # the last footprint row built per row index
 
     @classmethod
     def for_instrument(
@@ -470,20 +474,21 @@ class BarBuilder:
     def _to_bar(self, acc: BarAcc, timeframe: str, *, final: bool) -> Bar:
         rows = acc.rows
         fp: list[FootprintRow] = []
+        found: list[Imbalance] = []
         poc = acc.close
         if rows:
             keys = sorted(rows)
-            rp = self.row_price
-            fp = [FootprintRow(rp(k), rows[k][_BID], rows[k][_ASK], int(rows[k][_N])) for k in keys]
-            poc = rp(self._poc_row(acc, keys))
+            fp = self._footprint(rows, keys)
+            poc = self.row_price(self._poc_row(acc, keys))
+            found = imbalances_at(keys, fp, self._imb)
         vwap = acc.pv / acc.volume if acc.volume > 0 else acc.close
         if timeframe == self.base:
             cvd, cvd_total = acc.cvd + acc.sess_delta, acc.cvd_total + acc.run_delta
         else:
             cvd, cvd_total = acc.cvd, acc.cvd_total
-        at_high, at_low = rows_delta_at_extremes(fp)
-        found = imbalances(fp, self._row_size, self._imb)
-        unfinished_high, unfinished_low = rows_unfinished(fp)
+        # Rows are listed by ascending row index, so by ascending label.
+        at_high, at_low = rows_delta_at_extremes(fp, ascending=True)
+        unfinished_high, unfinished_low = rows_unfinished(fp, ascending=True)
         return Bar(
             timeframe,
             acc.open_ts,
@@ -517,6 +522,23 @@ class BarBuilder:
             big_trades=list(acc.big),
             gapped=acc.gap,
         )
+
+    def _footprint(self, rows: dict[int, list[float]], keys: list[int]) -> list[FootprintRow]:
+        """The footprint rows of ``rows`` in ``keys`` order. Rows are immutable values, so one
+        unchanged since the last bar built (a partial re-published every 250 ms, mostly the
+        same rows) is reused instead of re-labelled and re-built."""
+        made = self._rows
+        if len(made) > _MAX_MADE:
+            made.clear()
+        fp: list[FootprintRow] = []
+        append = fp.append
+        for k in keys:
+            bid, ask, n = rows[k]
+            row = made.get(k)
+            if row is None or row.bid_volume != bid or row.ask_volume != ask or row.trades != n:
+                row = made[k] = FootprintRow(self.row_price(k), bid, ask, int(n))
+            append(row)
+        return fp
 
     def _poc_row(self, acc: BarAcc, keys: list[int]) -> int:
         rows = acc.rows

@@ -100,12 +100,10 @@ class _Removal:
     anchor: EntryId = ZERO
 
 
-@dataclass(slots=True)
-class _Print:
-    ts: int
-    price: float
-    side: Side
-    left: float  # size not yet used to explain a removal
+# A print waiting to explain removals: ``left`` is its size not yet used. The checkpoint's own
+# Struct, so that a checkpoint lists the live prints as they are (tens of thousands at 20 k
+# trades/s: re-building each one was most of the checkpoint's cost).
+_Print: TypeAlias = PrintState
 
 
 @dataclass(slots=True)
@@ -187,6 +185,8 @@ class BookEngine:
         # The same removals by (taker side, price), each in _pending's order: a refill looks up
         # its level instead of scanning every pending removal.
         self._pending_at: dict[tuple[Side, float], deque[_Removal]] = {}
+        # The event time of each such level's last refill (not checkpointed: see _mark_refill).
+        self._refill_ts: dict[tuple[Side, float], int] = {}
         self._prints: deque[_Print] = deque()  # arrival order, for pruning
         self._by_level: dict[tuple[Side, float], deque[_Print]] = {}  # lookup by side and price
 
@@ -259,20 +259,33 @@ class BookEngine:
         pending, prints = self._pending, self._prints
         w = self.params.match_window_ns
         now = self.trades_now
-        # A superset of what _settle resolves or prunes: when true, _settle decides exactly.
-        if (pending and pending[0].ts + w < min(now, self.book_now)) or (
-            prints and prints[0].ts < max(self.book_now, now - self.params.max_skew_ns) - w
-        ):
+        # A superset of what _settle resolves: when true, _settle decides exactly.
+        if pending and pending[0].ts + w < min(now, self.book_now):
             out = self._settle(ts)
         else:
+            # Nothing to resolve: only _settle's pruning of the prints (most trades prune the
+            # oldest print, the window sliding on), inlined.
             out = []
             if ts > self.now:
                 self.now = ts
+            if prints:
+                book = self.book_now
+                skew = now - self.params.max_skew_ns
+                if skew > book:
+                    book = skew
+                horizon = (min(pending[0].ts, book) if pending else book) - w
+                while prints and prints[0].ts < horizon:
+                    self._drop_oldest_print()
         if t.size_kind == SizeKind.REAL and t.size > 0:
-            p = _Print(t.ts_event, t.price, t.side, t.size)
-            self._prints.append(p)
-            self._by_level.setdefault((t.side, t.price), deque()).append(p)
-            if len(self._prints) > self.params.max_prints:
+            side, price = t.side, t.price
+            p = _Print(ts, price, side, t.size)
+            prints.append(p)
+            level = self._by_level.get((side, price))
+            if level is None:
+                self._by_level[(side, price)] = deque((p,))
+            else:
+                level.append(p)
+            if len(prints) > self.params.max_prints:
                 self.dropped_prints += 1
                 self._drop_oldest_print()
         return out
@@ -300,12 +313,14 @@ class BookEngine:
         out: list[BookOutput] = [self._resolve(r) for r in self._pending]
         self._pending.clear()
         self._pending_at.clear()
+        self._refill_ts.clear()
         return out
 
     # --- checkpoint -------------------------------------------------------------------------
 
     def to_state(self) -> BookState:
-        """The engine's whole state as a serialisable Struct (orders kept)."""
+        """The engine's whole state as a serialisable Struct (orders kept). Its prints are the
+        engine's own: encode it (or copy them) before the engine goes on."""
         return BookState(
             bids=list(self._bids.levels.items()),
             asks=list(self._asks.levels.items()),
@@ -324,7 +339,8 @@ class BookEngine:
                 )
                 for r in self._pending
             ],
-            prints=[PrintState(p.ts, p.price, p.side, p.left) for p in self._prints],
+            # The live print objects, not copies: encode the state before the engine goes on.
+            prints=list(self._prints),
             trades_now=self.trades_now,
             book_now=self.book_now,
             forced=self.forced,
@@ -350,6 +366,7 @@ class BookEngine:
             for anchor in (EntryId(r.anchor_ms, r.anchor_seq),)
         )
         self._pending_at = {}
+        self._refill_ts = {}
         for r in self._pending:
             self._pending_at.setdefault((r.side, r.price), deque()).append(r)
         self._pending_ordered = all(
@@ -479,17 +496,29 @@ class BookEngine:
                 anchor[0] = anchor[0].next()
 
     def _mark_refill(self, ts: int, taker: Side, price: float) -> None:
+        key = (taker, price)
+        level = self._pending_at.get(key)
+        if not level:
+            return
         w = self.params.match_window_ns
         # Only this level's removals (a scan of every pending one was most of the service's
         # time at 5 k deltas/s), newest first: on a book stream in event-time order (the norm)
-        # the first removal too old to match ends the scan.
+        # the first removal too old to match ends the scan. The last refill of this level (at
+        # ``last``) marked every removal it could; one not earlier marks a subset of those and
+        # the newer ones, so the first marked removal in its reach ends the scan too (all older
+        # ones in reach were marked then). After a restore the first refill scans in full.
+        last = self._refill_ts.get(key)
+        self._refill_ts[key] = ts
+        newer = last is not None and ts >= last
         ordered = self._pending_ordered
-        for r in reversed(self._pending_at.get((taker, price), ())):
+        for r in reversed(level):
             if ts > r.ts + w:
                 if ordered:
                     break
-            else:
+            elif not r.refilled:
                 r.refilled = True
+            elif newer:
+                break
 
     def _settle(self, ts_event: int) -> list[BookOutput]:
         if ts_event > self.now:
@@ -523,6 +552,7 @@ class BookEngine:
         level.popleft()
         if not level:
             del self._pending_at[key]
+            self._refill_ts.pop(key, None)
         return r
 
     def _drop_oldest_print(self) -> None:

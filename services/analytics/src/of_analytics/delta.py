@@ -38,12 +38,17 @@ def delta_at_extremes(bar: Bar) -> tuple[float, float]:
     return rows_delta_at_extremes(bar.footprint)
 
 
-def rows_delta_at_extremes(fp: Sequence[FootprintRow]) -> tuple[float, float]:
-    """``delta_at_extremes`` of a footprint (rows in any order)."""
+def rows_delta_at_extremes(
+    fp: Sequence[FootprintRow], *, ascending: bool = False
+) -> tuple[float, float]:
+    """``delta_at_extremes`` of a footprint (rows in any order, or ``ascending`` by price)."""
     if not fp:
         return 0.0, 0.0
-    top = max(fp, key=lambda r: r.price)
-    bottom = min(fp, key=lambda r: r.price)
+    if ascending:
+        top, bottom = fp[-1], fp[0]
+    else:
+        top = max(fp, key=lambda r: r.price)
+        bottom = min(fp, key=lambda r: r.price)
     return top.ask_volume - top.bid_volume, bottom.ask_volume - bottom.bid_volume
 
 

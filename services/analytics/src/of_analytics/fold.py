@@ -232,17 +232,24 @@ class AnalyticsFold:
     # --- internals --------------------------------------------------------------------------
 
     def _on_trade(self, state: AnalyticsState, t: Trade) -> Outputs:
-        _check(t)
-        if t.trade_id and self._dedup:
-            if t.trade_id in state.recent_set:
+        if not (0.0 < t.size < _INF and -_INF < t.price < _INF):
+            _check(t)
+        tid = t.trade_id
+        if tid and self._dedup:
+            recent = state.recent_set
+            if tid in recent:
                 state.duplicates += 1
                 return []
-            state.recent_ids.append(t.trade_id)
-            state.recent_set.add(t.trade_id)
-            if len(state.recent_ids) > self._dedup:
-                state.recent_set.discard(state.recent_ids.popleft())
+            ids = state.recent_ids
+            ids.append(tid)
+            recent.add(tid)
+            if len(ids) > self._dedup:
+                recent.discard(ids.popleft())
         out: Outputs = []
-        eng = self._grid(state, t.ts_event, out)
+        # The grid changes only while a venue tick is pending (``_grid``); else the engines of
+        # the current tick, looked up directly (the fold's hot path).
+        found = None if state.spec.pending or state.spec.tick else self._engines.get(state.symbol)
+        eng = self._grid(state, t.ts_event, out) if found is None else found
         # Most trades cause no closed bar, no closed session and no consumption: test before
         # building generators (this is the fold's hot path).
         closed = eng.bars.on_trade(state.bars, t)
@@ -255,6 +262,12 @@ class AnalyticsFold:
         if resolved:
             out.extend(self._book_out(resolved))
         ts = t.ts_event
+        if ts >= state.next_partial_ts or ts >= state.next_profile_ts:
+            self._throttled(state, eng, ts, out)
+        return out
+
+    def _throttled(self, state: AnalyticsState, eng: _Engines, ts: int, out: Outputs) -> None:
+        """The partial bar and the developing profiles due at event time ``ts`` (into ``out``)."""
         if ts >= state.next_partial_ts:
             bar = eng.bars.partial(state.bars)
             if bar is not None:
@@ -268,7 +281,6 @@ class AnalyticsFold:
                 state.next_profile_ts = ts + self._profile_ns
                 if composite:
                     state.next_composite_ts = ts + self._composite_ns
-        return out
 
     def _on_time(self, state: AnalyticsState, ts: int) -> Outputs:
         out: Outputs = []

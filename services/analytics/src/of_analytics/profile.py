@@ -416,8 +416,9 @@ class VolumeProfile:
         self._max_rows: set[int] = set()
 
     def add(self, row: int, size: float, ts_ns: int) -> None:
-        vol = self.vap.get(row, 0.0) + size
-        self.vap[row] = vol
+        vap = self.vap
+        vol = vap.get(row, 0.0) + size
+        vap[row] = vol
         # The POC candidates are kept as trades arrive so the developing POC costs O(ties).
         if vol > self._max_vol:
             self._max_vol = vol
@@ -425,8 +426,15 @@ class VolumeProfile:
         elif vol == self._max_vol:
             self._max_rows.add(row)
         p = (ts_ns - self.origin_ns) // self.period_ns
-        span = self.periods.get(p)
-        self.periods[p] = (row, row) if span is None else (min(span[0], row), max(span[1], row))
+        periods = self.periods
+        span = periods.get(p)
+        # The period's (low, high) rows; most trades land inside the span and change nothing.
+        if span is None:
+            periods[p] = (row, row)
+        elif row < span[0]:
+            periods[p] = (row, span[1])
+        elif row > span[1]:
+            periods[p] = (span[0], row)
 
     def poc_row(self, rule: PocTieRule = PocTieRule.MIDPOINT) -> int | None:
         """The developing POC row, from the incremental candidates (None if empty)."""
@@ -508,7 +516,8 @@ class SessionProfiler:
     def on_trade(self, trade: Trade) -> list[ProfileUpdate]:
         """Fold one trade in; returns the final updates of any session it closed."""
         ts = trade.ts_event
-        out = self.on_time(ts)
+        cur = self._current
+        out = [] if cur is None or ts < cur.end else self.on_time(ts)
         if not trade.size > 0:
             self.ignored += 1
             return out
@@ -520,7 +529,7 @@ class SessionProfiler:
         if ts < self._closed_end:
             self.late += 1
             return out
-        row = row_of(trade.price, self._tick, self._tpr)
+        row = round(trade.price / self._tick) // self._tpr  # row_of (ofcommon.grid), inlined
         if self._naked and row in self._naked:
             del self._naked[row]
         cur = self._current
@@ -537,7 +546,8 @@ class SessionProfiler:
             cur = _Session(sid, start, end, VolumeProfile(start, self.config.period_ns), ts)
             self._current = cur
         cur.profile.add(row, trade.size, ts)
-        cur.last_ts = max(cur.last_ts, ts)
+        if ts > cur.last_ts:
+            cur.last_ts = ts
         return out
 
     def on_time(self, ts_ns: int) -> list[ProfileUpdate]:
