@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
+import msgspec
 from redis.exceptions import RedisError
 
 from of_api.book import BookImage
@@ -23,13 +24,16 @@ from ofcommon.bus import Redis
 from ofcommon.messages import Message, Trade
 
 log = logging.getLogger("of_api.hub")
+_encoder = msgspec.json.Encoder()
 
 BOOK_SCAN: Final = 200_000  # book entries looked back through for the last snapshot at start
 _PAGE: Final = 2000
 
 
 class Subscriber(Protocol):
-    def offer(self, symbol: str, kind: str, routed: Routed, entry_id: str) -> None: ...
+    def offer(
+        self, symbol: str, kind: str, routed: Routed, entry_id: str, raw: bytes = b""
+    ) -> None: ...
 
 
 def _s(value: bytes | str) -> str:
@@ -81,6 +85,12 @@ class Hub:
         replies: list[Any] = await pipe.execute()
         for name, reply in zip(names, replies, strict=True):
             self.positions[name] = _s(reply[0][0]) if reply else "0-0"
+            if reply and name.endswith(":trades"):  # the last price, before any new trade
+                msg = self._decode(reply[0][1])
+                if isinstance(msg, Trade):
+                    symbol, _ = keys.parse_stream(name)
+                    self.last_price[symbol] = msg.price
+                    self.last_event[symbol] = msg.ts_event
         for symbol in self.symbols:
             await self._load_book(symbol)
         self.ready.set()
@@ -167,8 +177,12 @@ class Hub:
             self.last_price[symbol] = msg.price
             self.last_event[symbol] = msg.ts_event
         for routed in route(msg):
-            for sub in tuple(self.subs.get((routed.channel, symbol), ())):
-                sub.offer(symbol, kind, routed, entry_id)
+            subs = self.subs.get((routed.channel, symbol))
+            if not subs:
+                continue
+            raw = _encoder.encode(routed.data)  # once, for every client
+            for sub in tuple(subs):
+                sub.offer(symbol, kind, routed, entry_id, raw)
 
     def stats(self, symbol: str) -> dict[str, Any]:
         return {
