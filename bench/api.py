@@ -295,7 +295,7 @@ async def fanout_run(
         kicked_after = time.perf_counter() - t
         result["slow"] = (frames, code, reason, kicked_after)
         slow_ws.close()
-    async with httpx.AsyncClient() as c:
+    async with httpx.AsyncClient(timeout=300) as c:  # an overloaded API answers late
         m = (await c.get(api_url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).text
     result["conflated"] = {
         line.split('"')[1]: float(line.rsplit(" ", 1)[1])

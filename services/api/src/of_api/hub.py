@@ -17,8 +17,10 @@ from typing import Any, Final, Protocol
 import msgspec
 from redis.exceptions import RedisError
 
+from of_api import apimetrics
 from of_api.book import BookImage
-from of_api.channels import KINDS, Routed, route
+from of_api.channels import CHANNELS, KINDS, Routed, route
+from of_api.outbox import Outgoing
 from ofcommon import codec, keys
 from ofcommon.bus import Redis
 from ofcommon.messages import Message, Trade
@@ -57,6 +59,10 @@ class Hub:
         self.positions: dict[Any, Any] = {}
         self.ready = asyncio.Event()
         self.clients = 0
+        # the latest conflated update per (channel, symbol) and sub-key, with its version
+        self.latest: dict[tuple[str, str], dict[str, tuple[int, Outgoing]]] = {}
+        self.version = 0
+        self._superseded = {ch: apimetrics.WS_SUPERSEDED.labels(ch) for ch in CHANNELS}
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -177,10 +183,26 @@ class Hub:
             self.last_price[symbol] = msg.price
             self.last_event[symbol] = msg.ts_event
         for routed in route(msg):
-            subs = self.subs.get((routed.channel, symbol))
+            cs = (routed.channel, symbol)
+            subs = self.subs.get(cs)
             if not subs:
                 continue
             raw = _encoder.encode(routed.data)  # once, for every client
+            if not routed.critical:
+                # conflated: one shared slot per key, the latest wins; each client's sender
+                # takes it when due (no work per client and update)
+                self.version += 1
+                slots = self.latest.setdefault(cs, {})
+                if routed.sub in slots:
+                    self._superseded[routed.channel].inc()
+                slots[routed.sub] = (
+                    self.version,
+                    Outgoing(routed.channel, symbol, routed.data, entry_id, kind=kind, raw=raw),
+                )
+                continue
+            held = self.latest.get(cs)
+            if held is not None:
+                held.pop(routed.sub, None)  # a close supersedes the partial of its key
             for sub in tuple(subs):
                 sub.offer(symbol, kind, routed, entry_id, raw)
 

@@ -62,6 +62,10 @@ class Connection:
         self.subscribed: set[tuple[str, str]] = set()
         self.priming: dict[tuple[str, str], list[tuple[str, Routed, str]]] = {}
         self.next_wake = 0.0  # when the sender wakes on its own (inf: only when woken)
+        self.sent: dict[tuple[str, str, str], int] = {}  # version of each conflated key sent
+        self.floor: dict[tuple[str, str], int] = {}  # versions up to the snapshot are in it
+        self.due_at: dict[tuple[str, str, str], float] = {}
+        self.intervals = intervals(ctx)
 
     # --- from the hub ----------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class Connection:
         self.control("subscribed", {"channels": channels, "symbols": symbols, "new": len(new)})
         for ch, sym in new:
             data, tops = await snapshot(self.ctx, ch, sym)
+            self.floor[(ch, sym)] = hub.version
             if not self.outbox.put_critical(Outgoing(ch, sym, data, snapshot=True)):
                 self.kicked.set()
             for kind, routed, entry_id in self.priming.pop((ch, sym), []):
@@ -127,14 +132,54 @@ class Connection:
                     self.priming.pop((ch, sym), None)
                     self.ctx.hub.remove(ch, sym, self)
                     self.outbox.forget(ch, sym)
+                    self.floor.pop((ch, sym), None)
+                    for key in [k for k in self.sent if k[:2] == (ch, sym)]:
+                        del self.sent[key]
         self.control("unsubscribed", {"channels": channels, "symbols": symbols})
 
     # --- loops -----------------------------------------------------------------------------
 
+    def poll(self, now: float) -> tuple[list[Outgoing], float | None]:
+        """The hub's latest conflated updates this client has not had and may have now, and
+        when the next one is due (None: nothing newer waits; the sender then polls at its
+        shortest interval)."""
+        out: list[Outgoing] = []
+        later: float | None = None
+        latest = self.ctx.hub.latest
+        for cs in self.subscribed:
+            slots = latest.get(cs)
+            if not slots or cs in self.priming:
+                continue
+            floor = self.floor.get(cs, 0)
+            for sub, (version, msg) in slots.items():
+                key = (cs[0], cs[1], sub)
+                if version <= self.sent.get(key, floor):
+                    continue
+                at = self.due_at.get(key, 0.0)
+                if at <= now:
+                    out.append(msg)
+                    self.sent[key] = version
+                    self.due_at[key] = now + self.intervals.get(cs[0], 0.0)
+                elif later is None or at < later:
+                    later = at
+        return out, later
+
+    def _poll_every(self) -> float | None:
+        found = [self.intervals.get(ch, 0.0) for ch, _ in self.subscribed]
+        found = [x for x in found if x > 0]
+        return min(found) if found else None
+
     async def send_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items, later = self.outbox.take(loop.time())
+            now = loop.time()
+            items, later = self.outbox.take(now)
+            polled, due = self.poll(now)
+            items += polled
+            every = self._poll_every()
+            for t in (due, None if every is None else now + every):
+                if t is not None and (later is None or t < later):
+                    later = t
             if items:
                 for msg in items:
                     await self.ws.send_text(self.encode(msg))
