@@ -505,4 +505,4 @@ def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) -> Non
     out = result.stdout + result.stderr
     at = out.find("FAILURES")
     assert result.returncode == 0, out[at : at + 6000] if at >= 0 else out[-4000:]
-    assert "not_a_server_error" in out
+    assert "Tested: 20" in out  # every operation was exercised
