@@ -81,6 +81,7 @@ from ofcommon.timeframes import COMPOSED, TIMEFRAMES, bucket
 from ofcommon.tradingday import TradingDay
 
 __all__ = [
+    "COMPOSED",
     "TIMEFRAMES",
     "BarAcc",
     "BarBuilder",
