@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from bench import analytics, backtest, bus, feeds, harness, patterns
+from bench import analytics, api, backtest, bus, feeds, harness, patterns
 
 # name -> main(argv, command=...) of each benchmark module, in run order
 BENCHMARKS: Final[dict[str, Callable[..., int]]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: Final[dict[str, Callable[..., int]]] = {
     "analytics": analytics.main,
     "patterns": patterns.main,
     "backtest": backtest.main,
+    "api": api.main,
 }
 
 

@@ -138,12 +138,17 @@ def test_broken_compose_file_fails(tmp_path: Path, old: str, new: str, expected:
     assert expected in result.stderr
 
 
-def test_missing_required_password_fails(tmp_path: Path, compose_copy: Path) -> None:
+@pytest.mark.parametrize("variable", ["REDIS_PASSWORD", "OF_API_TOKEN"])
+def test_missing_required_secret_fails(tmp_path: Path, compose_copy: Path, variable: str) -> None:
     env = tmp_path / "env"
-    env.write_text(re.sub(r"(?m)^REDIS_PASSWORD=.*$", "REDIS_PASSWORD=", ENV_EXAMPLE.read_text()))
+    env.write_text(re.sub(rf"(?m)^{variable}=.*$", f"{variable}=", ENV_EXAMPLE.read_text()))
     result = _run_script("-f", str(compose_copy), "--env-file", str(env))
     assert result.returncode != 0
-    assert "REDIS_PASSWORD" in result.stderr
+    assert variable in result.stderr
+
+
+def test_api_gets_the_token(services: dict[str, dict[str, Any]]) -> None:
+    assert services["api"]["environment"]["OF_API_TOKEN"] == "change-me-api-token"
 
 
 # --- services -------------------------------------------------------------------------------

@@ -130,11 +130,14 @@ def main(
         # Only the simulator knows this variable; given to every child it would make each one
         # import every service to tell it from a typo (see known_setting_fields).
         sim_env = {"OF_SIM_LABELS_PATH": str(var_dir / "sim" / "labels.jsonl")}
+        service_env: dict[str, Mapping[str, str]] = {"sim": {**sim_env, **env}}
+        if "api" in args.services:
+            service_env["api"] = _api_env(var_dir, env, console)
         supervisor = _Supervisor(
             args.services,
             command=child_command,
             env=env,
-            service_env={"sim": {**sim_env, **env}},
+            service_env=service_env,
             console=console,
             log_dir=var_dir / "logs",
         )
@@ -214,6 +217,19 @@ def _service_list(value: str) -> list[str]:
     if not services:
         raise argparse.ArgumentTypeError("no service given")
     return list(dict.fromkeys(services))
+
+
+def _api_env(var_dir: Path, env: Mapping[str, str], console: _Console) -> dict[str, str]:
+    """The API child's environment: bound to 127.0.0.1 unless OF_API_HOST says otherwise, with
+    OF_API_TOKEN or a token generated into var/; prints the URL and the token."""
+    from ofcommon.apitoken import local_token
+
+    token, path = local_token(var_dir, env)
+    host = env.get("OF_API_HOST") or "127.0.0.1"
+    port = env.get("OF_API_PORT") or "8080"
+    where = "OF_API_TOKEN" if path is None else str(path)
+    console.info(f"API and dashboard: http://{host}:{port}/  (token from {where}: {token})")
+    return {**env, "OF_API_TOKEN": token, "OF_API_HOST": host, "OF_API_PORT": port}
 
 
 def _child_env(redis_url: str, database_url: str) -> dict[str, str]:

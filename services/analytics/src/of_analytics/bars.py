@@ -78,27 +78,17 @@ from ofcommon.messages import (
     Trade,
 )
 from ofcommon.sessions import SESSIONS, SessionSpec
-from ofcommon.tradingday import TradingDay, day_bounds
+from ofcommon.timeframes import COMPOSED, TIMEFRAMES, bucket
+from ofcommon.tradingday import TradingDay
 
 __all__ = [
+    "COMPOSED",
     "TIMEFRAMES",
     "BarAcc",
     "BarBuilder",
     "BarsState",
 ]
 
-_NS: Final = 1_000_000_000
-TIMEFRAMES: Final[dict[str, int]] = {
-    "1m": 60 * _NS,
-    "5m": 300 * _NS,
-    "15m": 900 * _NS,
-    "1h": 3600 * _NS,
-    "4h": 4 * 3600 * _NS,
-    "1D": 86400 * _NS,
-}
-COMPOSED: Final[tuple[str, ...]] = ("5m", "15m", "1h", "4h", "1D")
-# Aligned to the instrument's trading day rather than to the epoch.
-DAY_ALIGNED: Final[frozenset[str]] = frozenset({"4h", "1D"})
 _MAX_GAPPED: Final = 64  # open times of gapped bars kept in state (bounded)
 _MAX_MADE: Final = 4096  # footprint rows kept for reuse by the builder (bounded)
 
@@ -251,15 +241,7 @@ class BarBuilder:
 
     def bucket(self, timeframe: str, ts: int) -> tuple[int, int]:
         """[open_ts, close_ts) of the ``timeframe`` bar containing ``ts``."""
-        period = TIMEFRAMES[timeframe]
-        if self._day is None or timeframe not in DAY_ALIGNED:
-            start = ts - ts % period
-            return start, start + period
-        day_start, day_end = day_bounds(self._day, ts)
-        if timeframe == "1D":  # the whole trading day: 23 or 25 hours across a DST change
-            return day_start, day_end
-        start = day_start + (ts - day_start) // period * period
-        return start, min(start + period, day_end)
+        return bucket(timeframe, ts, self._day)
 
     def row_of(self, price: float) -> int:
         """The footprint row index of ``price``: nearest tick, then floor to the row."""
