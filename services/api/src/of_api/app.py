@@ -66,4 +66,23 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.endpoint)
     web.install(app)
+    served = [i.symbol for i in ctx.served]
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            for item in schema.get("paths", {}).values():
+                for op in item.values():
+                    for param in op.get("parameters", []):
+                        if param.get("name") == "symbol" and param.get("in") == "path":
+                            # the instruments this API serves; any other is a 404 with a reason
+                            param["schema"] = {"type": "string", "enum": served}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

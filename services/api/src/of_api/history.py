@@ -9,7 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Text, and_, false, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.engine import RowMapping
 
 from ofcommon.db import EngineStore
@@ -134,7 +135,12 @@ class JournalQuery:
         if self.grades:
             conds.append(t.grade.in_(self.grades))
         if self.signal_ids is not None:
-            conds.append(t.signals.op("?|")(self.signal_ids))
+            # no signal of the pattern left: nothing matches (an empty ?| array has no type)
+            conds.append(
+                t.signals.op("?|")(array(self.signal_ids, type_=Text).cast(ARRAY(Text)))
+                if self.signal_ids
+                else false()
+            )
         if self.closed is True:
             conds.append(t.exit_ts.is_not(None))
         elif self.closed is False:

@@ -16,8 +16,12 @@ from of_api.performance import performance as perf
 
 Timeframe = Literal["1m", "5m", "15m", "1h", "4h", "1D"]
 Count = Annotated[int, Query(ge=1, le=5000, description="bars returned at most (the last ones)")]
-Start = Annotated[int | None, Query(ge=0, le=10**10, description="window start, Unix seconds")]
-End = Annotated[int | None, Query(ge=0, le=10**10, description="window end (excluded), Unix s")]
+Start = Annotated[
+    int | None, Query(ge=0, le=9_000_000_000, description="window start, Unix seconds")
+]
+End = Annotated[
+    int | None, Query(ge=0, le=9_000_000_000, description="window end (excluded), Unix s")
+]
 Range = Annotated[
     int,
     Query(ge=0, le=400 * 86400, description="seconds back from the newest bar; 0 = no limit"),
