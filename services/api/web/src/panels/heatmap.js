@@ -103,7 +103,7 @@ export class Heatmap extends CanvasPanel {
       const x = x0 + i * colW;
       for (const l of c.bids.concat(c.asks)) {
         if (l[0] < lo || l[0] > hi) continue;
-        ctx.fillStyle = PALETTE[Math.min(255, Math.round(Math.sqrt(l[1] / max) * 255))];
+        ctx.fillStyle = PALETTE[Math.min(255, Math.round((l[1] / max) * 255))];
         ctx.fillRect(x, y(l[0]) - rowH / 2, colW + 0.5, rowH + 0.5);
       }
     }
