@@ -61,8 +61,11 @@ def _decoded(r: sync_redis.Redis, symbol: str, kind: str, count: int) -> list[An
 
 
 @contextlib.contextmanager
-def stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[str]:
-    """The stages, the simulator (its prefix at full speed, then live at 10x) and the API."""
+def stack(
+    redis_url: str, database_url: str, log_dir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The stages, the simulator (its prefix at full speed, then live at 10x) and the API:
+    the API's URL and the live simulator."""
     migrate(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
     env |= {
@@ -93,7 +96,8 @@ def stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[str]:
 
         wait_for(prefix_done, 150, "the simulator's prefix", every=0.5)
         stop(prefix)
-        procs.append(spawn_service("sim", env, log_dir, "sim-live", OF_SIM_SPEED="10", **SIM))
+        live = spawn_service("sim", env, log_dir, "sim-live", OF_SIM_SPEED="10", **SIM)
+        procs.append(live)
 
         def serving() -> bool:
             try:
@@ -102,7 +106,7 @@ def stack(redis_url: str, database_url: str, log_dir: Path) -> Iterator[str]:
                 return False
 
         wait_for(serving, 90, "the api")
-        yield url
+        yield url, live
     finally:
         for proc in procs:
             with contextlib.suppress(Exception):
@@ -232,6 +236,16 @@ def check_switching(page: Any, url: str) -> None:
     assert page.evaluate("document.querySelector('[data-tf=\"5m\"]').classList.contains('on')")
 
 
+def check_stale_feed(page: Any, sim: subprocess.Popen[bytes]) -> None:
+    """The market stops: the header and the live panels say the feed is stale."""
+    stop(sim)
+    _wait_js(page, "document.getElementById('feed').textContent.startsWith('stale')", "stale", 40)
+    for panel in ("chart", "footprint", "tape", "heatmap"):
+        state = page.evaluate(f"document.getElementById('p-{panel}').dataset.state")
+        assert state == "stale", f"{panel} is {state!r} with the feed stopped"
+    assert "feed stale" in page.inner_text("#p-chart h2")
+
+
 def measure(page: Any) -> dict[str, Any]:
     """Load → first drawn chart, and drawing time per animation frame while updating."""
     page.evaluate("window.__of.frameTimes.length = 0")
@@ -263,7 +277,7 @@ def test_dashboard_in_chromium(
     out = artifacts()
     errors: list[str] = []
     r = sync_redis.Redis.from_url(clean_redis)
-    with stack(clean_redis, database_url, tmp_path / "logs") as url, sync_playwright() as pw:
+    with stack(clean_redis, database_url, tmp_path / "logs") as (url, sim), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
             ctx = browser.new_context(viewport={"width": 1600, "height": 1450})
@@ -292,6 +306,7 @@ def test_dashboard_in_chromium(
             page.screenshot(path=str(out / "dashboard.png"), full_page=True)
             for panel in ("signals", "status", "scanner", "micro"):
                 page.locator(f"#p-{panel}").screenshot(path=str(out / f"{panel}.png"))
+            check_stale_feed(page, sim)
             (out / "speed.json").write_text(json.dumps(speed, indent=1))
             print("dashboard speed:", speed)
         finally:

@@ -16,12 +16,13 @@ import { Tape } from "./panels/tape.js";
 
 const CHANNELS = ["tick", "candle", "signal", "trade_state", "volume_profile", "bias", "orderbook", "delta", "stats"];
 const STALE_MS = 15000;
+const LIVE_PANELS = ["chart", "footprint", "tape", "heatmap"]; // the ones a stale feed marks
 const $ = (id) => document.getElementById(id);
 
 const metrics = { firstChartMs: null, frameTimes, messages: 0, errors: [] };
 window.__of = metrics;
 
-const S = { symbol: "", tf: "1m", inst: null, instruments: [], gen: 0, lastTick: 0, decimals: 2, timers: [], profile: {}, bias: null, book: null };
+const S = { stale: false, symbol: "", tf: "1m", inst: null, instruments: [], gen: 0, lastTick: 0, decimals: 2, timers: [], profile: {}, bias: null, book: null };
 let P = null;
 let live = null;
 
@@ -124,6 +125,7 @@ async function load() {
   S.inst = S.instruments.find((i) => i.symbol === sym);
   S.decimals = decimalsOf(S.inst?.tick_size ?? 0.01);
   S.lastTick = 0;
+  S.stale = false;
   S.profile = {};
   S.bias = null;
   P.chart.setPrecision(S.inst?.tick_size ?? 0.01);
@@ -157,6 +159,12 @@ async function load() {
   setPanelState("perf", "ok");
 }
 
+// a panel's state, except that a stale feed stays shown on the live panels until trades resume
+function mark(id, state, reason) {
+  if (state === "ok" && S.stale && LIVE_PANELS.includes(id)) return;
+  setPanelState(id, state, reason);
+}
+
 function poll(gen, every, fn) {
   const run = () => gen === S.gen && fn().catch(report);
   run();
@@ -175,7 +183,7 @@ function report(err) {
 
 function setCandles(list) {
   P.chart.setCandles(list);
-  setPanelState("chart", list.length ? "ok" : "empty", "no bars yet for this instrument");
+  mark("chart", list.length ? "ok" : "empty", "no bars yet for this instrument");
   if (list.length && metrics.firstChartMs === null) requestAnimationFrame(() => (metrics.firstChartMs = performance.now()));
   $("chart").dataset.bars = String(list.length);
 }
@@ -183,7 +191,7 @@ function setCandles(list) {
 function setFootprint(bars) {
   P.footprint.setBars(bars);
   P.delta.setBars(bars);
-  setPanelState("footprint", bars.length ? "ok" : "empty", "no footprint bars yet");
+  mark("footprint", bars.length ? "ok" : "empty", "no footprint bars yet");
   setPanelState("delta", bars.length ? "ok" : "empty", "no bars yet");
   exposeBar();
 }
@@ -210,7 +218,7 @@ function refreshFootprint() {
         if (gen !== S.gen) return;
         list.forEach((b) => P.footprint.upsert(b));
         P.delta.setBars(P.footprint.bars);
-        setPanelState("footprint", "ok");
+        mark("footprint", "ok");
         setPanelState("delta", "ok");
         exposeBar();
       })
@@ -268,7 +276,7 @@ async function pollBook() {
   P.heatmap.addBook(b);
   const state = b.valid ? "ok" : "invalid";
   setPanelState("ladder", state, "book invalid (waiting for a snapshot)");
-  setPanelState("heatmap", P.heatmap.samples.length ? (b.valid ? "ok" : "invalid") : "empty", b.valid ? "no book yet" : "book invalid");
+  mark("heatmap", P.heatmap.samples.length ? (b.valid ? "ok" : "invalid") : "empty", b.valid ? "no book yet" : "book invalid");
   if (b.valid) {
     $("ladder").dataset.bestBid = String(b.best_bid);
     $("ladder").dataset.bestAsk = String(b.best_ask);
@@ -281,7 +289,7 @@ async function pollTape() {
   if (gen !== S.gen) return;
   P.tape.add(list, S.decimals);
   P.heatmap.addTrades(list);
-  setPanelState("tape", list.length ? "ok" : "empty", "no trades yet");
+  mark("tape", list.length ? "ok" : "empty", "no trades yet");
 }
 
 function showTick(t) {
@@ -365,7 +373,8 @@ function watchStale() {
   const stale = age > STALE_MS;
   $("feed").textContent = stale ? `stale: no trade for ${Math.round(age / 1000)} s` : "live";
   $("feed").classList.toggle("warn", stale);
-  for (const id of ["chart", "footprint", "tape", "heatmap"]) {
+  S.stale = stale;
+  for (const id of LIVE_PANELS) {
     const el = $(`p-${id}`);
     if (stale) setPanelState(id, "stale", `feed stale (${Math.round(age / 1000)} s)`);
     else if (el.dataset.state === "stale") setPanelState(id, "ok");
