@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from bench import analytics, bus, feeds, harness, patterns
+from bench import analytics, api, bus, feeds, harness, patterns
 
 # name -> main(argv, command=...) of each benchmark module, in run order
 BENCHMARKS: Final[dict[str, Callable[..., int]]] = {
@@ -22,6 +22,7 @@ BENCHMARKS: Final[dict[str, Callable[..., int]]] = {
     "feeds": feeds.main,
     "analytics": analytics.main,
     "patterns": patterns.main,
+    "api": api.main,
 }
 
 

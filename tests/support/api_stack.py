@@ -39,14 +39,27 @@ class Stack:
         return self.url.replace("http://", "ws://") + "/ws"
 
 
-def caught_up(r: sync_redis.Redis, symbols: Sequence[str]) -> bool:
-    """Every consumer group on every stream of ``symbols`` has no lag and nothing pending."""
+# The consumer group each stage keeps on its input streams.
+STAGE_INPUTS = {
+    "analytics": ("trades", "book"),
+    "patterns": ("bars", "bookstats", "consumption"),
+    "aggregator": ("bars", "profile", "patterns"),
+}
+
+
+def caught_up(r: sync_redis.Redis, symbols: Sequence[str], stages: Sequence[str]) -> bool:
+    """Every consumer group on every stream of ``symbols`` has no lag and nothing pending, and
+    each of ``stages`` has its group on each of its input streams that has entries."""
     for s in symbols:
         for kind in keys.STREAM_KINDS:
             name = keys.stream(s, kind)
             if not r.exists(name):
                 continue
-            for g in r.xinfo_groups(name):
+            groups = {g["name"].decode(): g for g in r.xinfo_groups(name)}
+            for stage in stages:
+                if kind in STAGE_INPUTS.get(stage, ()) and stage not in groups:
+                    return False
+            for g in groups.values():
                 if (g.get("lag") or 0) > 0 or g["pending"] > 0:
                     return False
     return True
@@ -56,13 +69,15 @@ def total_entries(r: sync_redis.Redis, symbols: Sequence[str]) -> int:
     return sum(r.xlen(keys.stream(s, k)) for s in symbols for k in keys.STREAM_KINDS)
 
 
-def wait_quiet(r: sync_redis.Redis, symbols: Sequence[str], timeout: float) -> None:
+def wait_quiet(
+    r: sync_redis.Redis, symbols: Sequence[str], timeout: float, stages: Sequence[str] = ()
+) -> None:
     """Until the streams stop growing and every group has caught up (checked 3 s apart)."""
     deadline = time.monotonic() + timeout
     last = -1
     while time.monotonic() < deadline:
         now = total_entries(r, symbols)
-        if now == last and now > 0 and caught_up(r, symbols):
+        if now == last and now > 0 and caught_up(r, symbols, stages):
             return
         last = now
         time.sleep(3)
@@ -122,7 +137,7 @@ def pipeline(
                 "sim", env, log_dir, "sim", OF_SIM_INSTRUMENTS=",".join(symbols), **sim
             )
         if stages or sim is not None:
-            wait_quiet(r, symbols, settle_s)
+            wait_quiet(r, symbols, settle_s, stages)
         api, url = start_api(env, log_dir, symbols)
         procs["api"] = api
         yield Stack(url, TOKEN, env["OF_REDIS_URL"], database_url, tuple(symbols), procs)

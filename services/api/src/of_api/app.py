@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from of_api import errors, routes, web, ws
 from of_api.auth import require_token
@@ -22,6 +23,19 @@ PostgreSQL history. Every route but `/healthz` needs `Authorization: Bearer <OF_
 the WebSocket `/ws` takes the token in that header or as its first message
 `{"op": "auth", "token": "..."}`. Errors are JSON: `{"error": reason, "status": code}`.
 See docs/api.md."""
+
+
+class KeepRawSend:
+    """Keeps the server's own ASGI ``send`` of a WebSocket in its scope: closing a client that
+    reads nothing needs the connection's transport, which middleware wrappers hide."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[ws.RAW_SEND] = send
+        await self.app(scope, receive, send)
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -43,6 +57,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             allow_methods=["GET"],
             allow_headers=["Authorization"],
         )
+    app.add_middleware(KeepRawSend)
     errors.install(app)
 
     async def unavailable(request: Request, exc: Exception) -> Response:

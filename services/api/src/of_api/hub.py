@@ -148,13 +148,15 @@ class Hub:
             for raw_key, entries in reply or ():
                 name = _s(raw_key)
                 symbol, kind = keys.parse_stream(name)
-                for raw_id, fields in entries:
+                for n, (raw_id, fields) in enumerate(entries, 1):
                     entry_id = _s(raw_id)
                     self.positions[name] = entry_id
                     msg = self._decode(fields)
                     if msg is not None:
                         self.dispatch(symbol, kind, entry_id, msg)
-                await asyncio.sleep(0)  # let the senders run between streams
+                    if n % 50 == 0:
+                        await asyncio.sleep(0)  # let the senders run within a long read
+                await asyncio.sleep(0)
 
     def dispatch(self, symbol: str, kind: str, entry_id: str, msg: Message) -> None:
         self.entries[kind] += 1

@@ -27,6 +27,7 @@ log = logging.getLogger("of_api.ws")
 
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_SLOW: Final = 4008
+RAW_SEND: Final = "of_api.raw_send"  # the server's own ASGI send (see app.KeepRawSend)
 _encoder = msgspec.json.Encoder()
 
 
@@ -231,7 +232,7 @@ async def _hard_close(ws: WebSocket, code: int, reason: str) -> None:
         return
     except (TimeoutError, RuntimeError, WebSocketDisconnect, OSError):
         pass
-    proto = getattr(getattr(ws, "_send", None), "__self__", None)
+    proto = getattr(ws.scope.get(RAW_SEND), "__self__", None)
     conn, transport = getattr(proto, "conn", None), getattr(proto, "transport", None)
     if conn is not None and transport is not None and not transport.is_closing():
         with contextlib.suppress(Exception):
