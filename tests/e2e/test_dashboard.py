@@ -304,7 +304,7 @@ def test_dashboard_in_chromium(
             check_switching(page, url)
             check_signals(page, r, "EURUSD")
             page.screenshot(path=str(out / "dashboard.png"), full_page=True)
-            for panel in ("signals", "status", "scanner", "micro"):
+            for panel in ("signals", "status", "scanner", "micro", "perf"):
                 page.locator(f"#p-{panel}").screenshot(path=str(out / f"{panel}.png"))
             check_stale_feed(page, sim)
             (out / "speed.json").write_text(json.dumps(speed, indent=1))

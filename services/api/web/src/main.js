@@ -287,7 +287,9 @@ async function pollTape() {
   const gen = S.gen;
   const list = await get(`/api/tape/${S.symbol}`, { count: 200 });
   if (gen !== S.gen) return;
-  P.tape.add(list, S.decimals);
+  const big = new Set();
+  for (const b of P.footprint.bars.slice(-3)) for (const t of b.big_trades ?? []) big.add(`${t.ts_event}|${t.price}`);
+  P.tape.add(list, S.decimals, big);
   P.heatmap.addTrades(list);
   mark("tape", list.length ? "ok" : "empty", "no trades yet");
 }

@@ -53,8 +53,8 @@ export class Signals {
     return `<div class="card signal trade ${dirClass(e.direction)}" data-kind="${esc(e.kind)}" data-id="${esc(e.event_id)}">
       <b>${esc(e.kind.toUpperCase())}</b> <span class="${dirClass(e.direction)}">${dirText(e.direction)}</span>
       ${e.grade ? `<span class="grade">${esc(e.grade)}</span>` : ""} <span class="muted">${hms(e.ts_event)}</span>
-      <div>entry ${num(e.entry_price || e.price, d)} · SL ${num(e.stop || null, d)} · TP ${num(e.target || null, d)} · RR ${num(r, 2)}</div>
-      <div class="muted">${esc(e.level_kind)} @ ${num(e.level_price, d)} · score ${num(e.score, 1)}${e.r_multiple !== null && e.r_multiple !== undefined ? ` · R ${num(e.r_multiple, 2)}` : ""}</div>
+      <div>${e.entry_price ? "entry" : "price"} ${num(e.entry_price || e.price || null, d)} · SL ${num(e.stop || null, d)} · TP ${num(e.target || null, d)} · RR ${num(r, 2)}</div>
+      <div class="muted">${e.level_kind ? `${esc(e.level_kind)} @ ${num(e.level_price || null, d)} · ` : ""}score ${num(e.score, 1)}${e.r_multiple !== null && e.r_multiple !== undefined ? ` · R ${num(e.r_multiple, 2)}` : ""}</div>
       <div class="evidence">${esc(e.reason)}${e.signals?.length ? ` · evidence: ${e.signals.map(esc).join(", ")}` : ""}</div></div>`;
   }
 }
