@@ -221,7 +221,23 @@ def check_signals(page: Any, r: sync_redis.Redis, symbol: str) -> None:
     _wait_js(page, "Number(document.getElementById('chart').dataset.markers) > 0", "markers")
 
 
+def check_missing_data_state(page: Any, url: str) -> None:
+    """An instrument's chart says it has no bars exactly when the API has none for it."""
+    page.select_option("#symbol", "NAS100USDT")
+    _wait_js(page, "document.getElementById('chart').dataset.symbol === 'NAS100USDT'", "NAS100")
+    candles = httpx.get(
+        url + "/api/candles/NAS100USDT", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    state = page.evaluate("document.getElementById('p-chart').dataset.state")
+    if candles:
+        assert state in ("ok", "stale")
+    else:
+        assert state == "empty"
+        assert "no bars" in page.inner_text("#p-chart h2")
+
+
 def check_switching(page: Any, url: str) -> None:
+    check_missing_data_state(page, url)
     page.select_option("#symbol", "EURUSD")
     page.click("[data-tf='5m']")
     page.wait_for_url("**/?symbol=EURUSD&tf=5m")

@@ -186,6 +186,7 @@ function setCandles(list) {
   mark("chart", list.length ? "ok" : "empty", "no bars yet for this instrument");
   if (list.length && metrics.firstChartMs === null) requestAnimationFrame(() => (metrics.firstChartMs = performance.now()));
   $("chart").dataset.bars = String(list.length);
+  $("chart").dataset.symbol = S.symbol;
 }
 
 function setFootprint(bars) {
