@@ -20,6 +20,7 @@ def _client(static: Path) -> httpx.AsyncClient:
 async def test_unbuilt_dashboard_says_how_to_build_it(tmp_path: Path) -> None:
     async with _client(tmp_path / "missing") as client:
         res = await client.get("/")
+        assert (await client.get("/static/app.js")).status_code == 404
     assert res.status_code == 200
     assert "make web" in res.text
 

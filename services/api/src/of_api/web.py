@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -21,14 +22,22 @@ NOT_BUILT: Final = """<!doctype html><html><head><meta charset="utf-8"><title>Or
 """
 
 
+class _Static(StaticFiles):
+    """StaticFiles that answers 404 (not 500) while the folder is not built yet."""
+
+    async def check_config(self) -> None:
+        if self.directory is not None and await run_in_threadpool(Path(self.directory).is_dir):
+            await super().check_config()
+
+
 def install(app: FastAPI, static: Path = STATIC) -> None:
     """Serve the dashboard at `/` and its bundle under `/static` (a placeholder when unbuilt)."""
     index = static / "index.html"
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> Response:
-        if index.is_file():
+        if await run_in_threadpool(index.is_file):
             return FileResponse(index, headers={"Cache-Control": "no-cache"})
         return HTMLResponse(NOT_BUILT)
 
-    app.mount("/static", StaticFiles(directory=static, check_dir=False), name="static")
+    app.mount("/static", _Static(directory=static, check_dir=False), name="static")
