@@ -2,6 +2,7 @@
 // requestAnimationFrame loop that records how long each frame's drawing took.
 
 export const frameTimes = []; // ms of drawing per animation frame that drew something
+export const panelTimes = {}; // host id -> ms of its draws (the last 200)
 const panels = new Set();
 let scheduled = false;
 
@@ -43,6 +44,7 @@ export class CanvasPanel {
 
   paint() {
     this.fit();
+    lastFont.delete(this.ctx); // a resize resets the context's state
     this.ctx.clearRect(0, 0, this.w, this.h);
     this.draw(this.ctx, this.w, this.h);
     this.draws += 1;
@@ -66,11 +68,15 @@ function frame() {
     if (!p.dirty) continue;
     p.dirty = false;
     drew = true;
+    const p0 = performance.now();
     try {
       p.paint();
     } catch (err) {
       console.error("panel draw failed", err);
     }
+    const list = (panelTimes[p.host.id] ??= []);
+    list.push(performance.now() - p0);
+    if (list.length > 200) list.shift();
   }
   if (drew) {
     frameTimes.push(performance.now() - t0);
@@ -78,9 +84,15 @@ function frame() {
   }
 }
 
+// setting ctx.font parses the font each time: set it only when it changes
+const lastFont = new WeakMap();
+
 export function text(ctx, s, x, y, color, font = "11px sans-serif", align = "left") {
   ctx.fillStyle = color;
-  ctx.font = font;
+  if (lastFont.get(ctx) !== font) {
+    ctx.font = font;
+    lastFont.set(ctx, font);
+  }
   ctx.textAlign = align;
   ctx.fillText(s, x, y);
 }

@@ -3,7 +3,7 @@
 
 import "./style.css";
 import { forgetToken, get, Live, saveToken, storedToken, tokenFromFragment, Unauthorized } from "./api.js";
-import { decimalsOf, frameTimes } from "./canvas.js";
+import { decimalsOf, frameTimes, panelTimes } from "./canvas.js";
 import { buildShell, setPanelState, TIMEFRAMES } from "./layout.js";
 import { DeltaChart, PriceChart } from "./panels/chart.js";
 import { Footprint } from "./panels/footprint.js";
@@ -19,7 +19,7 @@ const STALE_MS = 15000;
 const LIVE_PANELS = ["chart", "footprint", "tape", "heatmap"]; // the ones a stale feed marks
 const $ = (id) => document.getElementById(id);
 
-const metrics = { firstChartMs: null, frameTimes, messages: 0, errors: [] };
+const metrics = { firstChartMs: null, frameTimes, panelTimes, messages: 0, errors: [] };
 window.__of = metrics;
 
 const S = { stale: false, symbol: "", tf: "1m", inst: null, instruments: [], gen: 0, lastTick: 0, decimals: 2, timers: [], profile: {}, bias: null, book: null };

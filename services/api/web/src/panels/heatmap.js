@@ -26,10 +26,10 @@ function heat(v) {
   }
   return [255, 255, 255];
 }
-const PALETTE = Array.from({ length: 256 }, (_, i) => {
-  const [r, g, b] = heat(i / 255);
-  return `rgb(${r},${g},${b})`;
-});
+const RGB = Array.from({ length: 256 }, (_, i) => heat(i / 255));
+const BACKGROUND = `rgb(${RGB[0].join(",")})`;
+// RGBA packed for a Uint32Array over ImageData (little-endian: A B G R)
+const PACKED = RGB.map(([r, g, b]) => ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0);
 
 export class Heatmap extends CanvasPanel {
   constructor(host) {
@@ -87,26 +87,56 @@ export class Heatmap extends CanvasPanel {
     let span = 0;
     for (const l of last.bids.concat(last.asks)) span = Math.max(span, Math.abs(l[0] - mid));
     const tick = this.tick || 1;
-    const half = Math.max(span, tick * 10);
-    const hi = mid + half;
-    const lo = mid - half;
+    // the prices the window traded at, plus the latest book's depth on each side
+    let low = mid;
+    let high = mid;
+    for (const c of s) {
+      low = Math.min(low, c.bid);
+      high = Math.max(high, c.ask);
+    }
+    const pad = Math.max(span, tick * 10);
+    const hi = Math.ceil((high + pad) / tick) * tick; // on the tick grid: rows are price levels
+    const lo = Math.floor((low - pad) / tick) * tick;
     const y = (p) => ((hi - p) / (hi - lo)) * h;
-    const rowH = Math.max(1, (tick / (hi - lo)) * h);
+    const rowH = (tick / (hi - lo)) * h;
     const colW = plotW / Math.max(120, s.length); // widen the columns until the window is full
     const x0 = plotW - s.length * colW;
     let max = 0;
-    for (const c of s) for (const l of c.bids.concat(c.asks)) max = Math.max(max, l[1]);
-    ctx.fillStyle = PALETTE[0];
+    for (const c of s) {
+      for (const l of c.bids) if (l[1] > max) max = l[1];
+      for (const l of c.asks) if (l[1] > max) max = l[1];
+    }
+    ctx.fillStyle = BACKGROUND;
     ctx.fillRect(0, 0, plotW, h);
+    // one pixel per (sample, price row) in a small image, scaled in one drawImage; with more
+    // levels than pixel rows, each image row holds the largest size of its levels
+    const levels = Math.round((hi - lo) / tick) + 1;
+    const rows = Math.min(levels, Math.max(1, Math.ceil(h)));
+    const per = levels / rows;
+    if (!this.buf) this.buf = document.createElement("canvas");
+    this.buf.width = s.length;
+    this.buf.height = rows;
+    const bctx = this.buf.getContext("2d");
+    const img = bctx.createImageData(s.length, rows);
+    const px = new Uint32Array(img.data.buffer);
+    px.fill(PACKED[0]);
+    const best = new Float32Array(s.length * rows);
     for (let i = 0; i < s.length; i++) {
-      const c = s[i];
-      const x = x0 + i * colW;
-      for (const l of c.bids.concat(c.asks)) {
-        if (l[0] < lo || l[0] > hi) continue;
-        ctx.fillStyle = PALETTE[Math.min(255, Math.round((l[1] / max) * 255))];
-        ctx.fillRect(x, y(l[0]) - rowH / 2, colW + 0.5, rowH + 0.5);
+      for (const side of [s[i].bids, s[i].asks]) {
+        for (const l of side) {
+          const r = Math.floor(Math.round((hi - l[0]) / tick) / per);
+          if (r < 0 || r >= rows) continue;
+          const o = r * s.length + i;
+          if (l[1] > best[o]) best[o] = l[1];
+        }
       }
     }
+    for (let o = 0; o < best.length; o++) {
+      if (best[o] > 0) px[o] = PACKED[Math.min(255, Math.round((best[o] / max) * 255))];
+    }
+    bctx.putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.buf, 0, 0, s.length, rows, x0, y(hi) - rowH / 2, s.length * colW, levels * rowH);
     // best bid / ask
     for (const [key, color] of [["bid", "#26a69a"], ["ask", "#ef5350"]]) {
       ctx.strokeStyle = color;
@@ -119,22 +149,32 @@ export class Heatmap extends CanvasPanel {
       });
       ctx.stroke();
     }
-    // trades as bubbles, at their time between samples
+    // trades as bubbles: the volume of each side traded at a price within one sample's column
+    // (as Bookmap merges prints), drawn as one path per side
     const t0 = s[0].ts;
     const t1 = last.ts;
-    const maxSize = this.trades.reduce((m, t) => Math.max(m, t.size), 0) || 1;
+    const cells = new Map();
     for (const t of this.trades) {
       if (t.ts < t0 || t.ts > t1 + 1e9 || t.price < lo || t.price > hi) continue;
       const i = locate(s, t.ts);
-      const x = x0 + i * colW + colW / 2;
-      const r = 2 + 12 * Math.sqrt(t.size / maxSize);
-      ctx.beginPath();
-      ctx.arc(Math.min(x, plotW - 2), y(t.price), r, 0, Math.PI * 2);
-      ctx.fillStyle = t.side === "buy" ? "rgba(38,166,154,0.55)" : "rgba(239,83,80,0.55)";
-      ctx.fill();
-      ctx.strokeStyle = t.side === "buy" ? "#69f0ae" : "#ff8a80";
-      ctx.lineWidth = 1;
-      ctx.stroke();
+      const key = `${i}|${t.price}|${t.side}`;
+      const cell = cells.get(key);
+      if (cell) cell.size += t.size;
+      else cells.set(key, { i, price: t.price, side: t.side, size: t.size });
+    }
+    let maxSize = 0;
+    for (const c of cells.values()) maxSize = Math.max(maxSize, c.size);
+    for (const side of ["buy", "sell"]) {
+      const path = new Path2D();
+      for (const c of cells.values()) {
+        if (c.side !== side) continue;
+        const x = Math.min(x0 + c.i * colW + colW / 2, plotW - 2);
+        const r = 1.5 + 10 * Math.sqrt(c.size / maxSize);
+        path.moveTo(x + r, y(c.price));
+        path.arc(x, y(c.price), r, 0, Math.PI * 2);
+      }
+      ctx.fillStyle = side === "buy" ? "rgba(105,240,174,0.65)" : "rgba(255,138,128,0.65)";
+      ctx.fill(path); // no outline: stroking thousands of arcs costs more than the rest
     }
     ctx.fillStyle = "#131722";
     ctx.fillRect(plotW, 0, AXIS_W, h);
