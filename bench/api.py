@@ -205,6 +205,7 @@ class Fanout:
         self.gaps: Counter[str] = Counter()
         self.closed: list[tuple[int, str]] = []
         self.measuring = False
+        self.ready = 0  # clients that have every snapshot
 
     async def client(self, url: str, stop: asyncio.Event) -> None:
         seq: dict[tuple[str, str], int] = {}
@@ -230,6 +231,8 @@ class Fanout:
                 key = (ch, msg["symbol"])
                 if msg["snapshot"]:
                     seq[key] = 0
+                    if len(seq) == len(CHANNELS) * len(SYMBOLS):
+                        self.ready += 1
                     continue
                 if key in seq and msg["seq"] != seq[key] + 1:
                     self.gaps[ch] += msg["seq"] - seq[key] - 1
@@ -280,7 +283,11 @@ async def fanout_run(
             RawWebSocket, host, int(port), "/ws", {"Authorization": f"Bearer {TOKEN}"}
         )
         slow_ws.send_text(json.dumps({"op": "subscribe", "channels": "*", "symbols": "*"}))
-    await asyncio.sleep(5)  # connect and snapshots
+    t_sub = time.perf_counter()
+    while fan.ready < clients and time.perf_counter() - t_sub < 300:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    subscribed_s = time.perf_counter() - t_sub
+    await asyncio.sleep(2)
     fan.measuring = True
     t0 = time.perf_counter()
     await asyncio.sleep(seconds)
@@ -288,14 +295,19 @@ async def fanout_run(
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     lat_base = await base
-    result: dict[str, Any] = {"fan": fan, "base": lat_base, "elapsed": time.perf_counter() - t0}
+    result: dict[str, Any] = {
+        "fan": fan,
+        "base": lat_base,
+        "elapsed": time.perf_counter() - t0,
+        "subscribed_s": subscribed_s,
+    }
     if slow_ws is not None:
         t = time.perf_counter()
         frames, code, reason = await asyncio.to_thread(slow_ws.read_until_close, 60)
         kicked_after = time.perf_counter() - t
         result["slow"] = (frames, code, reason, kicked_after)
         slow_ws.close()
-    async with httpx.AsyncClient() as c:
+    async with httpx.AsyncClient(timeout=300) as c:  # an overloaded API answers late
         m = (await c.get(api_url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).text
     result["conflated"] = {
         line.split('"')[1]: float(line.rsplit(" ", 1)[1])
@@ -328,7 +340,12 @@ def table(res: dict[str, Any], clients: int) -> str:
         if fan.closed
         else ""
     )
-    return "\n".join(rows) + f"\n\nMeasured for {res['elapsed']:.0f} s{closed}."
+    return (
+        "\n".join(rows)
+        + f"\n\n{fan.ready} of {clients} clients had all {len(CHANNELS) * len(SYMBOLS)}"
+        f" snapshots {res['subscribed_s']:.1f} s after connecting; measured for"
+        f" {res['elapsed']:.0f} s{closed}."
+    )
 
 
 async def run(args: argparse.Namespace) -> str:

@@ -503,5 +503,6 @@ def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) -> Non
         cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False
     )
     out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
-    assert "not_a_server_error" in out
+    at = out.find("FAILURES")
+    assert result.returncode == 0, out[at : at + 6000] if at >= 0 else out[-4000:]
+    assert "Tested: 20" in out  # every operation was exercised

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
+import httpx
 import pytest
 import redis as sync_redis
-from tests.support.servers import wait_for
+from tests.support.servers import free_port, wait_for
 
 from ofcommon import codec, keys
 from ofcommon.instruments import load_registry
@@ -63,12 +64,14 @@ def _wide_bars(r: sync_redis.Redis, symbol: str) -> list[Bar]:
 
 @pytest.mark.timeout(240)
 def test_demo_stack_publishes_the_simulated_market(clean_redis: str, free_tmp: Path) -> None:
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
     env |= {
         "OF_REDIS_URL": clean_redis,
         "OF_SIM_SPEED": "20",
         "OF_SIM_EPISODE_GAP_S": "30",
         "PYTHONUNBUFFERED": "1",
+        "OF_API_PORT": str(port),  # not 8080: other stacks on this machine may hold it
     }
     var_dir = free_tmp / "var"
     proc = subprocess.Popen(
@@ -122,6 +125,23 @@ def test_demo_stack_publishes_the_simulated_market(clean_redis: str, free_tmp: P
                 assert all(abs(x - round(x)) < 1e-6 and round(x) >= 1 for x in steps), symbol
             assert any(b.imbalances for b in wide), symbol
             assert any(b.stacked for b in wide), symbol
+        # the API serves them, behind the token the stack generated into var/ and printed
+        token = (var_dir / "api_token").read_text().strip()
+        assert any(f"http://127.0.0.1:{port}/" in x and token in x for x in lines)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        assert api.get("/api/candles/BTCUSDT").status_code == 401
+        candles = api.get(
+            "/api/candles/BTCUSDT", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        closed = [
+            m
+            for _, m in (
+                (i, codec.decode(f[b"d"])) for i, f in r.xrange(keys.stream("BTCUSDT", "bars"))
+            )
+            if isinstance(m, Bar) and m.final and m.timeframe == "1m"
+        ]
+        assert {c["open_ts"] for c in candles if c["final"]} >= {b.open_ts for b in closed[:-1]}
+        api.close()
         labels = var_dir / "sim" / "labels.jsonl"
         wait_for(lambda: labels.is_file() and labels.stat().st_size > 0, 60, "episode labels")
         proc.send_signal(signal.SIGINT)

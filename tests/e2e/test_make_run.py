@@ -14,18 +14,21 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from tests.support.servers import free_port
 
 from ofcommon.localstack import DEFAULT_SERVICES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
+_API_PORT = free_port()
 
 
 def _env() -> dict[str, str]:
     # a fresh machine: no server URLs given, so the stack starts its embedded Redis and PostgreSQL
     env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["OF_API_PORT"] = str(_API_PORT)  # not 8080: other stacks on this machine may hold it
     return env
 
 

@@ -14,22 +14,28 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
+import msgspec
 from redis.exceptions import RedisError
 
+from of_api import apimetrics
 from of_api.book import BookImage
-from of_api.channels import KINDS, Routed, route
+from of_api.channels import CHANNELS, KINDS, Routed, route
+from of_api.outbox import Outgoing
 from ofcommon import codec, keys
 from ofcommon.bus import Redis
 from ofcommon.messages import Message, Trade
 
 log = logging.getLogger("of_api.hub")
+_encoder = msgspec.json.Encoder()
 
 BOOK_SCAN: Final = 200_000  # book entries looked back through for the last snapshot at start
 _PAGE: Final = 2000
 
 
 class Subscriber(Protocol):
-    def offer(self, symbol: str, kind: str, routed: Routed, entry_id: str) -> None: ...
+    def offer(
+        self, symbol: str, kind: str, routed: Routed, entry_id: str, raw: bytes = b""
+    ) -> None: ...
 
 
 def _s(value: bytes | str) -> str:
@@ -53,6 +59,10 @@ class Hub:
         self.positions: dict[Any, Any] = {}
         self.ready = asyncio.Event()
         self.clients = 0
+        # the latest conflated update per (channel, symbol) and sub-key, with its version
+        self.latest: dict[tuple[str, str], dict[str, tuple[int, Outgoing]]] = {}
+        self.version = 0
+        self._superseded = {ch: apimetrics.WS_SUPERSEDED.labels(ch) for ch in CHANNELS}
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -81,6 +91,12 @@ class Hub:
         replies: list[Any] = await pipe.execute()
         for name, reply in zip(names, replies, strict=True):
             self.positions[name] = _s(reply[0][0]) if reply else "0-0"
+            if reply and name.endswith(":trades"):  # the last price, before any new trade
+                msg = self._decode(reply[0][1])
+                if isinstance(msg, Trade):
+                    symbol, _ = keys.parse_stream(name)
+                    self.last_price[symbol] = msg.price
+                    self.last_event[symbol] = msg.ts_event
         for symbol in self.symbols:
             await self._load_book(symbol)
         self.ready.set()
@@ -167,8 +183,28 @@ class Hub:
             self.last_price[symbol] = msg.price
             self.last_event[symbol] = msg.ts_event
         for routed in route(msg):
-            for sub in tuple(self.subs.get((routed.channel, symbol), ())):
-                sub.offer(symbol, kind, routed, entry_id)
+            cs = (routed.channel, symbol)
+            subs = self.subs.get(cs)
+            if not subs:
+                continue
+            raw = _encoder.encode(routed.data)  # once, for every client
+            if not routed.critical:
+                # conflated: one shared slot per key, the latest wins; each client's sender
+                # takes it when due (no work per client and update)
+                self.version += 1
+                slots = self.latest.setdefault(cs, {})
+                if routed.sub in slots:
+                    self._superseded[routed.channel].inc()
+                slots[routed.sub] = (
+                    self.version,
+                    Outgoing(routed.channel, symbol, routed.data, entry_id, kind=kind, raw=raw),
+                )
+                continue
+            held = self.latest.get(cs)
+            if held is not None:
+                held.pop(routed.sub, None)  # a close supersedes the partial of its key
+            for sub in tuple(subs):
+                sub.offer(symbol, kind, routed, entry_id, raw)
 
     def stats(self, symbol: str) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ class Outgoing:
     entry_id: str = ""
     snapshot: bool = False
     kind: str = ""  # the stream kind it came from ("" for snapshots and stats)
+    raw: bytes = b""  # ``data`` already JSON-encoded (once for every client), or empty
 
 
 @dataclass

@@ -62,6 +62,8 @@ async def main(ctx: ServiceContext[ApiSettings]) -> None:
         ws="websockets-sansio",
         lifespan="off",
         ws_ping_interval=20.0,
+        # per-message deflate costs a compression per message and client: fan-out is CPU-bound
+        ws_per_message_deflate=False,
     )
     server = _Server(config)
     ctx.status["state"] = "starting"

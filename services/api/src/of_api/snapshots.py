@@ -4,6 +4,7 @@ state, and the top entry id of each stream it was read from (later updates follo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from of_api import queries, views
@@ -35,7 +36,52 @@ def _before(tops: Tops, kind: str) -> str:
     return tops[kind] if tops[kind] != "0-0" else "+"
 
 
+GATHER_S = 0.05  # a snapshot read waits this long for other clients subscribing to the same
+
+
+class SnapshotCache:
+    """One read per (channel, instrument) for the clients that subscribe to it while the read
+    has not started yet (it waits GATHER_S for them): a reconnect storm of many clients costs
+    one set of stream reads, not one per client. Every joiner registered its subscription
+    before the read began, so what the read misses reaches it as an update (no gap), and the
+    tops travel with the data, so each one drops exactly what the snapshot holds."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], asyncio.Future[tuple[Any, Tops]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def get(self, ctx: ApiContext, channel: str, symbol: str) -> tuple[Any, Tops]:
+        key = (channel, symbol)
+        fut = self._pending.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[key] = fut
+            # its own task: a requester that goes away does not cancel the others' read
+            self._tasks.add(task := asyncio.create_task(self._read(ctx, key, fut)))
+            task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(fut)
+
+    async def _read(
+        self, ctx: ApiContext, key: tuple[str, str], fut: asyncio.Future[tuple[Any, Tops]]
+    ) -> None:
+        try:
+            await asyncio.sleep(GATHER_S)
+        finally:
+            del self._pending[key]  # the read starts: later subscribers need a read of their own
+        try:
+            fut.set_result(await read(ctx, *key))
+        except Exception as exc:
+            fut.set_exception(exc)
+
+
+_cache = SnapshotCache()
+
+
 async def snapshot(ctx: ApiContext, channel: str, symbol: str) -> tuple[Any, Tops]:
+    return await _cache.get(ctx, channel, symbol)
+
+
+async def read(ctx: ApiContext, channel: str, symbol: str) -> tuple[Any, Tops]:
     live = ctx.live
     if channel == "tick":
         tops = await _tops(ctx, symbol, "trades")

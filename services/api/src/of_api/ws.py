@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import Any, Final
 
@@ -60,18 +61,25 @@ class Connection:
         self.kicked = asyncio.Event()
         self.subscribed: set[tuple[str, str]] = set()
         self.priming: dict[tuple[str, str], list[tuple[str, Routed, str]]] = {}
+        self.next_wake = 0.0  # when the sender wakes on its own (inf: only when woken)
+        self.sent: dict[tuple[str, str, str], int] = {}  # version of each conflated key sent
+        self.floor: dict[tuple[str, str], int] = {}  # versions up to the snapshot are in it
+        self.due_at: dict[tuple[str, str, str], float] = {}
+        self.intervals = intervals(ctx)
 
     # --- from the hub ----------------------------------------------------------------------
 
-    def offer(self, symbol: str, kind: str, routed: Routed, entry_id: str) -> None:
+    def offer(
+        self, symbol: str, kind: str, routed: Routed, entry_id: str, raw: bytes = b""
+    ) -> None:
         key = (routed.channel, symbol)
         if key in self.priming:
             self.priming[key].append((kind, routed, entry_id))
             return
-        self._put(symbol, kind, routed, entry_id)
+        self._put(symbol, kind, routed, entry_id, raw)
 
-    def _put(self, symbol: str, kind: str, routed: Routed, entry_id: str) -> None:
-        msg = Outgoing(routed.channel, symbol, routed.data, entry_id, kind=kind)
+    def _put(self, symbol: str, kind: str, routed: Routed, entry_id: str, raw: bytes = b"") -> None:
+        msg = Outgoing(routed.channel, symbol, routed.data, entry_id, kind=kind, raw=raw)
         ckey = (routed.channel, symbol, routed.sub)
         if routed.critical:
             if not self.outbox.put_critical(msg, ckey):
@@ -81,6 +89,8 @@ class Connection:
             self.outbox.put_latest(ckey, msg)
             if self.outbox.superseded.get(routed.channel, 0) > before:
                 apimetrics.WS_SUPERSEDED.labels(routed.channel).inc()
+            if self.outbox.due.get(ckey, 0.0) >= self.next_wake:
+                return  # the sender wakes by then anyway: no task switch per update
         self.wake.set()
 
     def control(self, channel: str, data: Any) -> None:
@@ -106,6 +116,7 @@ class Connection:
         self.control("subscribed", {"channels": channels, "symbols": symbols, "new": len(new)})
         for ch, sym in new:
             data, tops = await snapshot(self.ctx, ch, sym)
+            self.floor[(ch, sym)] = hub.version
             if not self.outbox.put_critical(Outgoing(ch, sym, data, snapshot=True)):
                 self.kicked.set()
             for kind, routed, entry_id in self.priming.pop((ch, sym), []):
@@ -121,23 +132,65 @@ class Connection:
                     self.priming.pop((ch, sym), None)
                     self.ctx.hub.remove(ch, sym, self)
                     self.outbox.forget(ch, sym)
+                    self.floor.pop((ch, sym), None)
+                    for key in [k for k in self.sent if k[:2] == (ch, sym)]:
+                        del self.sent[key]
         self.control("unsubscribed", {"channels": channels, "symbols": symbols})
 
     # --- loops -----------------------------------------------------------------------------
 
+    def poll(self, now: float) -> tuple[list[Outgoing], float | None]:
+        """The hub's latest conflated updates this client has not had and may have now, and
+        when the next one is due (None: nothing newer waits; the sender then polls at its
+        shortest interval)."""
+        out: list[Outgoing] = []
+        later: float | None = None
+        latest = self.ctx.hub.latest
+        for cs in self.subscribed:
+            slots = latest.get(cs)
+            if not slots or cs in self.priming:
+                continue
+            floor = self.floor.get(cs, 0)
+            for sub, (version, msg) in slots.items():
+                key = (cs[0], cs[1], sub)
+                if version <= self.sent.get(key, floor):
+                    continue
+                at = self.due_at.get(key, 0.0)
+                if at <= now:
+                    out.append(msg)
+                    self.sent[key] = version
+                    self.due_at[key] = now + self.intervals.get(cs[0], 0.0)
+                elif later is None or at < later:
+                    later = at
+        return out, later
+
+    def _poll_every(self) -> float | None:
+        found = [self.intervals.get(ch, 0.0) for ch, _ in self.subscribed]
+        found = [x for x in found if x > 0]
+        return min(found) if found else None
+
     async def send_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items, later = self.outbox.take(loop.time())
+            now = loop.time()
+            items, later = self.outbox.take(now)
+            polled, due = self.poll(now)
+            items += polled
+            every = self._poll_every()
+            for t in (due, None if every is None else now + every):
+                if t is not None and (later is None or t < later):
+                    later = t
             if items:
                 for msg in items:
                     await self.ws.send_text(self.encode(msg))
                     apimetrics.WS_SENT.labels(msg.channel).inc()
                 continue
             self.wake.clear()
+            self.next_wake = math.inf if later is None else later
             timeout = None if later is None else max(0.0, later - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
+            self.next_wake = 0.0
 
     def encode(self, msg: Outgoing) -> str:
         envelope: dict[str, Any] = {
@@ -147,8 +200,11 @@ class Connection:
             "snapshot": msg.snapshot,
             "id": msg.entry_id,
             "ts": int(time.time() * 1000),
-            "data": msg.data,
         }
+        if msg.raw:  # the data was encoded once by the hub: splice it in
+            head = _encoder.encode(envelope)
+            return (head[:-1] + b',"data":' + msg.raw + b"}").decode()
+        envelope["data"] = msg.data
         return _encoder.encode(envelope).decode()
 
     async def receive_loop(self) -> None:
