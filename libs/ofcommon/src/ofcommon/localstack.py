@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,7 +229,9 @@ def _api_env(var_dir: Path, env: Mapping[str, str], console: _Console) -> dict[s
     host = env.get("OF_API_HOST") or "127.0.0.1"
     port = env.get("OF_API_PORT") or "8080"
     where = "OF_API_TOKEN" if path is None else str(path)
-    console.info(f"API and dashboard: http://{host}:{port}/  (token from {where}: {token})")
+    fragment = urllib.parse.quote(token, safe="")
+    # the dashboard takes the token from the fragment (never sent to the server) and keeps it
+    console.info(f"API and dashboard: http://{host}:{port}/#token={fragment}  (token from {where})")
     return {**env, "OF_API_TOKEN": token, "OF_API_HOST": host, "OF_API_PORT": port}
 
 

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from of_api import errors, routes, ws
+from of_api import errors, routes, web, ws
 from of_api.auth import require_token
 from of_api.context import ApiContext
 
@@ -80,6 +80,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.endpoint)
+    web.install(app)
     served = [i.symbol for i in ctx.served]
 
     def openapi() -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
 
 from of_api import queries, views
 from of_api.auth import require_token
@@ -38,17 +37,6 @@ def ctx_of(request: Request) -> ApiContext:
 
 
 Ctx = Annotated[ApiContext, Depends(ctx_of)]
-
-PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8"><title>OrderFlow</title></head>
-<body><h1>OrderFlow API</h1><p>The dashboard is not built yet. The REST API is documented at
-<a href="/docs">/docs</a>; the live channels are on the WebSocket <code>/ws</code>.</p>
-</body></html>
-"""
-
-
-@router.get("/", response_class=HTMLResponse, summary="Dashboard (not built yet: a placeholder)")
-async def index() -> str:
-    return PLACEHOLDER
 
 
 @router.get("/api/instruments", summary="Served instruments with their latest state")
