@@ -451,7 +451,10 @@ def _routes(stack: Stack) -> list[str]:
 
 def test_every_route_but_healthz_refuses_a_missing_or_wrong_token(stack: Stack) -> None:
     routes = _routes(stack)
-    assert len(routes) == 20  # the seed's 16, journal, performance, healthz, metrics
+    # the seed's 15 data endpoints, journal, performance, healthz, metrics; the seed's 16th, `/`,
+    # is the dashboard's page, outside the schema and served without a token (a browser cannot
+    # send one on navigation: the page asks for it; tests/unit/test_api_web.py)
+    assert len(routes) == 19
     bad: list[dict[str, str]] = [
         {},
         {"Authorization": "Bearer wrong"},
@@ -505,4 +508,4 @@ def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) -> Non
     out = result.stdout + result.stderr
     at = out.find("FAILURES")
     assert result.returncode == 0, out[at : at + 6000] if at >= 0 else out[-4000:]
-    assert "Tested: 20" in out  # every operation was exercised
+    assert "Tested: 19" in out  # every operation was exercised
