@@ -7,10 +7,11 @@ mixed n and n + 1). Bullish exhaustion -> SHORT when: W's first high is above ev
 first bar trades at least the median bar volume of ``thresholds.Limits``), then volume never rises
 across W and falls by at least ``volume_decline_pct`` from W's first bar to its last; the push
 side's delta is positive in W's first bar and its last bar keeps at most ``DELTA_FADE`` of it. With
-``requires_contrarian_imbalance`` the last bar needs a bid-dominant imbalance in the top 30 % of
-its range when its footprint has ``CONTRARIAN_MIN_ROWS`` rows or more and shows any imbalance (a
-bar without imbalances, or of a few coarse rows, cannot tell); it adds strength anyway. Mirror
-for bearish exhaustion -> LONG at the lows.
+``requires_contrarian_imbalance`` the last bar needs a contrarian row in the top 30 % of its range
+(``history.contrarian_rows``: a bid-dominant footprint imbalance, or bids >= 2.5 x asks on one row
+as the seed tested it) when its footprint has ``CONTRARIAN_MIN_ROWS`` rows or more and shows any
+imbalance (a bar without imbalances, or of a few coarse rows, cannot tell); it adds strength
+anyway. Mirror for bearish exhaustion -> LONG at the lows.
 """
 
 from __future__ import annotations
