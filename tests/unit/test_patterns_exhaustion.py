@@ -88,6 +88,7 @@ def test_bearish_exhaustion_is_the_mirror() -> None:
         push_up(volumes=(18.0, 15.0, 12.0, 10.0)),  # no effort: the push starts below the median
         push_up(deltas=(20.0, 16.0, 13.0, 11.0)),  # delta kept more than half
         push_up(deltas=(-5.0, -6.0, -7.0, -8.0)),  # the push side never led
+        push_up(deltas=(7.0, 3.0, 1.0, 0.0)),  # no drive: 7 < a quarter of D = 30
         push_up(highs=(18000.3, 18000.5, 18000.5, 18000.9)),  # no new high in bar 3
         push_up(highs=(18000.2, 18000.5, 18000.7, 18000.9)),  # started inside the prior range
         push_up(last_imbalances=[ImbalanceRow(18000.6, Side.BUY, 4.0)]),  # no bid imbalance
@@ -160,3 +161,11 @@ def test_the_seeds_contrarian_row_at_the_top(bid: float, ask: float, fires: bool
         back = exhaustion.on_bar([point(b) for b in mirrored], INST, LIM)
         assert back is not None
         assert (back.direction, back.details["contrarian_imbalances"]) == (Direction.LONG, 1)
+
+
+def test_the_push_must_be_driven_by_aggressors() -> None:
+    """The first bar's push-side delta reaches a quarter of the delta threshold D (30 here)."""
+    driven = push_up(deltas=(7.5, 3.0, 1.0, 0.0))
+    found = exhaustion.on_bar([point(b) for b in PRIOR + driven], INST, LIM)
+    assert found is not None
+    assert found.details["drive_delta_min"] == pytest.approx(30.0 / 4)
