@@ -31,7 +31,7 @@ from ofcommon.entry_ids import EntryId
 from ofcommon.inprocess import Entry, InProcessStage
 from ofcommon.instruments import Registry, load_registry
 from ofcommon.messages import Bar, Heartbeat, Message, PatternSignal, Side, Trade
-from ofcommon.simulator import EPISODE_PATTERNS, Label, SimConfig, simulate
+from ofcommon.simulator import EPISODE_PATTERNS, Label, SimConfig, events
 from ofcommon.venue import Published
 
 MINUTE: Final = 60_000_000_000
@@ -43,6 +43,7 @@ SYMBOLS: Final = ("BTCUSDT", "NAS100USDT", "EURUSD")
 TUNING_SEEDS: Final = (1, 2, 3)
 REPORT_SEEDS: Final = (11, 12, 13)
 MINUTES: Final = 240
+TAIL_MINUTES: Final = 15  # the longest episode fits (the simulator starts none with less room)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Run:
     labels: list[Label] = field(default_factory=list)
     signals: list[PatternSignal] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)  # final bars of the detectors' timeframe
+    end_ns: int = 0  # the end of the simulated inputs (0: no end)
 
 
 class _Ids:
@@ -99,16 +101,24 @@ def patterns_outputs(
 
 
 def run(symbol: str, seed: int, *, minutes: int = MINUTES, mode: ThresholdMode = "auto") -> Run:
+    """One instrument's run of ``minutes``. The simulator runs ``TAIL_MINUTES`` longer for the
+    labels only: an episode cut by the run's end is labelled when it ends, so without them its
+    bars would count as episode-free."""
     registry = load_registry()
+    end = START + minutes * MINUTE
     config = SimConfig(
-        instruments=(registry.get(symbol),), start_ns=START, seed=seed, duration_ns=minutes * MINUTE
+        instruments=(registry.get(symbol),),
+        start_ns=START,
+        seed=seed,
+        duration_ns=(minutes + TAIL_MINUTES) * MINUTE,
     )
-    result = Run(symbol, seed)
+    result = Run(symbol, seed, end_ns=end)
     published: list[Published] = []
-    for item in simulate(config):
+    for at, item in events(config):
         if isinstance(item, Label):
-            result.labels.append(item)
-        else:
+            if item.start_ns < end:
+                result.labels.append(item)
+        elif at < end:
             published.append(item)
     fold = PatternsFold(registry, mode=mode)
     analytics = analytics_outputs(registry, symbol, published)
@@ -167,8 +177,10 @@ def _within(ts: int, label: Label) -> bool:
 
 def quality(runs: Iterable[Run], warmup_bars: int = 20) -> dict[str, Quality]:
     """Per pattern: recall with the right direction, fires on episode-free bars, cross fires and
-    delays. Episodes starting before the warm-up ends (``warmup_bars`` closed bars) are left out:
-    no detector may speak before it."""
+    delays. Episodes starting before the warm-up ends (``warmup_bars`` closed bars) are left out
+    of the recall, as are episodes cut by the run's end (their window with its slack is not over):
+    no detector may speak before the one or could after the other. Both still mark their bars as
+    not episode-free."""
     acc: dict[str, list[int]] = {p: [0, 0, 0, 0, 0] for p in EPISODE_PATTERNS}
     delays: dict[str, list[float]] = {p: [] for p in EPISODE_PATTERNS}
     free = 0
@@ -185,6 +197,8 @@ def quality(runs: Iterable[Run], warmup_bars: int = 20) -> dict[str, Quality]:
         free += len(free_bars)
         for lb in episodes:
             if ready is None or lb.start_ns < ready:
+                continue
+            if r.end_ns and lb.end_ns + _slack(lb.pattern) > r.end_ns:
                 continue
             hits = [s.ts_event for s in r.signals if _matches(s, lb)]
             acc[lb.pattern][0] += 1

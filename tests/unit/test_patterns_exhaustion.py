@@ -88,6 +88,7 @@ def test_bearish_exhaustion_is_the_mirror() -> None:
         push_up(volumes=(18.0, 15.0, 12.0, 10.0)),  # no effort: the push starts below the median
         push_up(deltas=(20.0, 16.0, 13.0, 11.0)),  # delta kept more than half
         push_up(deltas=(-5.0, -6.0, -7.0, -8.0)),  # the push side never led
+        push_up(deltas=(7.0, 3.0, 1.0, 0.0)),  # no drive: 7 < a quarter of D = 30
         push_up(highs=(18000.3, 18000.5, 18000.5, 18000.9)),  # no new high in bar 3
         push_up(highs=(18000.2, 18000.5, 18000.7, 18000.9)),  # started inside the prior range
         push_up(last_imbalances=[ImbalanceRow(18000.6, Side.BUY, 4.0)]),  # no bid imbalance
@@ -121,3 +122,50 @@ def test_without_the_contrarian_requirement_a_buy_imbalance_does_not_block() -> 
     )
     window = push_up(last_imbalances=[ImbalanceRow(18000.6, Side.BUY, 4.0)])
     assert exhaustion.on_bar([point(b) for b in PRIOR + window], inst, LIM) is not None
+
+
+def _with_top_row(window: list[Bar], bid: float, ask: float) -> list[Bar]:
+    """The last bar's row at 18000.8 (the top 30 % of 18000.5-18000.9) traded ``bid`` at the bid
+    and ``ask`` at the ask; the bar also shows a buy imbalance low down, so the requirement
+    applies."""
+    last = window[-1]
+    rows = [FootprintRow(r.price, bid, ask, 2) if r.price == 18000.8 else r for r in last.footprint]
+    return [*window[:-1], msgspec.structs.replace(last, footprint=rows)]
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask", "fires"),
+    [
+        (5.0, 2.0, True),  # sellers traded 2.5 x the buyers on one row at the top: the seed's test
+        (4.0, 2.0, False),  # 2 x: not dominant
+        (3.0, 0.0, False),  # a one-sided row is no imbalance (the seed counted it, §19 #16)
+    ],
+)
+def test_the_seeds_contrarian_row_at_the_top(bid: float, ask: float, fires: bool) -> None:
+    window = _with_top_row(
+        push_up(last_imbalances=[ImbalanceRow(18000.6, Side.BUY, 4.0)]), bid, ask
+    )
+    found = exhaustion.on_bar([point(b) for b in PRIOR + window], INST, LIM)
+    assert (found is not None) == fires
+    if found is not None:
+        assert found.details["contrarian_imbalances"] == 1
+        # the same bar mirrored: buyers dominating one row at the bottom
+        mirrored = [mirror(b) for b in PRIOR + window]
+        mirrored[-1] = msgspec.structs.replace(
+            mirrored[-1],
+            footprint=[
+                FootprintRow(round(36000.0 - r.price - 0.1, 1), r.ask_volume, r.bid_volume, 2)
+                for r in window[-1].footprint
+            ],
+        )
+        back = exhaustion.on_bar([point(b) for b in mirrored], INST, LIM)
+        assert back is not None
+        assert (back.direction, back.details["contrarian_imbalances"]) == (Direction.LONG, 1)
+
+
+def test_the_push_must_be_driven_by_aggressors() -> None:
+    """The first bar's push-side delta reaches a quarter of the delta threshold D (30 here)."""
+    driven = push_up(deltas=(7.5, 3.0, 1.0, 0.0))
+    found = exhaustion.on_bar([point(b) for b in PRIOR + driven], INST, LIM)
+    assert found is not None
+    assert found.details["drive_delta_min"] == pytest.approx(30.0 / 4)

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from tests.support.pattern_bars import MIN, SYMBOL, T0, S, background, bar, book, take
 
 from of_patterns.fold import PatternsFold, PatternsState
-from ofcommon import codec
+from ofcommon import codec, stage
 from ofcommon.entry_ids import EntryId
 from ofcommon.instruments import load_registry
 from ofcommon.messages import (
@@ -275,3 +275,35 @@ def test_mirrored_tape_flips_directions_whatever_the_background(
     assert [(s.pattern, s.ts_event, -s.direction, s.strength) for s in plain] == [
         (s.pattern, s.ts_event, s.direction, s.strength) for s in mirrored
     ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=40))
+def test_signals_do_not_depend_on_how_inputs_are_batched(sizes: list[int]) -> None:
+    """The stage hands the fold each read's consecutive entries of one stream as one batch
+    (``ofcommon.stage.step_batch``); any cut into batches gives the entry-by-entry signals, with
+    the same anchors."""
+    inputs = scenario()
+    fold = PatternsFold(REGISTRY)
+    ids = [EntryId(1000 + n, 0) for n in range(len(inputs))]
+    state = fold.initial(SYMBOL)
+    expected = [
+        (o[2], codec.encode(o[1]))
+        for n, (kind, msg) in enumerate(inputs)
+        for o in fold.step(state, kind, msg, ids[n])
+    ]
+    state = fold.initial(SYMBOL)
+    got: list[tuple[EntryId, bytes]] = []
+    n, cut = 0, iter(sizes * (len(inputs) // len(sizes) + 1))
+    while n < len(inputs):
+        kind = inputs[n][0]
+        end = n
+        limit = n + next(cut)
+        while end < min(limit, len(inputs)) and inputs[end][0] == kind:
+            end += 1
+        batch = [(ids[k], inputs[k][1]) for k in range(n, end)]
+        for outs in stage.step_batch(fold, state, kind, batch):
+            got.extend((o[2], codec.encode(o[1])) for o in outs)
+        n = end
+    assert got == expected
+    assert len(expected) == 3  # the exhaustion waits: no other stream has passed its anchor

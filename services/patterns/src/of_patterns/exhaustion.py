@@ -5,12 +5,15 @@ Window W = the last ``min_bars_declining`` + 1 closed bars (one window for every
 mixed n and n + 1). Bullish exhaustion -> SHORT when: W's first high is above every high of the
 ``LOOKBACK`` bars before W and each bar of W makes a higher high; the push starts with effort (W's
 first bar trades at least the median bar volume of ``thresholds.Limits``), then volume never rises
-across W and falls by at least ``volume_decline_pct`` from W's first bar to its last; the push
-side's delta is positive in W's first bar and its last bar keeps at most ``DELTA_FADE`` of it. With
-``requires_contrarian_imbalance`` the last bar needs a bid-dominant imbalance in the top 30 % of
-its range when its footprint has ``CONTRARIAN_MIN_ROWS`` rows or more and shows any imbalance (a
-bar without imbalances, or of a few coarse rows, cannot tell); it adds strength anyway. Mirror
-for bearish exhaustion -> LONG at the lows.
+across W and falls by at least ``volume_decline_pct`` from W's first bar to its last; the push is
+driven by aggressors (W's first bar has a push-side delta of at least ``DRIVE_DELTA`` x the delta
+threshold D: exhaustion is aggressors drying up, so they must have been there) and its last bar
+keeps at most ``DELTA_FADE`` of that delta. With
+``requires_contrarian_imbalance`` the last bar needs a contrarian row in the top 30 % of its range
+(``history.contrarian_rows``: a bid-dominant footprint imbalance, or bids >= 2.5 x asks on one row
+as the seed tested it) when its footprint has ``CONTRARIAN_MIN_ROWS`` rows or more and shows any
+imbalance (a bar without imbalances, or of a few coarse rows, cannot tell); it adds strength
+anyway. Mirror for bearish exhaustion -> LONG at the lows.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from ofcommon.messages import Direction
 
 LOOKBACK: Final = 10
 DELTA_FADE: Final = 0.5
+# The push's first bar: push-side delta >= this x the delta threshold D (chosen on seeds 1-3: a
+# push on balanced flow made the only exhaustion fire on their episode-free bars).
+DRIVE_DELTA: Final = 0.25
 # Fewer footprint rows than this cannot place an imbalance at the bar's extreme (a coarse row
 # spans most of the bar): the contrarian requirement is then not applied.
 CONTRARIAN_MIN_ROWS: Final = 5
@@ -61,7 +67,7 @@ def _check(
     if decline < p.volume_decline_pct:
         return None
     first, last = push * w[0].delta, push * w[-1].delta
-    if first <= 0 or last > DELTA_FADE * first:
+    if first < DRIVE_DELTA * lim.initiative_delta or first <= 0 or last > DELTA_FADE * first:
         return None
     tip = w[-1]
     contrarian = tip.sell_imbalances_top if push > 0 else tip.buy_imbalances_bottom
@@ -82,6 +88,7 @@ def _check(
             "bars": len(w),
             "volume_decline": round(decline, 4),
             "first_delta": w[0].delta,
+            "drive_delta_min": round(DRIVE_DELTA * lim.initiative_delta, 6),
             "last_delta": w[-1].delta,
             "contrarian_imbalances": contrarian,
             "extreme": price,
