@@ -139,7 +139,16 @@ def test_dashboard_shows_a_managed_trade(
             check_markers(page, events)
             check_trade_state(page, events)
             check_performance(page, url, events[0].trade_id)
-            page.locator("#p-chart").screenshot(path=str(artifacts() / "chart-trade.png"))
+            # zoomed in on the newest bars, where the trade is (docs/img/chart.png)
+            box = page.locator("#chart").bounding_box()
+            page.mouse.move(box["x"] + box["width"] - 90, box["y"] + box["height"] / 2)
+            page.wait_for_timeout(6000)  # a few more bars after the exit (60x: one a second)
+            for _ in range(10):
+                page.mouse.wheel(0, -240)
+            page.wait_for_timeout(500)
+            for panel in ("chart", "status", "perf"):
+                shot = artifacts() / f"{panel}-trade.png"
+                page.locator(f"#p-{panel}").screenshot(path=str(shot))
         finally:
             browser.close()
             r.close()
