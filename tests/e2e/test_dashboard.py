@@ -62,10 +62,15 @@ def _decoded(r: sync_redis.Redis, symbol: str, kind: str, count: int) -> list[An
 
 @contextlib.contextmanager
 def stack(
-    redis_url: str, database_url: str, log_dir: Path
+    redis_url: str,
+    database_url: str,
+    log_dir: Path,
+    sim: dict[str, str] = SIM,
+    prefix_s: int = PREFIX_S,
+    live_speed: str = "10",
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The stages, the simulator (its prefix at full speed, then live at 10x) and the API:
-    the API's URL and the live simulator."""
+    """The stages, the simulator (``prefix_s`` of its market at full speed, then live at
+    ``live_speed``) and the API: the API's URL and the live simulator."""
     migrate(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OF_")}
     env |= {
@@ -85,8 +90,8 @@ def stack(
         for name in ("analytics", "patterns", "aggregator"):
             procs.append(spawn_service(name, env, log_dir, name))
         prefix = spawn_service(
-            "sim", env, log_dir, "sim-prefix", OF_SIM_SPEED="max", **SIM,
-            OF_SIM_DURATION_S=str(PREFIX_S),
+            "sim", env, log_dir, "sim-prefix", OF_SIM_SPEED="max", **sim,
+            OF_SIM_DURATION_S=str(prefix_s),
         )  # fmt: skip
         procs.append(prefix)
 
@@ -96,7 +101,7 @@ def stack(
 
         wait_for(prefix_done, 150, "the simulator's prefix", every=0.5)
         stop(prefix)
-        live = spawn_service("sim", env, log_dir, "sim-live", OF_SIM_SPEED="10", **SIM)
+        live = spawn_service("sim", env, log_dir, "sim-live", OF_SIM_SPEED=live_speed, **sim)
         procs.append(live)
 
         def serving() -> bool:
@@ -128,6 +133,20 @@ def _data(page: Any, element: str, name: str) -> str | None:
         f"document.getElementById('{element}').dataset.{name} ?? null"
     )
     return value
+
+
+def collect_errors(page: Any, errors: list[str]) -> None:
+    """The page's console errors and uncaught exceptions go to ``errors``."""
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            errors.append(msg.text)
+
+    def on_error(err: Any) -> None:
+        errors.append(f"uncaught: {err}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
 
 
 def check_token_required(browser: Any, url: str) -> None:
@@ -299,16 +318,7 @@ def test_dashboard_in_chromium(
             ctx = browser.new_context(viewport={"width": 1600, "height": 1450})
             check_token_required(ctx, url)  # its refused token logs a 401: not counted
             page = ctx.new_page()
-
-            def on_console(msg: Any) -> None:
-                if msg.type == "error":
-                    errors.append(msg.text)
-
-            def on_error(err: Any) -> None:
-                errors.append(f"uncaught: {err}")
-
-            page.on("console", on_console)
-            page.on("pageerror", on_error)
+            collect_errors(page, errors)
             page.goto(f"{url}/?symbol=BTCUSDT&tf=1m#token={TOKEN}")
             assert "token" not in page.url, "the token leaves the address bar"
             check_panels_draw(page)

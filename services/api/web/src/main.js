@@ -13,6 +13,7 @@ import { Profile } from "./panels/profile.js";
 import { renderStatus, Signals } from "./panels/signals.js";
 import { renderMicro, renderPerformance, renderScanner } from "./panels/tables.js";
 import { Tape } from "./panels/tape.js";
+import { TradeState } from "./panels/trade.js";
 
 const CHANNELS = ["tick", "candle", "signal", "trade_state", "volume_profile", "bias", "orderbook", "delta", "stats"];
 const STALE_MS = 15000;
@@ -84,7 +85,16 @@ async function start() {
   setInterval(watchStale, 1000);
 }
 
+// the status panel holds the six steps and, under them, the trade state
+function statusPart(id) {
+  const div = document.createElement("div");
+  div.id = id;
+  $("status").appendChild(div);
+  return div;
+}
+
 function buildPanels() {
+  statusPart("status-steps");
   P = {
     chart: new PriceChart($("chart")),
     footprint: new Footprint($("footprint")),
@@ -94,7 +104,9 @@ function buildPanels() {
     delta: new DeltaChart($("delta")),
     tape: new Tape($("tape")),
     signals: new Signals($("signals")),
+    trade: new TradeState(statusPart("trade-state")),
   };
+  metrics.chartMarkers = () => P.chart.markers.markers(); // what the series holds, for the browser test
   $("symbol").addEventListener("change", (ev) => pick(ev.target.value, S.tf));
   document.querySelectorAll("[data-tf]").forEach((b) => b.addEventListener("click", () => pick(S.symbol, b.dataset.tf)));
   document.querySelectorAll("[data-mode]").forEach((b) =>
@@ -132,6 +144,7 @@ async function load() {
   P.heatmap.reset(S.inst?.tick_size ?? 0);
   P.tape.reset();
   P.signals.reset();
+  P.trade.reset();
   P.footprint.setBars([]);
   live.subscribe(CHANNELS, [sym]);
   const fresh = () => gen === S.gen;
@@ -143,15 +156,15 @@ async function load() {
     get(`/api/volume-profile/${sym}`, { scope: "session", days: 1 }).then((l) => fresh() && setProfile("session", l[0])),
     get(`/api/volume-profile/${sym}`, { scope: "composite", days: 1 }).then((l) => fresh() && setProfile("composite", l[0])),
     get(`/api/bias/${sym}`).then((b) => fresh() && setBias(b)),
-    get(`/api/strategy-status/${sym}`).then((s) => fresh() && renderStatus($("status"), s, S.decimals)),
-    get(`/api/signals/${sym}`, { limit: 20 }).then((l) => fresh() && P.signals.add(l.map((e) => ({ ...e, type: "trade_event" })), S.decimals)),
+    get(`/api/strategy-status/${sym}`).then((s) => fresh() && renderStatus($("status-steps"), s, S.decimals)),
+    get(`/api/signals/${sym}`, { limit: 20 }).then((l) => fresh() && addEvents(l.map((e) => ({ ...e, type: "trade_event" })))),
   ]).catch(report);
   if (!fresh()) return;
   poll(gen, 500, pollBook);
   poll(gen, 1000, pollTape);
   poll(gen, 2000, () => get(`/api/microstructure/${sym}`).then((m) => fresh() && renderMicro($("micro"), m, S.decimals)));
   poll(gen, 5000, () => get("/api/scanner").then((rows) => renderScanner($("scanner"), rows, S.symbol, (s) => pick(s, S.tf))));
-  poll(gen, 30000, () => get("/api/performance").then((p) => renderPerformance($("perf"), p)));
+  poll(gen, 30000, refreshPerformance);
   setPanelState("signals", "ok");
   setPanelState("status", "ok");
   setPanelState("scanner", "ok");
@@ -225,6 +238,17 @@ function refreshFootprint() {
       })
       .catch(report);
   }, 1000);
+}
+
+// the aggregator's events: signal cards and the trade state
+function addEvents(list) {
+  P.signals.add(list, S.decimals);
+  P.trade.add(list, S.decimals);
+}
+
+// the journal's closed trades: every 30 s and as soon as a trade exits
+function refreshPerformance() {
+  return get("/api/performance").then((p) => renderPerformance($("perf"), p));
 }
 
 let mkTimer = null;
@@ -338,12 +362,13 @@ function onMessage(msg) {
       break;
     case "trade_state":
       if (msg.snapshot) {
-        P.signals.add((d?.events ?? []).map((e) => ({ ...e, type: "trade_event" })), S.decimals);
+        addEvents((d?.events ?? []).map((e) => ({ ...e, type: "trade_event" })));
       } else if (d.type === "strategy_status") {
-        get(`/api/strategy-status/${S.symbol}`).then((s) => renderStatus($("status"), s, S.decimals)).catch(report);
+        get(`/api/strategy-status/${S.symbol}`).then((s) => renderStatus($("status-steps"), s, S.decimals)).catch(report);
       } else {
-        P.signals.add([d], S.decimals);
+        addEvents([d]);
         markersSoon();
+        if (d.kind === "exit") refreshPerformance();
       }
       setPanelState("signals", "ok");
       break;

@@ -65,7 +65,12 @@ export class PriceChart {
   }
 
   setMarkers(list) {
-    const shown = list.map((m) => ({ time: m.time, position: m.position, color: m.color, shape: m.shape, text: m.text }));
+    // a trade event's marker sits at its price; a pattern's above or below its bar
+    const shown = list.map((m) => {
+      const base = { time: m.time, color: m.color, shape: m.shape, text: m.text };
+      const atPrice = m.shape !== "circle" && Number.isFinite(m.price) && m.price > 0;
+      return atPrice ? { ...base, position: "atPriceMiddle", price: m.price } : { ...base, position: m.position };
+    });
     shown.sort((a, b) => a.time - b.time);
     this.markers.setMarkers(shown);
     this.markerCount = shown.length;

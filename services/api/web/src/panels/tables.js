@@ -40,6 +40,11 @@ export function renderPerformance(host, p) {
     <div><em>expectancy</em><b>${num(p.expectancy_r, 2)} R</b></div>
     <div><em>total</em><b>${num(p.total_r, 2)} R</b></div>
     <div><em>profit factor</em><b>${num(p.profit_factor, 2)}</b></div></div>
+    <table class="perf-trades"><thead><tr><th>closed</th><th>instrument</th><th>R</th></tr></thead><tbody>${p.equity_curve
+      .slice(-3)
+      .reverse()
+      .map((e) => `<tr data-trade-id="${esc(e.trade_id)}" data-r="${e.r}"><td>${hms(e.exit_ts)}</td><td>${esc(e.symbol)}</td><td class="${e.r >= 0 ? "up" : "down"}">${num(e.r, 2)}</td></tr>`)
+      .join("")}</tbody></table>
     <canvas class="equity"></canvas><canvas class="rdist"></canvas>`;
   const [eq, rd] = host.querySelectorAll("canvas");
   drawSeries(eq, p.equity_curve.map((e) => e.equity_r), "equity (R)");
