@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import redis as sync_redis
-from tests.support.browser import CANVAS_INK_JS, INSTALL_HINT, chromium_path
+from tests.support.browser import CANVAS_INK_JS, artifacts, chromium, collect_errors
 from tests.support.servers import free_port, spawn_service, stop, wait_for
 
 from ofcommon import codec, keys
@@ -48,12 +48,6 @@ SIM = {
 }
 PREFIX_S = 2400
 PANELS = ("chart", "footprint", "profile", "heatmap", "ladder", "delta")
-
-
-def artifacts() -> Path:
-    path = Path(os.environ.get("OF_TEST_ARTIFACTS", REPO / "var" / "test-artifacts")) / "dashboard"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _decoded(r: sync_redis.Redis, symbol: str, kind: str, count: int) -> list[Any]:
@@ -123,7 +117,7 @@ def _wait_js(page: Any, expr: str, what: str, timeout_s: float = 45) -> Any:
     try:
         page.wait_for_function(expr, timeout=timeout_s * 1000)
     except Exception as err:  # playwright's TimeoutError: say what was awaited
-        page.screenshot(path=str(artifacts() / "failed.png"), full_page=True)
+        page.screenshot(path=str(artifacts("dashboard") / "failed.png"), full_page=True)
         raise AssertionError(f"the page did not show {what} within {timeout_s:.0f} s") from err
     return page.evaluate(expr)
 
@@ -133,20 +127,6 @@ def _data(page: Any, element: str, name: str) -> str | None:
         f"document.getElementById('{element}').dataset.{name} ?? null"
     )
     return value
-
-
-def collect_errors(page: Any, errors: list[str]) -> None:
-    """The page's console errors and uncaught exceptions go to ``errors``."""
-
-    def on_console(msg: Any) -> None:
-        if msg.type == "error":
-            errors.append(msg.text)
-
-    def on_error(err: Any) -> None:
-        errors.append(f"uncaught: {err}")
-
-    page.on("console", on_console)
-    page.on("pageerror", on_error)
 
 
 def check_token_required(browser: Any, url: str) -> None:
@@ -303,22 +283,15 @@ def measure(page: Any) -> dict[str, Any]:
 def test_dashboard_in_chromium(
     redis_url: str, clean_redis: str, database_url: str, tmp_path: Path
 ) -> None:
-    exe = chromium_path()
-    if exe is None:
-        pytest.fail(INSTALL_HINT)
-    from playwright.sync_api import sync_playwright
-
-    subprocess.run([sys.executable, str(REPO / "scripts" / "build_web.py")], check=True)
-    out = artifacts()
-    errors: list[str] = []
-    r = sync_redis.Redis.from_url(clean_redis)
-    with stack(clean_redis, database_url, tmp_path / "logs") as (url, sim), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
+    redis_client = contextlib.closing(sync_redis.Redis.from_url(clean_redis))
+    with chromium() as browser, redis_client as r:
+        subprocess.run([sys.executable, str(REPO / "scripts" / "build_web.py")], check=True)
+        out = artifacts("dashboard")
+        with stack(clean_redis, database_url, tmp_path / "logs") as (url, sim):
             ctx = browser.new_context(viewport={"width": 1600, "height": 1450})
             check_token_required(ctx, url)  # its refused token logs a 401: not counted
             page = ctx.new_page()
-            collect_errors(page, errors)
+            errors = collect_errors(page)
             page.goto(f"{url}/?symbol=BTCUSDT&tf=1m#token={TOKEN}")
             assert "token" not in page.url, "the token leaves the address bar"
             check_panels_draw(page)
@@ -335,7 +308,5 @@ def test_dashboard_in_chromium(
             check_stale_feed(page, sim)
             (out / "speed.json").write_text(json.dumps(speed, indent=1))
             print("dashboard speed:", speed)
-        finally:
-            browser.close()
-            r.close()
+            ctx.close()  # before the stack stops: its closing connections are no page errors
     assert not errors, f"console errors: {errors}"

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 import redis as sync_redis
-from tests.e2e.test_dashboard import REPO, TOKEN, _wait_js, artifacts, collect_errors, stack
+from tests.e2e.test_dashboard import REPO, TOKEN, _wait_js, stack
 from tests.e2e.test_demo_trades import KINDS, _closed_managed_trade
-from tests.support.browser import INSTALL_HINT, chromium_path
+from tests.support.browser import artifacts, chromium, collect_errors
 from tests.support.servers import wait_for
 
 from ofcommon.messages import TradeEvent
@@ -116,23 +116,16 @@ def check_performance(page: Any, url: str, trade_id: str) -> None:
 def test_dashboard_shows_a_managed_trade(
     clean_redis: str, database_url: str, tmp_path: Path
 ) -> None:
-    exe = chromium_path()
-    if exe is None:
-        pytest.fail(INSTALL_HINT)
-    from playwright.sync_api import sync_playwright
-
     subprocess.run([sys.executable, str(REPO / "scripts" / "build_web.py")], check=True)
     r = sync_redis.Redis.from_url(clean_redis)
-    errors: list[str] = []
     logs = tmp_path / "logs"
     with (
         stack(clean_redis, database_url, logs, DEMO_SIM, PREFIX_S, "60") as (url, _),
-        sync_playwright() as pw,
+        chromium() as browser,
     ):
-        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1450})
-            collect_errors(page, errors)
+            errors = collect_errors(page)
             page.goto(f"{url}/?symbol={SYMBOL}&tf=1m#token={TOKEN}")
             _wait_js(page, "Number(document.getElementById('chart').dataset.bars) > 0", "bars")
             events = _managed(wait_for(lambda: _closed_managed_trade(r), 80, "a managed trade"))
@@ -147,9 +140,9 @@ def test_dashboard_shows_a_managed_trade(
                 page.mouse.wheel(0, -240)
             page.wait_for_timeout(500)
             for panel in ("chart", "status", "perf"):
-                shot = artifacts() / f"{panel}-trade.png"
+                shot = artifacts("dashboard") / f"{panel}-trade.png"
                 page.locator(f"#p-{panel}").screenshot(path=str(shot))
+            page.close()  # before the stack stops: its closing connections are no page errors
         finally:
-            browser.close()
             r.close()
     assert not errors, f"console errors: {errors}"

@@ -1,16 +1,22 @@
-"""A real Chromium for the dashboard tests (Debian's `chromium`, never Playwright's own build):
-where it is, the exact install hint when it is missing, and how blank a canvas is."""
+"""A real Chromium for the browser tests (Debian's `chromium`, never Playwright's own build):
+launched, its page's errors collected, where screenshots go, and how blank a canvas is."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from typing import Final
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
 
 INSTALL_HINT: Final = (
-    "the dashboard browser test needs Chromium: `apt-get install -y chromium` (Debian's package; "
+    "the browser tests need Chromium: `apt-get install -y chromium` (Debian's package; "
     "Playwright's own browsers are not used), or set OF_CHROMIUM to a Chromium/Chrome binary"
 )
+REPO: Final = Path(__file__).resolve().parents[2]
 
 # JavaScript: for every <canvas> under the element of id `panel`, the number of pixels whose
 # colour differs from the canvas's first pixel (a blank canvas scores 0).
@@ -40,3 +46,44 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (Playwright's ``Browser``) on the system's binary; the test fails with
+    the install hint when there is none."""
+    exe = chromium_path()
+    if exe is None:
+        pytest.fail(INSTALL_HINT)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def collect_errors(page: Any) -> list[str]:
+    """The page's console errors and uncaught exceptions, appended as they happen."""
+    errors: list[str] = []
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            errors.append(msg.text)
+
+    def on_error(err: Any) -> None:
+        errors.append(f"uncaught: {err}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    return errors
+
+
+def artifacts(name: str) -> Path:
+    """``var/test-artifacts/<name>/`` (under ``OF_TEST_ARTIFACTS`` when set), created."""
+    root = Path(os.environ.get("OF_TEST_ARTIFACTS", REPO / "var" / "test-artifacts"))
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
