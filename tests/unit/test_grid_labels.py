@@ -81,3 +81,29 @@ def test_bar_and_profile_put_a_half_tick_print_in_the_same_row(tick: float) -> N
         p = SessionProfiler(inst)
         p.on_trade(_trade(i, price))
         assert [r.price for r in bar.footprint] == [p.stats().poc], price
+
+
+@pytest.mark.parametrize("tick", [0.1, 0.01, 0.25, 0.00001])
+def test_an_exact_half_tick_goes_to_the_even_tick_in_every_engine(tick: float) -> None:
+    # Binance spot prints on a 0.01 grid replayed on Bybit's 0.1 tick: 61833.95 is an exact half
+    # tick. Its tick was decided by float noise (61833.95 / 0.1 rounded down, 61828.35 / 0.1 up);
+    # the decimal price, half to even (as round() does on exact values), decides it now.
+    for k in range(618320, 618350):
+        exact = (Fraction(k) + Fraction(1, 2)) * Fraction(repr(tick))
+        price = float(exact)
+        if Fraction(repr(price)) != exact:
+            continue  # the float's shortest spelling is not the half tick: not this case
+        even = k if k % 2 == 0 else k + 1
+        b = BarBuilder(tick, tick, composed=())
+        state = b.initial()
+        b.on_trade(state, _trade(k, price))
+        bar = b.partial(state)
+        assert bar is not None
+        want = float(Fraction(even) * Fraction(repr(tick)))
+        assert [r.price for r in bar.footprint] == [pytest.approx(want, rel=1e-15)], price
+        inst = Instrument(
+            symbol="X", group="indices", tick_size=tick, row_size=tick, session="NY_CASH"
+        )
+        p = SessionProfiler(inst)
+        p.on_trade(_trade(k, price))
+        assert p.stats().poc == pytest.approx(want, rel=1e-15), price

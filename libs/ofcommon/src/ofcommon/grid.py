@@ -9,9 +9,9 @@ so the label is the exact decimal price without float noise (1850.0, not 1850.00
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
-__all__ = ["row_label", "tick_decimals", "ticks_of"]
+__all__ = ["NEAR_HALF", "half_tick", "row_label", "tick_decimals", "ticks_of"]
 
 
 def tick_decimals(tick_size: float) -> int:
@@ -23,11 +23,28 @@ def tick_decimals(tick_size: float) -> int:
     return max(0, -exp) if isinstance(exp, int) else 0
 
 
+# A quotient this close to a half tick is decided on the decimal spellings, not the float one.
+NEAR_HALF = 0.5 - 1e-6
+
+
 def ticks_of(price: float, tick_size: float) -> int:
     """``price`` in whole ticks, nearest first: float noise (18500.300000000003) never moves a row.
-    One rule for every engine, so a bar footprint and a profile put an off-grid print (an exact
-    half tick) in the same row, and profile rows summed from stored footprints agree."""
-    return round(price / tick_size)
+    An exact half tick (61833.95 on a 0.1 tick: an off-grid print) goes to the even tick of the
+    decimal price and tick as written (``repr``), half to even as ``round`` does on exact values;
+    the float quotient alone would decide it by noise. One rule for every engine, so a bar
+    footprint and a profile put such a print in the same row, and profile rows summed from stored
+    footprints agree."""
+    q = price / tick_size
+    t = round(q)
+    if abs(q - t) < NEAR_HALF:
+        return t
+    return half_tick(price, tick_size)
+
+
+def half_tick(price: float, tick_size: float) -> int:
+    """The slow path of ``ticks_of``: nearest tick of the decimal price, half to even."""
+    q = Decimal(repr(price)) / Decimal(repr(tick_size))
+    return int(q.to_integral_value(ROUND_HALF_EVEN))
 
 
 def row_label(row: int, row_price: float, decimals: int) -> float:

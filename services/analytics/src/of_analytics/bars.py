@@ -63,7 +63,7 @@ from of_analytics.footprint import (
     rows_unfinished,
     stacked_imbalances,
 )
-from ofcommon.grid import row_label, tick_decimals, ticks_of
+from ofcommon.grid import NEAR_HALF, half_tick, row_label, tick_decimals, ticks_of
 from ofcommon.instruments import Instrument
 from ofcommon.messages import (
     Bar,
@@ -278,7 +278,9 @@ class BarBuilder:
         size = trade.size
         if self._big.on_trade(state.big, trade):
             acc.big.append(BigPrint(ts, price, size, trade.side))
-        r = round(price / self._tick) // self._tpr  # ofcommon.grid.ticks_of, inlined
+        q = price / self._tick  # ofcommon.grid.ticks_of, inlined (its half-tick rule too)
+        t = round(q)
+        r = (t if abs(q - t) < NEAR_HALF else half_tick(price, self._tick)) // self._tpr
         cell = acc.rows.get(r)
         if cell is None:
             cell = acc.rows[r] = [0.0, 0.0, 0.0]

@@ -13,16 +13,17 @@ from enum import StrEnum
 from typing import Final
 
 from of_analytics.state import ClosedSessionState, NakedPocState, ProfilerState, SessionState
-from ofcommon.grid import row_label, tick_decimals, ticks_of
+from ofcommon.grid import NEAR_HALF, half_tick, row_label, tick_decimals, ticks_of
 from ofcommon.instruments import Instrument, ProfileParams
 from ofcommon.messages import ProfileUpdate, SizeKind, Trade
 from ofcommon.sessions import SessionSpec, session_bounds, session_date
 
 # Definitions (the professional ones by default, the seed's §4 rules as named modes):
 #
-# * Rows. A price maps to whole ticks first (``round(price / tick)``, so 18500.300000000003 is tick
-#   185003), then to row ``ticks // ticks_per_row``: row k covers [k·row, (k+1)·row) and is labelled
-#   by its lower edge. Rows are integers throughout, so no float key ever splits one row in two.
+# * Rows. A price maps to whole ticks first (``ofcommon.grid.ticks_of``: 18500.300000000003 is
+#   tick 185003, an exact half tick goes to the even one), then to row ``ticks // ticks_per_row``:
+#   row k covers [k·row, (k+1)·row) and is labelled by its lower edge. Rows are integers
+#   throughout, so no float key ever splits one row in two.
 # * Rows are dense between the session's low and high: a price inside the range that never traded is
 #   a row of volume 0. The value area and the shape therefore work on price distance, not on the
 #   index of traded levels (the seed's §19.22 defect). ``ValueAreaMode.SEED`` keeps the seed's
@@ -529,7 +530,9 @@ class SessionProfiler:
         if ts < self._closed_end:
             self.late += 1
             return out
-        row = round(trade.price / self._tick) // self._tpr  # row_of (ofcommon.grid), inlined
+        q = trade.price / self._tick  # row_of (ofcommon.grid), inlined (its half-tick rule too)
+        t = round(q)
+        row = (t if abs(q - t) < NEAR_HALF else half_tick(trade.price, self._tick)) // self._tpr
         if self._naked and row in self._naked:
             del self._naked[row]
         cur = self._current
