@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 Redis = aioredis.Redis
 _DUPLICATE_ID: Final = "equal or smaller than the target stream top item"
 _TRIM_INTERVAL_S: Final = 60.0
+# how far past its own entries a stream's tail is searched for what a lost round trip wrote
+# (another producer may have added entries behind them since)
+_UNSURE_SLACK: Final = 1_000
 LAG_REPORT_S: Final = 5.0
 LAG_COUNT_CAP: Final = 10_000  # lag and pending metrics, per stream, at most this often
 # entries a producer keeps while Redis refuses writes (~60 B each on the wire, a few 100 B here)
@@ -133,6 +136,9 @@ class Producer:
         self._next_trim = time.monotonic() + _TRIM_INTERVAL_S
         self._targets: dict[str, tuple[bytes, bytes, str]] = {}  # stream -> key, maxlen, kind
         self._backlog = 0  # what this producer adds to the backlog gauge
+        # entries at the head of the buffer sent in a round trip whose replies were lost: Redis
+        # may have written some of them (a restart with AOF after it applied part of a pipeline)
+        self._unsure = 0
         self.holes = 0  # refused entries that were not duplicates, since this producer started
         self.dropped = 0  # entries the bounded buffer gave up, since this producer started
 
@@ -170,6 +176,7 @@ class Producer:
             raise WriteRefused(f"1 XADD refused, on {stream}: {err}") from err
         except BaseException:
             self._buf.append((stream, entry_id, data))  # as in flush: a retry loses nothing
+            self._unsure = len(self._buf)
             self._note_backlog()
             raise
         metrics.MESSAGES_OUT.labels(self._service, kind).inc()
@@ -181,6 +188,8 @@ class Producer:
     async def flush(self) -> FlushResult:
         if not self._buf and not self._lost:
             return FlushResult(0, 0)
+        if self._unsure:
+            await self._drop_written()
         gaps = self._loss_gaps()
         buf, self._buf = self._buf, []  # what is added during the round trip waits behind it
         batch = gaps + buf
@@ -193,6 +202,7 @@ class Producer:
             results = await pipe.execute(raise_on_error=False)
         except BaseException:
             self._buf = buf + self._buf
+            self._unsure = len(buf)
             self._note_backlog()
             raise
         keep, refused, failures, added = self._sort_results(batch, len(gaps), results)
@@ -213,6 +223,38 @@ class Producer:
         if self._trim_by_age and time.monotonic() >= self._next_trim:
             await self.trim_by_age()
         return FlushResult(sum(added.values()), dups, holes)
+
+    async def _drop_written(self) -> None:
+        """Drop the entries of a round trip whose replies were lost that Redis did write, found
+        on their streams by content: an auto-ID entry sent again would be written twice (an
+        explicit ID is refused as a duplicate instead). Trades and book deltas carry their own
+        ids and sequence numbers, so equal bytes are the same message."""
+        n = min(self._unsure, len(self._buf))
+        head = self._buf[:n]
+        per: dict[str, int] = {}
+        for stream, entry_id, _ in head:
+            if entry_id == "*":
+                per[stream] = per.get(stream, 0) + 1
+        found: set[tuple[str, bytes]] = set()
+        if per:
+            pipe = self._redis.pipeline(transaction=False)
+            for stream, count in per.items():
+                pipe.xrevrange(stream, count=count + _UNSURE_SLACK)
+            tails = await pipe.execute()
+            for stream, tail in zip(per, tails, strict=True):
+                for _, fields in tail:
+                    data = (fields or {}).get(codec.FIELD)
+                    if data is not None:
+                        found.add((stream, data))
+        kept = [e for e in head if e[1] != "*" or (e[0], e[2]) not in found]
+        self._buf = kept + self._buf[n:]
+        self._unsure = 0
+        if len(kept) < n:
+            log.warning(
+                "%d of %d entries of a flush whose replies were lost were written: not sent again",
+                n - len(kept),
+                n,
+            )
 
     def _note_backlog(self) -> None:
         """Keep the backlog gauge at what failed flushes left (summed over the process)."""
@@ -309,6 +351,7 @@ class Producer:
         """Drop the oldest tenth of a full buffer, recording per stream what was lost."""
         drop = len(self._buf) - self._max_buffer + max(1, self._max_buffer // 10)
         lost, self._buf = self._buf[:drop], self._buf[drop:]
+        self._unsure = max(0, self._unsure - drop)
         self.dropped += len(lost)
         per_kind: dict[str, int] = {}
         for stream, entry_id, data in lost:
